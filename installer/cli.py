@@ -1,0 +1,46 @@
+"""The ``pippin`` command line. The only module that reads ``os.environ``."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import click
+
+from installer import __version__
+from vendorfw.cliboundary import default_log_path, run_click, setup_logging
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="pippin")
+@click.option("-v", "--verbose", is_flag=True, help="Show progress milestones on stderr.")
+@click.pass_context
+def cli(ctx: click.Context, verbose: bool) -> None:
+    """Install open operating systems next to macOS on Apple Silicon Macs.
+
+    On a machine that is not a Mac, Pippin works on a simulated Mac (a disk image).
+    """
+    ctx.ensure_object(dict)
+    ctx.obj["verbose"] = verbose
+    ctx.obj["env"] = dict(os.environ)
+
+
+@cli.command()
+def install() -> int:
+    """Install an OS (not built yet: the installer lands with its own issue)."""
+    click.echo(
+        "pippin install: the installer is not built yet. Available today: "
+        "`vendorfw` (firmware packaging). See README.md for the status of each part.",
+        err=True,
+    )
+    return 3
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console-script entry point."""
+    log_path = setup_logging(default_log_path(os.environ, "pippin"))
+    return run_click("pippin", cli, argv, log_path)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

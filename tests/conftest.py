@@ -1,0 +1,40 @@
+"""Shared pytest fixtures. Expensive generated inputs are session-scoped."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = ROOT.parent / "shared"
+TEST_ASSETS = ROOT / ".cache" / "test-assets"
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> Path:
+    return ROOT
+
+
+@pytest.fixture(scope="session")
+def shared_dir() -> Path:
+    if not SHARED.is_dir():
+        pytest.fail(f"{SHARED} is missing: the tests read the real catalog from shared/data")
+    return SHARED
+
+
+@pytest.fixture(scope="session")
+def test_assets() -> Path:
+    """Debian arm64 kernel, modules and busybox fetched by scripts/fetch-test-assets."""
+    if not (TEST_ASSETS / ".complete").exists():
+        pytest.fail("run scripts/fetch-test-assets (scripts/test does) before the QEMU tests")
+    return TEST_ASSETS
+
+
+def require_tool(name: str) -> str:
+    """Path of a tool scripts/test installs; a missing one is a failure, not a skip."""
+    path = shutil.which(name)
+    if path is None:
+        pytest.fail(f"{name} not found: scripts/test installs it (scripts/debian-packages.txt)")
+    return path

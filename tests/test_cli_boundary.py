@@ -1,0 +1,84 @@
+"""The shared CLI boundary: one-line errors, exit codes, atomic outputs."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import click
+import pytest
+
+from vendorfw import atomic
+from vendorfw.cliboundary import EXIT_ERROR, EXIT_INTERNAL, run_click
+from vendorfw.errors import VendorFwError
+
+
+def _cmd(exc: BaseException) -> click.Command:
+    @click.command()
+    def boom() -> None:
+        raise exc
+
+    return boom
+
+
+def test_known_error_is_one_line_with_hint(capsys, tmp_path):
+    rc = run_click("x", _cmd(VendorFwError("bad thing on y", hint="do z")), [], tmp_path / "l")
+    err = capsys.readouterr().err.splitlines()
+    assert rc == EXIT_ERROR
+    assert err == ["x: error: bad thing on y", "x: hint: do z"]
+
+
+def test_internal_error_points_to_log(capsys, tmp_path):
+    log = tmp_path / "x.log"
+    rc = run_click("x", _cmd(ZeroDivisionError("oops")), [], log)
+    err = capsys.readouterr().err.strip()
+    assert rc == EXIT_INTERNAL
+    assert err == f"x: internal error, details in {log}"
+
+
+def test_usage_error_exit_2(capsys):
+    rc = run_click("x", _cmd(RuntimeError()), ["--nope"], None)
+    assert rc == 2
+    assert "No such option" in capsys.readouterr().err
+
+
+def test_atomic_file_keeps_old_content_on_failure(tmp_path):
+    target = tmp_path / "f"
+    target.write_bytes(b"old")
+    with pytest.raises(RuntimeError), atomic.atomic_file(target) as f:
+        f.write(b"half")
+        raise RuntimeError
+    assert target.read_bytes() == b"old"
+    assert os.listdir(tmp_path) == ["f"]
+
+
+def test_atomic_dir_replaces_whole_tree(tmp_path):
+    d = tmp_path / "vendorfw"
+    d.mkdir()
+    (d / "stale").write_text("x")
+    with atomic.atomic_dir(d) as new:
+        (new / "a").write_text("1")
+        assert (d / "stale").exists()  # old tree untouched until the new one is complete
+    assert sorted(p.name for p in d.iterdir()) == ["a"]
+    assert sorted(os.listdir(tmp_path)) == ["vendorfw"]
+
+
+def test_atomic_dir_failure_leaves_old(tmp_path):
+    d = tmp_path / "vendorfw"
+    d.mkdir()
+    (d / "keep").write_text("x")
+    with pytest.raises(OSError), atomic.atomic_dir(d) as new:
+        (new / "a").write_text("1")
+        raise OSError("disk full")
+    assert sorted(p.name for p in d.iterdir()) == ["keep"]
+    assert sorted(os.listdir(tmp_path)) == ["vendorfw"]
+
+
+@pytest.mark.parametrize("prog", ["pippin", "vendorfw"])
+def test_console_scripts_help(prog):
+    exe = Path(sys.executable).parent / prog
+    out = subprocess.run([exe, "--help"], capture_output=True, text=True, check=False)
+    assert out.returncode == 0
+    assert "Usage:" in out.stdout
