@@ -1,0 +1,51 @@
+"""Run every collector over a :class:`FirmwareSource`, in the order packaging needs (§6)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from vendorfw.collectors import Collector, als, asmedia, bluetooth, by_name, isp, multitouch, wifi
+from vendorfw.model import FirmwareFile, Problem
+from vendorfw.source import FirmwareSource
+
+log = logging.getLogger(__name__)
+
+# formats.md §6: Wi-Fi, Bluetooth, Multitouch, ISP, ALS, then kernel (ASMedia).
+COLLECTORS: tuple[tuple[str, Collector], ...] = (
+    ("wifi", wifi.collect),
+    ("bluetooth", bluetooth.collect),
+    ("multitouch", multitouch.collect),
+    ("isp", isp.collect),
+    ("als", als.collect),
+    ("kernel", asmedia.collect),
+)
+
+
+def collect(
+    source: FirmwareSource, progress: Callable[[str], None] | None = None
+) -> tuple[list[FirmwareFile], list[Problem]]:
+    """All firmware files of ``source`` in packaging order, plus the problems found.
+
+    Each collector's files are sorted by output name (byte order). ``progress`` is called
+    with the collector's name before it runs.
+    """
+    files: list[FirmwareFile] = []
+    problems: list[Problem] = []
+    seen: dict[str, str] = {}
+    for name, run in COLLECTORS:
+        if progress is not None:
+            progress(name)
+        got, trouble = run(source)
+        for f in by_name(got):
+            if f.name in seen:
+                # collectors own disjoint name spaces; a clash is our bug, not the input's
+                raise AssertionError(f"{name} and {seen[f.name]} both produce {f.name}")
+            seen[f.name] = name
+            files.append(f)
+        for p in trouble:
+            log.warning("%s: skipped %s: %s", name, p.path, p.reason)
+        problems.extend(trouble)
+        log.info("collector %s: %d files, %d problems", name, len(got), len(trouble))
+    log.info("collected %d firmware files (%d problems)", len(files), len(problems))
+    return files, problems
