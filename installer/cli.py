@@ -8,6 +8,7 @@ import sys
 import click
 
 from installer import __version__
+from installer.bootobj.cli import bootobj
 from vendorfw.cliboundary import default_log_path, run_click, setup_logging
 
 
@@ -34,6 +35,9 @@ def install() -> int:
         err=True,
     )
     return 3
+
+
+cli.add_command(bootobj)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,184 @@
+"""Assemble boot objects from their parts (formats.md §2, §3).
+
+Stage 2 (``m1n1/boot.bin`` on the ESP)::
+
+    stage2 | dtb… | gzip/xz(kernel Image or U-Boot) | [initramfs] | vars | \\0\\0\\0\\0 | [sig]
+
+Stage 1 (registered with the boot policy)::
+
+    stage1 | vars | \\0\\0\\0\\0
+
+Every input is checked before anything is written, so a bad input gives one clear error
+and no output. Compression is deterministic (gzip mtime 0), so equal inputs give equal bytes.
+"""
+
+from __future__ import annotations
+
+import gzip
+import lzma
+import struct
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from installer.bootobj import scan, sign
+from installer.bootobj import vars as bvars
+from installer.errors import BootObjectError
+
+# Magic numbers of the formats the kernel's initramfs unpacker accepts (besides raw cpio).
+_INITRAMFS_MAGICS = {
+    b"070701": "newc cpio",
+    b"\x1f\x8b": "gzip",
+    b"\xfd7zXZ\x00": "xz",
+    b"\x28\xb5\x2f\xfd": "zstd",
+    b"\x02\x21\x4c\x18": "lz4",
+    b"BZh": "bzip2",
+    b"\x89LZO": "lzo",
+    b"\x5d\x00\x00": "lzma",
+}
+MAX_TAGGED_INITRAMFS = 0xFFFF_FFFF
+
+
+class Compression(StrEnum):
+    GZIP = "gzip"
+    XZ = "xz"
+    NONE = "none"
+
+
+class InitramfsMode(StrEnum):
+    TAG = "tag"  # m1n1_initramfs + LE u32 size + the bytes as given (any kernel format)
+    GZIP = "gzip"  # a gzip member holding the newc cpio
+
+
+@dataclass(frozen=True, slots=True)
+class Stage2Parts:
+    """Everything that goes into ``boot.bin``, in order."""
+
+    stage2: bytes
+    dtbs: tuple[bytes, ...] = ()
+    kernel: bytes | None = None
+    compression: Compression = Compression.GZIP
+    initramfs: bytes | None = None
+    initramfs_mode: InitramfsMode = InitramfsMode.TAG
+    variables: tuple[bvars.Variable, ...] = ()
+
+
+def _inflate(data: bytes, what: str) -> bytes:
+    """Whole content of a gzip file (for validating and re-compressing an input)."""
+    try:
+        out = gzip.decompress(data)
+    except (OSError, EOFError, zlib.error) as exc:
+        raise BootObjectError(f"{what}: corrupt gzip data ({exc})") from exc
+    return out
+
+
+def check_image(data: bytes, what: str) -> None:
+    """An arm64 Linux Image header: ``ARM\\x64`` at 0x38."""
+    if len(data) < scan.IMAGE_HEADER_SIZE:
+        raise BootObjectError(f"{what}: {len(data)} bytes, too short for an arm64 Image header")
+    if not scan.is_image(data):
+        raise BootObjectError(
+            f"{what}: not an arm64 Image (no ARM\\x64 magic at offset 0x38)",
+            hint="give the uncompressed Image or Image.gz, or u-boot-nodtb.bin",
+        )
+
+
+def check_dtb(data: bytes, what: str) -> None:
+    """A whole FDT blob whose ``totalsize`` is its file size."""
+    if not data.startswith(scan.FDT_MAGIC):
+        raise BootObjectError(f"{what}: not a device tree blob (no d00dfeed magic)")
+    try:
+        total = scan.fdt_totalsize(data)
+    except BootObjectError as exc:
+        raise BootObjectError(f"{what}: {exc.message}") from exc
+    if total != len(data):
+        raise BootObjectError(
+            f"{what}: FDT totalsize {total} differs from the file size {len(data)}",
+            hint="trailing bytes would be read as the next payload",
+        )
+
+
+def _kernel_payload(kernel: bytes, compression: Compression) -> bytes:
+    if kernel.startswith(scan.GZIP_MAGIC):
+        kernel = _inflate(kernel, "kernel")
+    elif kernel.startswith(scan.XZ_MAGIC):
+        try:
+            kernel = lzma.decompress(kernel, format=lzma.FORMAT_XZ)
+        except lzma.LZMAError as exc:
+            raise BootObjectError(f"kernel: corrupt xz data ({exc})") from exc
+    check_image(kernel, "kernel")
+    if compression is Compression.GZIP:
+        return gzip.compress(kernel, compresslevel=9, mtime=0)
+    if compression is Compression.XZ:
+        # CRC32 check: the one every xz decoder (Linux, Zig std) supports.
+        return lzma.compress(kernel, format=lzma.FORMAT_XZ, check=lzma.CHECK_CRC32)
+    return kernel
+
+
+def _initramfs_payload(initramfs: bytes, mode: InitramfsMode) -> bytes:
+    if not initramfs:
+        raise BootObjectError("initramfs is empty")
+    if mode is InitramfsMode.GZIP:
+        cpio = _inflate(initramfs, "initramfs") if initramfs.startswith(b"\x1f\x8b") else initramfs
+        if not cpio.startswith(scan.CPIO_MAGIC):
+            raise BootObjectError(
+                "initramfs: --initramfs-mode gzip needs a newc cpio (070701) or its gzip",
+                hint="use --initramfs-mode tag for other compressions",
+            )
+        return gzip.compress(cpio, compresslevel=9, mtime=0)
+    if not any(initramfs.startswith(m) for m in _INITRAMFS_MAGICS):
+        raise BootObjectError(
+            "initramfs: not a newc cpio nor a compressed one (gzip, xz, zstd, lz4, bzip2, lzo)"
+        )
+    if len(initramfs) > MAX_TAGGED_INITRAMFS:
+        raise BootObjectError("initramfs: larger than 4 GiB, its size does not fit the tag")
+    return scan.INITRAMFS_TAG + struct.pack("<I", len(initramfs)) + initramfs
+
+
+def check_stage_image(data: bytes, what: str) -> None:
+    check_image(data, what)
+    if data.startswith(bvars.TERMINATOR):
+        raise BootObjectError(f"{what}: starts with NUL bytes")
+
+
+def assemble_stage2(parts: Stage2Parts, signing_key: Ed25519PrivateKey | None = None) -> bytes:
+    """The bytes of ``boot.bin``; signed when ``signing_key`` is given."""
+    check_stage_image(parts.stage2, "stage 2")
+    if sign.find_signature(parts.stage2) is not None:
+        raise BootObjectError("stage 2: already carries a signature; give the bare image")
+    for i, dtb in enumerate(parts.dtbs, 1):
+        check_dtb(dtb, f"device tree #{i}")
+    if parts.initramfs is not None and parts.kernel is None:
+        raise BootObjectError("an initramfs needs a kernel")
+    if parts.kernel is not None and parts.compression is Compression.NONE and (
+        parts.initramfs is not None or parts.variables
+    ):
+        raise BootObjectError(
+            "an uncompressed kernel must be the last payload (it has no reliable size)",
+            hint="use --compress gzip to add an initramfs or variables after it",
+        )
+    out = [parts.stage2, *parts.dtbs]
+    if parts.kernel is not None:
+        out.append(_kernel_payload(parts.kernel, parts.compression))
+    if parts.initramfs is not None:
+        out.append(_initramfs_payload(parts.initramfs, parts.initramfs_mode))
+    uncompressed_last = parts.kernel is not None and parts.compression is Compression.NONE
+    if not uncompressed_last:
+        out.append(bvars.encode(parts.variables))
+    data = b"".join(out)
+    if signing_key is not None:
+        data = sign.sign(data, signing_key)
+    return data
+
+
+def assemble_stage1(
+    stage1: bytes, variables: Sequence[bvars.Variable]
+) -> bytes:
+    """The stage-1 boot object: image then its configuration variables."""
+    check_stage_image(stage1, "stage 1")
+    if not any(v.name == "chainload" for v in variables):
+        raise BootObjectError("stage-1 variables lack chainload=; use stage1_config()")
+    return stage1 + bvars.encode(list(variables))
