@@ -1,11 +1,43 @@
-"""als firmware (formats.md §7). Placeholder until implemented."""
+"""Ambient-light-sensor calibration (formats.md §7).
+
+``apple/aop-als-cal.bin`` from the dump, then every factory-data file whose name starts
+``HmCA`` as ``apple/<name>``. Both are passed through unchanged.
+"""
 
 from __future__ import annotations
 
-from vendorfw.collectors import Result
+import logging
+import re
+
+from vendorfw.collectors import Result, by_name
+from vendorfw.model import FirmwareFile, Problem
 from vendorfw.source import FirmwareSource
+
+log = logging.getLogger(__name__)
+
+_SAFE_NAME = re.compile(r"HmCA[\x21-\x7e]*")
 
 
 def collect(source: FirmwareSource) -> Result:
-    """Collect nothing yet."""
-    return [], []
+    """ALS calibration files of ``source``."""
+    files: list[FirmwareFile] = []
+    problems: list[Problem] = []
+    if source.als_cal is not None:
+        files.append(FirmwareFile("apple/aop-als-cal.bin", source=source.als_cal))
+    if source.factorydata is not None:
+        try:
+            entries = sorted(source.factorydata.iterdir(), key=lambda p: p.name.encode())
+        except OSError as exc:
+            problems.append(Problem(str(source.factorydata),
+                                    f"cannot list: {exc.strerror or exc}"))
+            entries = []
+        for p in entries:
+            if not p.name.startswith("HmCA") or not p.is_file():
+                continue
+            # the name goes into the archive and the manifest line: printable ASCII only
+            if _SAFE_NAME.fullmatch(p.name) is None:
+                problems.append(Problem(str(p), "file name is not printable ASCII"))
+                continue
+            files.append(FirmwareFile(f"apple/{p.name}", source=p))
+    log.info("als: %d files", len(files))
+    return by_name(files), problems
