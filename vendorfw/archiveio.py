@@ -34,6 +34,7 @@ _set_dev = _bind("archive_entry_set_dev", [ctypes.c_void_p, ctypes.c_uint64], No
 _ino = _bind("archive_entry_ino64", [ctypes.c_void_p], ctypes.c_int64)
 _nlink = _bind("archive_entry_nlink", [ctypes.c_void_p], ctypes.c_uint)
 _copy_hardlink = _bind("archive_entry_copy_hardlink", [ctypes.c_void_p, ctypes.c_char_p], None)
+_copy_symlink = _bind("archive_entry_copy_symlink", [ctypes.c_void_p, ctypes.c_char_p], None)
 
 FILE = int(libarchive.entry.FileType.REGULAR_FILE)
 DIR = int(libarchive.entry.FileType.DIRECTORY)
@@ -61,7 +62,7 @@ def new_entry(
     if hardlink is not None:
         _copy_hardlink(e._entry_p, hardlink.encode())
     if symlink is not None:
-        e.linkpath = symlink
+        _copy_symlink(e._entry_p, symlink.encode())
     return e
 
 

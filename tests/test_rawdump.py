@@ -1,0 +1,184 @@
+"""all_firmware.tar.gz: deterministic pack, safe unpack of hostile archives (formats.md §8)."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import os
+import subprocess
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import require_tool
+from vendorfw import rawdump
+from vendorfw.errors import ArchiveError
+
+
+def make_dump_tree(root: Path) -> Path:
+    (root / "firmware/wifi/C-4378__s-B1").mkdir(parents=True)
+    (root / "firmware/wifi/C-4378__s-B1/shikoku.trx").write_bytes(b"\x01" * 5000)
+    (root / "firmware/bluetooth").mkdir()
+    (root / "firmware/bluetooth/BCM4378B1_PCIE_shikoku_MUR.bin").write_bytes(b"bt")
+    (root / "fud_firmware/j314/mt").mkdir(parents=True)
+    (root / "fud_firmware/j314/mt/Multitouch.im4p").write_bytes(b"im4p" * 100)
+    os.symlink("mt/Multitouch.im4p", root / "fud_firmware/j314/Multitouch.im4p")
+    (root / "appleh13camerad").write_bytes(b"\0" * 8192)
+    (root / "apple").mkdir()
+    (root / "apple/aop-als-cal.bin").write_bytes(b"als")
+    (root / ("fud_firmware/" + "long" * 40)).write_bytes(b"long name")  # > 100 chars
+    return root
+
+
+def tree_state(root: Path) -> dict[str, object]:
+    out: dict[str, object] = {}
+    for dirpath, dirs, files in os.walk(root):
+        for n in dirs + files:
+            p = Path(dirpath, n)
+            rel = p.relative_to(root).as_posix()
+            if p.is_symlink():
+                out[rel] = ("link", os.readlink(p))
+            elif p.is_dir():
+                out[rel] = "dir"
+            else:
+                out[rel] = p.read_bytes()
+    return out
+
+
+def test_pack_unpack_roundtrip_and_determinism(tmp_path):
+    src = make_dump_tree(tmp_path / "src")
+    a, b = tmp_path / "a.tar.gz", tmp_path / "b.tar.gz"
+    n = rawdump.pack(src, a)
+    assert n == len(tree_state(src))
+    os.utime(src / "appleh13camerad", (12345, 12345))
+    rawdump.pack(src, b)
+    assert a.read_bytes() == b.read_bytes()
+    listing = subprocess.run([require_tool("tar"), "tzf", a], capture_output=True, text=True,
+                             check=True).stdout.split()
+    assert "fud_firmware/j314/Multitouch.im4p" in listing
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    stats = rawdump.unpack(a, dest)
+    assert tree_state(dest) == tree_state(src)
+    assert stats.symlinks == 1
+
+
+def tgz(members: list[tuple[tarfile.TarInfo, bytes]]) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz", format=tarfile.GNU_FORMAT) as t:
+        for info, data in members:
+            info.size = len(data) if info.isreg() else 0
+            t.addfile(info, io.BytesIO(data) if info.isreg() else None)
+    return buf.getvalue()
+
+
+def reg(name: str) -> tuple[tarfile.TarInfo, bytes]:
+    return tarfile.TarInfo(name), b"payload"
+
+
+def special(name: str, typ: bytes, link: str = "") -> tuple[tarfile.TarInfo, bytes]:
+    info = tarfile.TarInfo(name)
+    info.type = typ
+    info.linkname = link
+    return info, b""
+
+
+HOSTILE = {
+    "dotdot": ([reg("firmware/../../evil")], "unsafe path"),
+    "absolute": ([reg("/tmp/evil")], "absolute path"),
+    "symlink-up": ([special("firmware", tarfile.SYMTYPE, "../..")], "points outside"),
+    "symlink-abs": ([special("x", tarfile.SYMTYPE, "/etc")], "absolute"),
+    "write-through-symlink": (
+        [special("d", tarfile.SYMTYPE, "."), reg("d/x")],
+        "clashes with a file",
+    ),
+    "symlink-chain-escape": (
+        [
+            (tarfile.TarInfo("a/b"), b""),
+            special("a/b/l1", tarfile.SYMTYPE, ".."),
+            special("x", tarfile.SYMTYPE, "a/b/l1/../.."),
+        ],
+        "points outside",
+    ),
+    "symlink-under-symlink": (
+        [special("s", tarfile.SYMTYPE, "real"), (tarfile.TarInfo("real"), b""),
+         special("s/t", tarfile.SYMTYPE, "x")],
+        "both a directory",
+    ),
+    "hardlink-outside": ([special("h", tarfile.LNKTYPE, "../../etc/passwd")], "unsafe path"),
+    "hardlink-unknown": ([special("h", tarfile.LNKTYPE, "nothing")], "no earlier file"),
+    "fifo": ([special("f", tarfile.FIFOTYPE)], "device or fifo"),
+    "chardev": ([special("c", tarfile.CHRTYPE)], "device or fifo"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE))
+def test_hostile_members_rejected(tmp_path, case):
+    members, msg = HOSTILE[case]
+    for info, _ in members:
+        if info.name in ("a/b", "real"):
+            info.type = tarfile.DIRTYPE
+    bad = tmp_path / "all_firmware.tar.gz"
+    bad.write_bytes(tgz(members))
+    (tmp_path / "work").mkdir()
+    dest = tmp_path / "work" / "dest"
+    dest.mkdir()
+    before = sorted(p.name for p in tmp_path.iterdir())
+    with pytest.raises(ArchiveError, match=msg) as ei:
+        rawdump.unpack(bad, dest)
+    assert str(bad) in ei.value.message
+    assert list(dest.iterdir()) == []  # the partial tree is gone
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+    assert sorted(p.name for p in (tmp_path / "work").iterdir()) == ["dest"]
+
+
+def test_truncated_and_corrupted(tmp_path):
+    good = tmp_path / "good.tar.gz"
+    rawdump.pack(make_dump_tree(tmp_path / "src"), good)
+    data = good.read_bytes()
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    cut = tmp_path / "cut.tar.gz"
+    cut.write_bytes(data[: len(data) - 200])
+    with pytest.raises(ArchiveError, match="cut.tar.gz"):
+        rawdump.unpack(cut, dest)
+    assert list(dest.iterdir()) == []
+    flipped = bytearray(data)
+    for i in range(40, len(flipped), 97):
+        flipped[i] ^= 0x5A
+    bad = tmp_path / "bad.tar.gz"
+    bad.write_bytes(bytes(flipped))
+    with pytest.raises(ArchiveError, match="bad.tar.gz"):
+        rawdump.unpack(bad, dest)
+    assert list(dest.iterdir()) == []
+    notgz = tmp_path / "text.tar.gz"
+    notgz.write_bytes(gzip.compress(b"hello world" * 100))
+    with pytest.raises(ArchiveError):
+        rawdump.unpack(notgz, dest)
+
+
+def test_decompression_limit(tmp_path):
+    bomb = tmp_path / "bomb.tar.gz"
+    info = tarfile.TarInfo("firmware/zeros")
+    bomb.write_bytes(tgz([(info, b"\0" * 200_000)]))
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    with pytest.raises(ArchiveError, match="more than 100000 bytes"):
+        rawdump.unpack(bomb, dest, limit=100_000)
+    assert list(dest.iterdir()) == []
+
+
+def test_open_source_unpacks_beside_kernelcache(tmp_path):
+    esp_asahi = tmp_path / "asahi"
+    esp_asahi.mkdir()
+    rawdump.pack(make_dump_tree(tmp_path / "src"), esp_asahi / rawdump.RAWDUMP_NAME)
+    (esp_asahi / "kernelcache.release.mac13g").write_bytes(b"kc")
+    with rawdump.open_source(esp_asahi, tmp_parent=tmp_path) as source:
+        assert source.firmware is not None
+        assert (source.firmware / "wifi/C-4378__s-B1/shikoku.trx").is_file()
+        assert source.kernelcache is not None
+        assert source.kernelcache.read_bytes() == b"kc"
+        assert source.als_cal is not None
+        unpacked = source.firmware.parent
+    assert not unpacked.exists()  # temporary tree removed afterwards
