@@ -5,11 +5,16 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import hypothesis.configuration
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared"
 TEST_ASSETS = ROOT / ".cache" / "test-assets"
+
+# Hypothesis caches (example database, constants, unicode tables) go under .cache, not a
+# .hypothesis/ in the tree (which its pytest plugin then warns about, an error here).
+hypothesis.configuration.set_hypothesis_home_dir(ROOT / ".cache" / "hypothesis")
 
 
 @pytest.fixture(scope="session")
