@@ -1,0 +1,1 @@
+"""Disk model, macOS plist parsing, the pure planner and its operations."""

@@ -1,0 +1,1 @@
+"""Platform backends that execute plans: ``macos`` (diskutil & co.) and ``sim`` (disk image)."""

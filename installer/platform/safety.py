@@ -1,0 +1,61 @@
+"""The executor touches only what the plan owns: hashes of every byte range it does not own.
+
+On a disk image the unowned ranges are hashed extent by extent (SEEK_DATA/SEEK_HOLE), so a
+512 GB sparse image costs what it holds. Holes hash as their position only; data hashes as
+position plus bytes, so writing zeros into a hole also counts as touching it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from installer.platform.sparse import CHUNK, data_extents
+
+
+def unowned(size: int, owned: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Complement of ``owned`` (sorted, merged) within ``[0, size)``."""
+    out: list[tuple[int, int]] = []
+    pos = 0
+    for s, e in sorted(owned):
+        if s > pos:
+            out.append((pos, min(s, size)))
+        pos = max(pos, e)
+    if pos < size:
+        out.append((pos, size))
+    return [(s, e) for s, e in out if e > s]
+
+
+@dataclass(frozen=True, slots=True)
+class RangeDigest:
+    start: int
+    end: int
+    digest: str
+
+
+def hash_ranges(path: Path, ranges: Sequence[tuple[int, int]]) -> tuple[RangeDigest, ...]:
+    out = []
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        for start, end in ranges:
+            h = hashlib.sha256()
+            for s, e in data_extents(fd, start, end):
+                h.update(f"{s}-{e}:".encode())
+                pos = s
+                while pos < e:
+                    buf = os.pread(fd, min(CHUNK, e - pos), pos)
+                    if not buf:
+                        break
+                    h.update(buf)
+                    pos += len(buf)
+            out.append(RangeDigest(start, end, h.hexdigest()))
+    finally:
+        os.close(fd)
+    return tuple(out)
+
+
+def changed(before: Sequence[RangeDigest], after: Sequence[RangeDigest]) -> list[RangeDigest]:
+    return [a for a, b in zip(before, after, strict=True) if a != b]
