@@ -51,3 +51,7 @@ class CommandError(BackendError):
         self.argv = list(argv)
         self.rc = rc
         self.stderr = stderr
+
+
+class AnswersError(PippinError):
+    """An answers file (TOML) or a command-line choice is malformed; names the key."""
