@@ -1,0 +1,19 @@
+"""Restore images (IPSW/OTA): read the directory remotely, fetch only the needed members.
+
+Public API (import from the submodules; nothing is re-exported here):
+
+- ``remote.open_archive(source, session) -> Archive``: the checked central directory of an
+  IPSW/OTA zip at an http(s) URL or a local path (ZIP64 included; hostile layouts refused).
+  ``remote.resolve_source(url, ipsw_base)`` applies an ``IPSW_BASE`` mirror.
+- ``fetch.fetch_members(archive, names, sink, session=, cache_root=, options=, progress=)
+  -> FetchResult``: parallel, validated, resumable ranged fetch; each member is CRC-checked
+  and then handed to ``sink`` (``member.DirectorySink(out_dir)`` writes files atomically,
+  ``member.MemorySink()`` keeps small ones). ``progress`` receives ``FetchProgress``
+  (bytes done/total, speed, ETA, per-member state).
+- ``ranges.plan(spans, PlanOptions)``: the pure range planner (coalesce, split, order).
+- ``manifest``: BuildManifest identity selection and the member lists an install needs
+  (``stub_members``, ``firmware_members``).
+- ``ota``: OTA prefixes and BXDIFF50/PBZX BaseSystem decoding; ``images``: the pinned
+  restore-image table with minimum versions and chip minimums.
+- ``cli``: ``pippin ipsw ls|identities|fetch|needed``.
+"""

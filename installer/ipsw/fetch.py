@@ -1,0 +1,314 @@
+"""Fetch members of a restore image: parallel validated ranges, resumable, verified.
+
+:func:`fetch_members` plans the byte ranges of the wanted members
+(:mod:`installer.ipsw.ranges`), fetches them over ``connections`` parallel requests into
+the persistent range cache (:mod:`installer.ipsw.cache`), and hands each member to a sink
+as soon as all its bytes are there and its CRC-32 checked. Every response is validated
+(206 + exact Content-Range); a failed or short response is retried from the last byte
+received, with exponential backoff, until ``retries`` consecutive attempts make no
+progress. A member whose CRC is wrong (a lying server) is fetched once more before the
+fetch fails. Nothing is held in memory beyond one chunk per connection.
+
+For a local path the members are read from the file directly (no cache).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import threading
+import time
+import zlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from installer.errors import NetworkError, PippinError, RestoreImageError
+from installer.ipsw.cache import BLOCK, RangeCache
+from installer.ipsw.member import MemberSink, iter_member, verify_member
+from installer.ipsw.ranges import Piece, PlanOptions, coalesce, plan, subtract
+from installer.ipsw.remote import Archive, Member, local_path
+from installer.net.http import RetryableNetworkError, get_range
+
+log = logging.getLogger(__name__)
+CHUNK = 256 << 10
+
+
+class MemberState(StrEnum):
+    QUEUED = "queued"
+    DONE = "done"
+    REFETCH = "refetch"  # CRC mismatch: its bytes are fetched again
+
+
+@dataclass(frozen=True, slots=True)
+class FetchProgress:
+    """What a progress renderer needs: bytes, speed (bytes/s), ETA (s), member status."""
+
+    done: int
+    total: int
+    speed: float
+    eta: float | None
+    member: str | None = None
+    state: MemberState | None = None
+
+
+ProgressFn = Callable[[FetchProgress], None]
+
+
+@dataclass(frozen=True, slots=True)
+class FetchOptions:
+    plan: PlanOptions = field(default_factory=PlanOptions)
+    timeout: tuple[float, float] = (10.0, 30.0)
+    retries: int = 8  # consecutive attempts without progress, per range
+    backoff: float = 0.2  # first retry delay (s); doubles up to max_backoff
+    max_backoff: float = 5.0
+    keep_cache: bool = False  # keep fetched ranges after success (default: remove them)
+
+
+@dataclass(frozen=True, slots=True)
+class FetchResult:
+    members: tuple[str, ...]
+    needed_bytes: int  # bytes of the members' spans
+    downloaded_bytes: int  # body bytes received in this run
+    cached_bytes: int  # bytes already in the cache when the run began
+    requests: int
+    retries: int
+    seconds: float
+
+
+def fetch_members(
+    archive: Archive,
+    names: Sequence[str],
+    sink: MemberSink,
+    *,
+    session: requests.Session | None = None,
+    cache_root: Path | None = None,
+    options: FetchOptions = FetchOptions(),
+    progress: ProgressFn | None = None,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> FetchResult:
+    """Fetch ``names`` from ``archive`` (see :func:`installer.ipsw.remote.open_archive`)
+    and deliver each, verified, to ``sink``. Remote archives need ``session`` and
+    ``cache_root`` (the parent of per-archive cache directories)."""
+    members = sorted({archive.get(n) for n in names}, key=lambda m: m.start)
+    if not archive.is_remote:
+        return _fetch_local(archive, members, sink, progress, clock)
+    if session is None or cache_root is None:
+        raise ValueError("remote archives need a session and a cache_root")
+    cache = RangeCache(cache_root, archive.identity_key(), archive.size)
+    ok = False
+    try:
+        result = _Run(archive, members, sink, session, cache, options, progress, clock,
+                      sleep).run()
+        ok = True
+        return result
+    finally:
+        if ok and not options.keep_cache:
+            cache.remove()
+        else:
+            cache.close()
+
+
+def _fetch_local(archive: Archive, members: list[Member], sink: MemberSink,
+                 progress: ProgressFn | None, clock: Callable[[], float]) -> FetchResult:
+    path = local_path(archive.source)
+    t0 = clock()
+    total = sum(m.end - m.start for m in members)
+    done = 0
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError as exc:
+        raise RestoreImageError(f"cannot read {path}: {exc}") from exc
+    try:
+        def pread(off: int, n: int) -> bytes:
+            b = os.pread(fd, n, off)
+            if len(b) != n:
+                raise RestoreImageError(f"{path}: truncated at offset {off + len(b)}")
+            return b
+
+        for m in members:
+            verify_member(m, pread)
+            sink.write_member(m, iter_member(m, pread))
+            done += m.end - m.start
+            if progress:
+                progress(FetchProgress(done, total, 0.0, None, m.name, MemberState.DONE))
+    finally:
+        os.close(fd)
+    return FetchResult(tuple(m.name for m in members), total, 0, 0, 0, 0, clock() - t0)
+
+
+class _Run:
+    """One fetch: workers put events on a queue; the caller's thread consumes them,
+    delivers members and reports progress (so sinks and progress run on one thread)."""
+
+    def __init__(self, archive: Archive, members: list[Member], sink: MemberSink,
+                 session: requests.Session, cache: RangeCache, opts: FetchOptions,
+                 progress: ProgressFn | None, clock: Callable[[], float],
+                 sleep: Callable[[float], None]) -> None:
+        self.archive, self.members, self.sink = archive, members, sink
+        self.session, self.cache, self.opts = session, cache, opts
+        self.progress, self.clock, self.sleep = progress, clock, sleep
+        self.url = archive.source
+        self.events: queue.Queue[tuple[str, Any]] = queue.Queue()
+        self.stop = threading.Event()
+        self.pending = list(members)
+        self.refetched: set[str] = set()
+        self.requests = self.retries = self.downloaded = 0
+        spans = coalesce(((m.start, m.end) for m in members), opts.plan.max_gap)
+        self.total = sum(e - s for s, e in spans)
+        have = cache.intervals()
+        self.cached = self.total - sum(e - s for a, b in spans for s, e in subtract(a, b, have))
+        self.done = self.cached
+        self.t0 = clock()
+        self.last_report = -1.0
+
+    # --- caller's thread -------------------------------------------------------------
+
+    def run(self) -> FetchResult:
+        self._report(None, None, force=True)
+        self._deliver_ready()
+        while self.pending:
+            spans = [(m.start, m.end) for m in self.pending]
+            have = self.cache.intervals()
+            missing = [r for s, e in coalesce(spans, self.opts.plan.max_gap)
+                       for r in subtract(s, e, have)]
+            if not missing:
+                raise RestoreImageError(f"{self.url}: members still wrong after refetch: "
+                                        + ", ".join(m.name for m in self.pending))
+            self._round(plan(missing, self.opts.plan))
+        return FetchResult(tuple(m.name for m in self.members), self.total, self.downloaded,
+                           self.cached, self.requests, self.retries, self.clock() - self.t0)
+
+    def _round(self, pieces: list[Piece]) -> None:
+        todo: queue.Queue[Piece] = queue.Queue()
+        for p in pieces:
+            todo.put(p)
+        n = max(1, min(self.opts.plan.connections, len(pieces)))
+        threads = [threading.Thread(target=self._worker, args=(todo,), daemon=True,
+                                    name=f"ipsw-fetch-{i}") for i in range(n)]
+        for t in threads:
+            t.start()
+        left = len(pieces)
+        try:
+            while left:
+                try:
+                    kind, value = self.events.get(timeout=0.5)
+                except queue.Empty:
+                    continue
+                if kind == "bytes":
+                    self.done += value
+                    self.downloaded += value
+                    self._report(None, None)
+                elif kind == "request":
+                    self.requests += 1
+                elif kind == "retry":
+                    self.retries += 1
+                elif kind == "piece":
+                    left -= 1
+                    self._deliver_ready()
+                else:
+                    raise value
+        finally:
+            self.stop.set()
+            for t in threads:
+                t.join()
+            self.stop.clear()
+        self._deliver_ready()
+
+    def _deliver_ready(self) -> None:
+        have = self.cache.intervals()
+        for m in list(self.pending):
+            if subtract(m.start, m.end, have):
+                continue
+            try:
+                verify_member(m, self.cache.read)
+            except RestoreImageError:
+                if m.name in self.refetched:
+                    raise
+                log.warning("%s: %s failed verification; fetching it again", self.url, m.name)
+                self.refetched.add(m.name)
+                self.cache.invalidate(m.start, m.end)
+                self.done -= m.end - m.start
+                self._report(m.name, MemberState.REFETCH, force=True)
+                continue
+            self.sink.write_member(m, iter_member(m, self.cache.read))
+            self.pending.remove(m)
+            self._report(m.name, MemberState.DONE, force=True)
+
+    def _report(self, member: str | None, state: MemberState | None,
+                force: bool = False) -> None:
+        if self.progress is None:
+            return
+        now = self.clock()
+        if not force and now - self.last_report < 0.1:
+            return
+        self.last_report = now
+        elapsed = now - self.t0
+        speed = self.downloaded / elapsed if elapsed > 0 else 0.0
+        eta = (self.total - self.done) / speed if speed > 0 else None
+        self.progress(FetchProgress(self.done, self.total, speed, eta, member, state))
+
+    # --- worker threads --------------------------------------------------------------
+
+    def _worker(self, todo: queue.Queue[Piece]) -> None:
+        while not self.stop.is_set():
+            try:
+                piece = todo.get_nowait()
+            except queue.Empty:
+                return
+            try:
+                for s, e in subtract(piece.start, piece.end, self.cache.intervals()):
+                    self._fetch_range(s, e)
+            except BaseException as exc:  # noqa: BLE001 - worker entry: hand over to caller
+                self.stop.set()
+                self.events.put(("error", exc))
+                return
+            self.events.put(("piece", piece))
+
+    def _fetch_range(self, start: int, end: int) -> None:
+        pos = blk = start
+        crc = fails = 0
+        while pos < end and not self.stop.is_set():
+            attempt_from = before = pos
+            try:
+                resp, _, _, _ = get_range(self.session, self.url, pos, end,
+                                          total=self.archive.size, timeout=self.opts.timeout)
+                self.events.put(("request", 1))
+                with resp:
+                    for chunk in resp.iter_content(CHUNK):
+                        if self.stop.is_set():
+                            return
+                        view = memoryview(chunk)[: end - pos]
+                        while view:
+                            take = min(len(view), BLOCK - pos % BLOCK)
+                            self.cache.write(pos, view[:take])
+                            crc = zlib.crc32(view[:take], crc)
+                            pos += take
+                            view = view[take:]
+                            if pos % BLOCK == 0 or pos == end:
+                                self.cache.commit(blk, pos, crc)
+                                blk, crc = pos, 0
+                        self.events.put(("bytes", min(len(chunk), pos - before)))
+                        before = pos
+                        if pos >= end:
+                            break
+                if pos < end:
+                    raise RetryableNetworkError(f"GET {self.url}: body ended at byte {pos}, "
+                                                f"expected up to {end}")
+            except (RetryableNetworkError, requests.RequestException) as exc:
+                fails = 0 if pos > attempt_from else fails + 1
+                self.events.put(("retry", 1))
+                if fails > self.opts.retries:
+                    msg = exc.message if isinstance(exc, PippinError) else str(exc)
+                    raise NetworkError(
+                        f"{msg} (gave up after {fails} attempts without progress)",
+                        hint="check the connection or try a mirror (IPSW_BASE)") from exc
+                log.info("retrying %s at %d: %s", self.url, pos, exc)
+                self.sleep(min(self.opts.backoff * 2 ** max(0, fails - 1),
+                               self.opts.max_backoff))

@@ -1,0 +1,89 @@
+"""Validated ranged GETs: the only way Pippin reads part of a remote file.
+
+A range answer must be ``206`` with a ``Content-Range`` naming exactly the bytes asked for
+(and the file size, when known), a matching ``Content-Length`` and no content coding. A
+``200`` carrying the whole file, a shifted range or a 5xx is refused; the ones a retry may
+cure raise :class:`RetryableNetworkError`.
+"""
+
+from __future__ import annotations
+
+import re
+
+import requests
+
+from installer.errors import NetworkError
+
+_CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
+_RETRY_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
+
+
+class RetryableNetworkError(NetworkError):
+    """A transient failure: dropped connection, 5xx, wrong or missing range in the answer."""
+
+
+def _where(url: str, start: int, end: int) -> str:
+    return f"{url} bytes {start}-{end - 1}" if start >= 0 else f"{url} last {-start} bytes"
+
+
+def get_range(
+    session: requests.Session,
+    url: str,
+    start: int,
+    end: int | None,
+    *,
+    total: int | None = None,
+    timeout: tuple[float, float] = (10.0, 30.0),
+) -> tuple[requests.Response, int, int, int]:
+    """GET bytes ``[start, end)`` of ``url``; a negative ``start`` with ``end=None`` asks
+    for the last ``-start`` bytes.
+
+    Returns the streaming response (the caller closes it) and the validated
+    ``(first, end, total)`` it carries.
+    """
+    spec = f"bytes={start}-{end - 1}" if end is not None else f"bytes={start}"
+    where = _where(url, start, end if end is not None else 0)
+    try:
+        resp = session.get(url, headers={"Range": spec, "Accept-Encoding": "identity"},
+                           stream=True, timeout=timeout)
+    except requests.RequestException as exc:
+        raise RetryableNetworkError(f"GET {where}: {exc}") from exc
+    try:
+        first, last, size = _check(resp, where, start, end, total)
+    except NetworkError:
+        resp.close()
+        raise
+    return resp, first, last + 1, size
+
+
+def _check(resp: requests.Response, where: str, start: int, end: int | None,
+           total: int | None) -> tuple[int, int, int]:
+    if resp.status_code != 206:
+        if resp.status_code == 200:
+            raise RetryableNetworkError(
+                f"GET {where}: server answered 200 (whole file) to a range request",
+                hint="the server or a proxy ignores Range; try another mirror (IPSW_BASE)")
+        if resp.status_code in _RETRY_STATUS:
+            raise RetryableNetworkError(f"GET {where}: HTTP {resp.status_code}")
+        raise NetworkError(f"GET {where}: HTTP {resp.status_code}")
+    if resp.headers.get("Content-Encoding", "identity").lower() != "identity":
+        raise RetryableNetworkError(f"GET {where}: unexpected Content-Encoding "
+                                    f"{resp.headers['Content-Encoding']}")
+    cr = resp.headers.get("Content-Range", "")
+    m = _CONTENT_RANGE.fullmatch(cr.strip())
+    if m is None or m.group(3) == "*":
+        raise RetryableNetworkError(f"GET {where}: bad Content-Range {cr!r}")
+    first, last, size = int(m.group(1)), int(m.group(2)), int(m.group(3))
+    if end is None:  # suffix request
+        want_first, want_last = max(0, size + start), size - 1
+    else:
+        want_first, want_last = start, min(end, size) - 1
+    if (first, last) != (want_first, want_last) or last >= size or (
+            total is not None and size != total):
+        raise RetryableNetworkError(
+            f"GET {where}: server sent Content-Range {cr!r}, not the bytes asked for")
+    clen = resp.headers.get("Content-Length")
+    if clen is not None and clen.strip() != str(last - first + 1):
+        raise RetryableNetworkError(f"GET {where}: Content-Length {clen} does not match "
+                                    f"Content-Range {cr!r}")
+    return first, last, size
