@@ -2,13 +2,27 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
+import logging
 import os
 import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
 
 import click
 
 from vendorfw import __version__
+from vendorfw.build import build_vendorfw
 from vendorfw.cliboundary import default_log_path, run_click, setup_logging
+from vendorfw.errors import EspError, ManifestError, VendorFwError
+from vendorfw.esp import BY_PARTUUID, DT_ESP_PROPERTY, MOUNTINFO, EspLocator, find_esp, update
+from vendorfw.manifest import diff_hashes
+from vendorfw.progress import ByteMeter, human
+from vendorfw.readback import read_package, verify
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -23,6 +37,189 @@ def cli(ctx: click.Context, verbose: bool) -> None:
     """
     ctx.ensure_object(dict)
     ctx.obj["verbose"] = verbose
+    if verbose:
+        for h in logging.getLogger().handlers:
+            if isinstance(h, logging.StreamHandler) and not isinstance(h, logging.FileHandler):
+                h.setLevel(logging.INFO)
+
+
+def _progress_opt(f: F) -> F:
+    return click.option(
+        "--progress/--no-progress",
+        "show_progress",
+        default=None,
+        help="Show bytes processed on stderr (default: only on a terminal).",
+    )(f)
+
+
+def _json_opt(f: F) -> F:
+    return click.option("--json", "as_json", is_flag=True, help="Print a JSON result.")(f)
+
+
+@contextlib.contextmanager
+def _meter(show: bool | None, label: str) -> Iterator[ByteMeter | None]:
+    if show is None:
+        show = sys.stderr.isatty()
+    meter = ByteMeter(sys.stderr, label) if show else None
+    try:
+        yield meter
+    finally:
+        if meter is not None:
+            meter.finish()
+
+
+def _emit_json(data: object) -> None:
+    click.echo(json.dumps(data, indent=2, sort_keys=True))
+
+
+def _dir_arg(path: Path, what: str) -> Path:
+    if not path.is_dir():
+        raise VendorFwError(f"{what} {path} is not a directory")
+    return path
+
+
+@cli.command()
+@click.argument("src", type=click.Path(path_type=Path))
+@click.argument("dest", type=click.Path(path_type=Path))
+@_progress_opt
+@_json_opt
+def extract(src: Path, dest: Path, show_progress: bool | None, as_json: bool) -> None:
+    """Build the vendorfw/ directory DEST from SRC.
+
+    SRC is a directory holding all_firmware.tar.gz (+ kernelcache*), an unpacked raw dump,
+    or a macOS-style firmware tree. DEST gets firmware.cpio, firmware.tar, manifest.txt
+    (and u-boot/asmedia/); it is replaced only once the new one is complete.
+    """
+    _dir_arg(src, "firmware source")
+    if dest.exists() and not dest.is_dir():
+        raise VendorFwError(f"{dest} exists and is not a directory")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with _meter(show_progress, "extract") as meter:
+        report = build_vendorfw(src, dest, meter)
+    if as_json:
+        _emit_json(report.as_json())
+        return
+    click.echo(
+        f"wrote {dest}: {report.files} files ({report.links} hard links), "
+        f"{human(report.stored_bytes)} of firmware"
+    )
+    if report.problems:
+        click.echo(f"{len(report.problems)} source files skipped (see warnings above)")
+
+
+@cli.command("update")
+@click.option("--esp", type=click.Path(path_type=Path), help="Mounted ESP (default: found "
+              "from the device tree).")
+@click.option("--install-to", type=click.Path(path_type=Path),
+              help="Also install the files here, e.g. /lib/firmware/vendor.")
+@click.option("--dry-run", is_flag=True, help="Show what would change; write nothing.")
+@click.option("--dt-property", type=click.Path(path_type=Path), hidden=True,
+              default=DT_ESP_PROPERTY)
+@click.option("--by-partuuid", type=click.Path(path_type=Path), hidden=True,
+              default=BY_PARTUUID)
+@click.option("--mountinfo", type=click.Path(path_type=Path), hidden=True,
+              default=MOUNTINFO)
+@click.option("--tmpdir", type=click.Path(path_type=Path), help="Where to unpack the raw dump.")
+@_progress_opt
+@_json_opt
+def update_cmd(
+    esp: Path | None,
+    install_to: Path | None,
+    dry_run: bool,
+    dt_property: Path,
+    by_partuuid: Path,
+    mountinfo: Path,
+    tmpdir: Path | None,
+    show_progress: bool | None,
+    as_json: bool,
+) -> None:
+    """Re-extract firmware on the ESP from asahi/all_firmware.tar.gz + kernelcache.
+
+    vendorfw/ is rebuilt in a new directory and swapped in when complete; the old one
+    stays in place until then.
+    """
+    if esp is None:
+        esp = find_esp(EspLocator(dt_property, by_partuuid, mountinfo))
+    elif not esp.is_dir():
+        raise EspError(f"--esp {esp} is not a directory")
+    with _meter(show_progress, "update") as meter:
+        report = update(esp, dry_run=dry_run, install_to=install_to, progress=meter,
+                        tmp_parent=tmpdir)
+    if as_json:
+        _emit_json(report.as_json())
+        return
+    d = report.diff
+    for line in d.lines():
+        click.echo(line)
+    verb = "would replace" if dry_run else "replaced"
+    click.echo(
+        f"{verb} {esp / 'vendorfw'}: {report.files} files ({len(d.added)} added, "
+        f"{len(d.removed)} removed, {len(d.changed)} changed, {d.unchanged} unchanged)"
+    )
+    if report.installed_to is not None:
+        click.echo(f"installed to {report.installed_to}")
+
+
+@cli.command("verify")
+@click.argument("path", type=click.Path(path_type=Path))
+@click.option("--manifest", "manifest_path", type=click.Path(path_type=Path),
+              help="Manifest for a firmware.tar (default: manifest.txt beside it).")
+@_json_opt
+def verify_cmd(path: Path, manifest_path: Path | None, as_json: bool) -> None:
+    """Check a firmware.cpio or firmware.tar against its manifest (hashes, links, layout)."""
+    pkg = read_package(path, manifest_path)
+    problems = verify(pkg)
+    if as_json:
+        _emit_json({"path": str(pkg.path), "kind": str(pkg.kind), "ok": not problems,
+                    "files": len(pkg.files()), "problems": problems})
+    else:
+        for p in problems:
+            click.echo(p)
+    if problems:
+        raise ManifestError(f"{pkg.path} does not match its manifest ({len(problems)} problems)")
+    if not as_json:
+        click.echo(f"{pkg.path}: OK, {len(pkg.files())} files match the manifest")
+
+
+@cli.command("list")
+@click.argument("path", type=click.Path(path_type=Path))
+@_json_opt
+def list_cmd(path: Path, as_json: bool) -> None:
+    """List the firmware files in a firmware.cpio, firmware.tar, manifest or vendorfw/ dir."""
+    pkg = read_package(path)
+    rows: list[dict[str, object]] = []
+    if pkg.members:
+        for m in pkg.members:
+            if m.type in ("file", "link") and m.sha256 is not None:
+                rows.append({"name": m.name, "size": m.size if m.type == "file" else None,
+                             "sha256": m.sha256, "link_to": m.link_to})
+    else:
+        assert pkg.manifest is not None  # a manifest-only package always has one
+        rows = [{"name": e.name, "size": None, "sha256": e.sha256, "link_to": e.link_to}
+                for e in pkg.manifest.entries]
+    if as_json:
+        _emit_json(rows)
+        return
+    for r in rows:
+        size = "" if r["size"] is None else str(r["size"])
+        link = f" -> {r['link_to']}" if r["link_to"] else ""
+        click.echo(f"{str(r['sha256'])[:16]} {size:>9} {r['name']}{link}")
+
+
+@cli.command("diff")
+@click.argument("old", type=click.Path(path_type=Path))
+@click.argument("new", type=click.Path(path_type=Path))
+@_json_opt
+def diff_cmd(old: Path, new: Path, as_json: bool) -> None:
+    """Show which firmware files NEW adds, removes or changes compared with OLD."""
+    d = diff_hashes(read_package(old).files(), read_package(new).files())
+    if as_json:
+        _emit_json(d.as_json())
+        return
+    for line in d.lines():
+        click.echo(line)
+    click.echo(f"{len(d.added)} added, {len(d.removed)} removed, {len(d.changed)} changed, "
+               f"{d.unchanged} unchanged")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -126,3 +126,45 @@ def _check_tree(names: set[str]) -> None:
             if parent in names:
                 raise ManifestError(f"firmware name {parent!r} is also a directory of {name!r}")
 
+
+
+@dataclass(frozen=True, slots=True)
+class Diff:
+    """How the file set changes from an old package to a new one (by name and content)."""
+
+    added: tuple[str, ...]
+    removed: tuple[str, ...]
+    changed: tuple[str, ...]
+    unchanged: int
+
+    @property
+    def empty(self) -> bool:
+        return not (self.added or self.removed or self.changed)
+
+    def lines(self) -> list[str]:
+        """``+ name`` / ``- name`` / ``~ name`` lines, sorted by name (byte order)."""
+        marked = [("+", n) for n in self.added] + [("-", n) for n in self.removed]
+        marked += [("~", n) for n in self.changed]
+        return [f"{m} {n}" for m, n in sorted(marked, key=lambda x: x[1].encode())]
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "added": list(self.added),
+            "removed": list(self.removed),
+            "changed": list(self.changed),
+            "unchanged": self.unchanged,
+        }
+
+
+def diff_hashes(old: dict[str, str], new: dict[str, str]) -> Diff:
+    """Compare name → SHA-256 maps."""
+
+    def key(n: str) -> bytes:
+        return n.encode()
+
+    return Diff(
+        tuple(sorted((n for n in new if n not in old), key=key)),
+        tuple(sorted((n for n in old if n not in new), key=key)),
+        tuple(sorted((n for n in new if n in old and old[n] != new[n]), key=key)),
+        sum(1 for n in new if old.get(n) == new[n]),
+    )

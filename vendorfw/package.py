@@ -65,7 +65,8 @@ class Plan:
         return sum(1 for p in self.files if p.link_to is not None)
 
 
-def _chunks(f: FirmwareFile) -> Iterator[bytes | memoryview]:
+def iter_chunks(f: FirmwareFile) -> Iterator[bytes | memoryview]:
+    """The content of ``f`` in chunks of at most CHUNK bytes."""
     if f.data is not None:
         view = memoryview(f.data)
         for off in range(0, len(view), CHUNK):
@@ -83,7 +84,7 @@ def _chunks(f: FirmwareFile) -> Iterator[bytes | memoryview]:
 def _hash(f: FirmwareFile, progress: Progress | None) -> tuple[str, int]:
     h = hashlib.sha256()
     size = 0
-    for chunk in _chunks(f):
+    for chunk in iter_chunks(f):
         h.update(chunk)
         size += len(chunk)
         if progress:
@@ -187,7 +188,7 @@ def write_package(
 def _copy_data(p: PlannedFile, layouts: list[_Layout], progress: Progress | None) -> None:
     h = hashlib.sha256()
     size = 0
-    for chunk in _chunks(p.file):
+    for chunk in iter_chunks(p.file):
         size += len(chunk)
         if size > p.size:
             break
