@@ -44,7 +44,7 @@ def collect(
             seen[f.name] = name
             files.append(f)
         for p in trouble:
-            log.warning("%s: skipped %s: %s", name, p.path, p.reason)
+            log.warning("%s: %s: %s", name, p.path, p.reason)
         problems.extend(trouble)
         log.info("collector %s: %d files, %d problems", name, len(got), len(trouble))
     log.info("collected %d firmware files (%d problems)", len(files), len(problems))

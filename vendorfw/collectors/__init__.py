@@ -11,6 +11,7 @@ import hashlib
 from collections.abc import Callable
 from pathlib import Path
 
+from vendorfw.errors import CollectError
 from vendorfw.model import FirmwareFile, Problem
 from vendorfw.source import FirmwareSource
 
@@ -22,6 +23,12 @@ def file_digest(path: Path) -> bytes:
     """SHA-256 of a file, read in chunks so memory does not grow with the file."""
     with path.open("rb") as f:
         return hashlib.file_digest(f, "sha256").digest()
+
+
+def problem(path: Path, exc: CollectError) -> Problem:
+    """A :class:`Problem` for ``path`` from an error whose message may already name it."""
+    reason = exc.message.removeprefix(f"{path}: ")
+    return Problem(str(path), reason)
 
 
 def by_name(files: list[FirmwareFile]) -> list[FirmwareFile]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import struct
 
-from vendorfw.collectors import Result
+from vendorfw.collectors import Result, problem
 from vendorfw.errors import CollectError
 from vendorfw.im4p import decode_im4p
 from vendorfw.model import FirmwareFile, Problem
@@ -39,7 +39,7 @@ def collect(source: FirmwareSource) -> Result:
     except OSError as exc:
         return [], [Problem(str(path), f"cannot read: {exc.strerror or exc}")]
     except CollectError as exc:
-        return [], [Problem(str(path), exc.message)]
+        return [], [problem(path, exc)]
     log.info("asmedia: %d-byte blob from %s", len(blob), path)
     return [FirmwareFile(NAME, data=blob)], []
 

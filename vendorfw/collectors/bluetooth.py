@@ -22,6 +22,7 @@ from vendorfw.source import FirmwareSource
 log = logging.getLogger(__name__)
 
 _CHIP = re.compile(r"bcm(43\d\d)([a-z]\d)")
+_BOARD = re.compile(r"[a-z0-9][a-z0-9.+-]*")  # goes into the file name
 _VENDORS = {"MUR": "m", "USI": "u", "GEN": ""}
 # 4388 b0 boards that never shipped a patch table: its absence is expected there.
 _NO_PTB_EXPECTED = frozenset({("4388", "b0", "tokara"), ("4388", "b0", "amami")})
@@ -55,8 +56,8 @@ def parse_name(stem: str) -> BtKey:
         if i < len(parts) and parts[i] == optional:
             i += 1
     board = parts[i].rstrip("ES2").lower() if i < len(parts) else ""
-    if not board:
-        raise ValueError("no board name after PCIE")
+    if _BOARD.fullmatch(board) is None:
+        raise ValueError(f"no usable board name after PCIE ({board!r})")
     vendors = [_VENDORS[p] for p in parts if p in _VENDORS]
     if len(vendors) != 1:
         raise ValueError(f"expected one vendor part (MUR, USI or GEN), found {len(vendors)}")

@@ -14,7 +14,7 @@ import struct
 from pathlib import Path
 from typing import Any
 
-from vendorfw.collectors import Result, by_name
+from vendorfw.collectors import Result, by_name, problem
 from vendorfw.collectors.mtplist import parse_mt_plist
 from vendorfw.errors import CollectError
 from vendorfw.im4p import read_im4p
@@ -47,7 +47,7 @@ def collect(source: FirmwareSource) -> Result:
             _inside(path, root)
             got, trouble = convert(path, m.group(1))
         except CollectError as exc:
-            problems.append(Problem(str(path), exc.message))
+            problems.append(problem(path, exc))
             continue
         files += got
         problems += trouble
@@ -88,7 +88,7 @@ def convert(path: Path, machine: str) -> Result:
                 files.append(FirmwareFile(f"apple/dfrmtfw-{machine}.bin",
                                           data=touchbar_blob(items, where)))
         except CollectError as exc:
-            problems.append(Problem(str(path), exc.message))
+            problems.append(problem(path, exc))
     return files, problems
 
 

@@ -5,7 +5,8 @@ version, antenna). Files go into a tree extension → chip → revision → boar
 vendor → version → antenna, identical variants are pruned bottom-up (the kernel falls back
 from the most to the least specific name), and the survivors get their Linux names.
 A dimension a path does not give is a ``None`` key at that level, so ``P-x_m-1.txt`` sits
-at version level under module ``None`` and vendor ``None`` and is named ``…apple,x-1.txt``.
+at version level under module ``None`` and vendor ``None`` (``…apple,x-1.txt`` unless
+pruning moves it up).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -29,6 +31,8 @@ EXTENSIONS = {".trx": "bin", ".txt": "txt", ".clmb": "clm_blob", ".txcb": "txcap
 # Tree levels below the extension, in order; board level is index 2 here (3 with the ext).
 LEVELS = ("C", "s", "P", "M", "V", "m", "A")
 _BOARD_DEPTH = 3  # depth of the board level counting the extension level as 0
+# values go into file names and manifest lines: printable ASCII without space or '/'
+_VALUE = re.compile(r"[\x21-\x2e\x30-\x7e]+")
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,8 +121,8 @@ def parse_dimensions(rel: PurePosixPath) -> dict[str, str]:
             board, sep, antenna = value.partition("-")
             pairs = [("P", board)] + ([("A", antenna)] if sep else [])
         for k, v in pairs:
-            if not v:
-                raise ValueError(f"empty dimension {k!r} in {part!r}")
+            if _VALUE.fullmatch(v) is None:
+                raise ValueError(f"dimension {k!r} in {part!r} is empty or not plain ASCII")
             if k in dims:
                 raise ValueError(f"dimension {k!r} given twice")
             dims[k] = v
