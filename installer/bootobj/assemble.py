@@ -9,7 +9,7 @@ Stage 1 (registered with the boot policy)::
     stage1 | vars | \\0\\0\\0\\0
 
 Every input is checked before anything is written, so a bad input gives one clear error
-and no output. Compression is deterministic (gzip mtime 0), so equal inputs give equal bytes.
+and no output. Compression is deterministic (fixed gzip header), so equal inputs give equal bytes.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from enum import StrEnum
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from installer.bootobj import scan, sign
+from installer.bootobj import scan, sign, version
 from installer.bootobj import vars as bvars
 from installer.errors import BootObjectError
 
@@ -64,6 +64,15 @@ class Stage2Parts:
     initramfs: bytes | None = None
     initramfs_mode: InitramfsMode = InitramfsMode.TAG
     variables: tuple[bvars.Variable, ...] = ()
+
+
+def gzip_member(data: bytes) -> bytes:
+    """One gzip member with a fixed header (no name, mtime 0, XFL 2, OS unknown), so the
+    bytes depend only on zlib's deflate output and not on the Python version."""
+    z = zlib.compressobj(9, zlib.DEFLATED, -15, 9)
+    body = z.compress(data) + z.flush()
+    trailer = struct.pack("<II", zlib.crc32(data), len(data) & 0xFFFF_FFFF)
+    return b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x02\xff" + body + trailer
 
 
 def _inflate(data: bytes, what: str) -> bytes:
@@ -111,7 +120,7 @@ def _kernel_payload(kernel: bytes, compression: Compression) -> bytes:
             raise BootObjectError(f"kernel: corrupt xz data ({exc})") from exc
     check_image(kernel, "kernel")
     if compression is Compression.GZIP:
-        return gzip.compress(kernel, compresslevel=9, mtime=0)
+        return gzip_member(kernel)
     if compression is Compression.XZ:
         # CRC32 check: the one every xz decoder (Linux, Zig std) supports.
         return lzma.compress(kernel, format=lzma.FORMAT_XZ, check=lzma.CHECK_CRC32)
@@ -128,7 +137,7 @@ def _initramfs_payload(initramfs: bytes, mode: InitramfsMode) -> bytes:
                 "initramfs: --initramfs-mode gzip needs a newc cpio (070701) or its gzip",
                 hint="use --initramfs-mode tag for other compressions",
             )
-        return gzip.compress(cpio, compresslevel=9, mtime=0)
+        return gzip_member(cpio)
     if not any(initramfs.startswith(m) for m in _INITRAMFS_MAGICS):
         raise BootObjectError(
             "initramfs: not a newc cpio nor a compressed one (gzip, xz, zstd, lz4, bzip2, lzo)"
@@ -139,9 +148,18 @@ def _initramfs_payload(initramfs: bytes, mode: InitramfsMode) -> bytes:
 
 
 def check_stage_image(data: bytes, what: str) -> None:
+    """A bare loader image: Image header and, for Pippin's, ``image_size`` = file size."""
     check_image(data, what)
-    if data.startswith(bvars.TERMINATOR):
-        raise BootObjectError(f"{what}: starts with NUL bytes")
+    if version.read_version(data) is None:
+        raise BootObjectError(f"{what}: no ##pippin_ver## or ##m1n1_ver## version marker")
+    if data.find(version.PIPPIN_MARKER) >= 0:
+        end = version.pippin_image_end(data)
+        if end != len(data):
+            raise BootObjectError(
+                f"{what}: the file has {len(data) - end} bytes after the image "
+                f"(image_size {end})",
+                hint="give the bare loader image, not a boot object built from it",
+            )
 
 
 def assemble_stage2(parts: Stage2Parts, signing_key: Ed25519PrivateKey | None = None) -> bytes:

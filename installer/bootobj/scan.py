@@ -157,7 +157,9 @@ def _decompress(data: bytes, offset: int, kind: Kind) -> tuple[int, bytes, int]:
             z = zlib.decompressobj(wbits=31)
             while not z.eof:
                 take(z.decompress(z.unconsumed_tail or feed(), _CHUNK))
-            return pos - len(z.unused_data) - len(z.unconsumed_tail), bytes(head), total
+            # Every call's input ends at `pos` (a fresh chunk or the tail of one); at the end
+            # zlib reports what followed the stream in unused_data.
+            return pos - len(z.unused_data), bytes(head), total
         x = lzma.LZMADecompressor(format=lzma.FORMAT_XZ)
         while not x.eof:
             take(x.decompress(feed() if x.needs_input else b"", _CHUNK))

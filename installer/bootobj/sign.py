@@ -6,8 +6,9 @@ The signature payload is the last thing in ``boot.bin``::
     | 32-byte key id = SHA-256(raw 32-byte public key) | 64-byte signature
 
 The signature covers every byte of ``boot.bin`` before the payload. Key files are PEM
-(PKCS#8 private / SubjectPublicKeyInfo public) or hex text: 64 hex digits (a private seed or
-a public key, told apart by the caller) or ``ed25519:<hex>`` for a public key.
+(PKCS#8 private / SubjectPublicKeyInfo public) or hex text: ``ed25519-seed:<64 hex>`` for a
+private key, ``ed25519:<64 hex>`` for a public one; bare 64 hex digits are read as whichever
+the caller asked for.
 """
 
 from __future__ import annotations
@@ -32,7 +33,8 @@ KEY_ID_SIZE = 32
 SIG_BYTES = 64
 _HEAD = struct.Struct("<8sIB")
 SIG_PAYLOAD_SIZE = _HEAD.size + KEY_ID_SIZE + SIG_BYTES  # 109
-_HEX_RE = re.compile(r"(?:ed25519:)?([0-9a-fA-F]{64})")
+_HEX_RE = re.compile(r"(?P<prefix>ed25519:|ed25519-seed:)?(?P<hex>[0-9a-fA-F]{64})")
+SEED_PREFIX = "ed25519-seed:"
 
 
 class KeyFormat(StrEnum):
@@ -140,13 +142,14 @@ def _read(path: Path) -> bytes:
         raise BootObjectError(f"cannot read key file {path}: {exc.strerror}") from exc
 
 
-def _hex_key(raw: bytes, path: Path) -> bytes | None:
+def _hex_key(raw: bytes) -> tuple[str, bytes] | None:
+    """(prefix, 32 bytes) of a hex key file, None when it is not one."""
     try:
         text = raw.decode("ascii").strip()
     except UnicodeDecodeError:
         return None
     m = _HEX_RE.fullmatch(text)
-    return bytes.fromhex(m[1]) if m else None
+    return (m["prefix"] or "", bytes.fromhex(m["hex"])) if m else None
 
 
 def load_private_key(path: Path) -> Ed25519PrivateKey:
@@ -160,16 +163,16 @@ def load_private_key(path: Path) -> Ed25519PrivateKey:
         if not isinstance(key, Ed25519PrivateKey):
             raise BootObjectError(f"{path}: the PEM key is not an Ed25519 key")
         return key
-    seed = _hex_key(raw, path)
-    if seed is None:
+    found = _hex_key(raw)
+    if found is None or found[0] == "ed25519:":
         raise BootObjectError(f"{path}: not a PEM or hex Ed25519 private key")
-    return Ed25519PrivateKey.from_private_bytes(seed)
+    return Ed25519PrivateKey.from_private_bytes(found[1])
 
 
 def load_public_key(path: Path) -> bytes:
     """Raw 32-byte public key from PEM (public or private), hex or ``ed25519:<hex>``."""
     raw = _read(path)
-    if b"PRIVATE KEY-----" in raw:
+    if b"PRIVATE KEY-----" in raw or raw.lstrip().startswith(SEED_PREFIX.encode()):
         return public_bytes(load_private_key(path).public_key())
     if raw.lstrip().startswith(b"-----BEGIN"):
         try:
@@ -179,10 +182,10 @@ def load_public_key(path: Path) -> bytes:
         if not isinstance(key, Ed25519PublicKey):
             raise BootObjectError(f"{path}: the PEM key is not an Ed25519 key")
         return public_bytes(key)
-    pub = _hex_key(raw, path)
-    if pub is None:
+    found = _hex_key(raw)
+    if found is None:
         raise BootObjectError(f"{path}: not a PEM or hex Ed25519 public key")
-    return pub
+    return found[1]
 
 
 def save_private_key(path: Path, key: Ed25519PrivateKey, fmt: KeyFormat = KeyFormat.PEM) -> None:
@@ -199,7 +202,7 @@ def save_private_key(path: Path, key: Ed25519PrivateKey, fmt: KeyFormat = KeyFor
             serialization.PrivateFormat.Raw,
             serialization.NoEncryption(),
         )
-        data = seed.hex().encode() + b"\n"
+        data = (SEED_PREFIX + seed.hex() + "\n").encode()
     write_bytes(path, data, mode=0o600)
 
 
