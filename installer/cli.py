@@ -9,6 +9,8 @@ import click
 
 from installer import __version__
 from installer.bootobj.cli import bootobj
+from installer.disk.cli import plan_cmd, sim
+from installer.ipsw.cli import ipsw
 from vendorfw.cliboundary import default_log_path, run_click, setup_logging
 
 
@@ -24,6 +26,7 @@ def cli(ctx: click.Context, verbose: bool) -> None:
     ctx.ensure_object(dict)
     ctx.obj["verbose"] = verbose
     ctx.obj["env"] = dict(os.environ)
+    ctx.obj["cache_dir"] = default_log_path(os.environ, "pippin").parent
 
 
 @cli.command()
@@ -38,6 +41,9 @@ def install() -> int:
 
 
 cli.add_command(bootobj)
+cli.add_command(plan_cmd)
+cli.add_command(sim)
+cli.add_command(ipsw)
 
 
 def main(argv: list[str] | None = None) -> int:
