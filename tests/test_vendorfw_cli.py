@@ -1,0 +1,160 @@
+"""The `vendorfw` CLI: extract, verify, list, diff; --json, progress, one-line errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.support.fwtree import make_macos_tree, make_raw_dump_dir
+from tests.test_package_cpio import parse_newc
+from tests.test_vendorfw_update import make_esp
+from vendorfw.cli import main
+
+
+@pytest.fixture
+def env(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    return tmp_path
+
+
+def run(capsys, *argv: str) -> tuple[int, str, str]:
+    rc = main([str(a) for a in argv])
+    out = capsys.readouterr()
+    return rc, out.out, out.err
+
+
+@pytest.fixture(scope="module")
+def raw_dump(tmp_path_factory):
+    root = tmp_path_factory.mktemp("raw") / "dump"
+    return root, make_raw_dump_dir(root, seed=5)
+
+
+def test_extract_raw_dump_dir(env, capsys, raw_dump):
+    src, summary = raw_dump
+    dest = env / "out" / "vendorfw"
+    rc, out, err = run(capsys, "extract", src, dest, "--json")
+    assert rc == 0, err
+    report = json.loads(out)
+    assert report["files"] == len(summary.files)
+    assert {p["path"].removeprefix(str(src) + "/") for p in report["problems"]} == \
+        summary.problems
+    assert sorted(os.listdir(dest)) == ["firmware.cpio", "firmware.tar", "manifest.txt", "u-boot"]
+    rc, out, _ = run(capsys, "verify", dest / "firmware.cpio")
+    assert rc == 0
+    assert out.strip().endswith(f"OK, {len(summary.files)} files match the manifest")
+    rc, out, _ = run(capsys, "verify", dest / "firmware.tar", "--json")
+    assert rc == 0
+    assert json.loads(out)["ok"] is True
+    rc, out, _ = run(capsys, "list", dest, "--json")
+    listed = {r["name"]: r["sha256"] for r in json.loads(out)}
+    assert listed == summary.files
+
+
+def test_extract_from_tar_gz_equals_unpacked(env, capsys, raw_dump):
+    src, _ = raw_dump
+    esp = env / "esp"
+    make_esp(esp, seed=5)
+    a, b = env / "a", env / "b"
+    assert run(capsys, "extract", src, a)[0] == 0
+    assert run(capsys, "extract", esp / "asahi", b)[0] == 0
+    for name in ("firmware.cpio", "firmware.tar", "manifest.txt"):
+        assert (a / name).read_bytes() == (b / name).read_bytes()
+
+
+def test_extract_macos_tree_and_diff(env, capsys):
+    src = env / "macos"
+    summary = make_macos_tree(src, seed=2)
+    old = env / "old"
+    assert run(capsys, "extract", src, old)[0] == 0
+    names = [ln.split()[1] for ln in (old / "manifest.txt").read_text().splitlines()]
+    assert sorted(names) == sorted(summary.files)
+    # change one input file: the diff names exactly the output that changed
+    als = src / "apple" / "aop-als-cal.bin"
+    als.write_bytes(b"recalibrated")
+    new = env / "new"
+    assert run(capsys, "extract", src, new)[0] == 0
+    rc, out, _ = run(capsys, "diff", old, new)
+    assert rc == 0
+    assert out.splitlines() == [
+        "~ apple/aop-als-cal.bin",
+        f"0 added, 0 removed, 1 changed, {len(names) - 1} unchanged",
+    ]
+    rc, out, _ = run(capsys, "diff", old / "manifest.txt", new / "firmware.tar", "--json")
+    assert json.loads(out)["changed"] == ["apple/aop-als-cal.bin"]
+
+
+def test_verify_reports_tampering(env, capsys, raw_dump):
+    src, _ = raw_dump
+    dest = env / "v"
+    assert run(capsys, "extract", src, dest)[0] == 0
+    cpio = dest / "firmware.cpio"
+    data = bytearray(cpio.read_bytes())
+    victim = next(e for e in parse_newc(bytes(data)) if e["size"] > 100 and
+                  not e["name"].endswith(".vendorfw.manifest"))
+    pos = bytes(data).index(victim["data"]) + 50
+    data[pos] ^= 1
+    cpio.write_bytes(bytes(data))
+    rc, out, err = run(capsys, "verify", cpio)
+    assert rc == 1
+    assert out.splitlines() == [f"{victim['name']}: SHA-256 does not match the manifest"]
+    assert err.splitlines() == [f"vendorfw: error: {cpio} does not match its manifest (1 problems)"]
+
+
+def test_extract_failure_keeps_old_dest(env, capsys):
+    esp = env / "esp"
+    make_esp(esp)
+    dest = env / "dest"
+    assert run(capsys, "extract", esp / "asahi", dest)[0] == 0
+    before = {p.name: p.read_bytes() for p in dest.iterdir() if p.is_file()}
+    dump = esp / "asahi" / "all_firmware.tar.gz"
+    dump.write_bytes(dump.read_bytes()[:5000])
+    rc, out, err = run(capsys, "extract", esp / "asahi", dest)
+    assert rc == 1
+    assert out == ""
+    assert len(err.strip().splitlines()) == 1
+    assert {p.name: p.read_bytes() for p in dest.iterdir() if p.is_file()} == before
+    assert sorted(os.listdir(env)) == sorted(["cache", "dest", "esp", "esp-dump", "esp-src"])
+
+
+@pytest.mark.parametrize(
+    ("argv", "msg"),
+    [
+        (["extract", "/nonexistent/src", "x"], "firmware source /nonexistent/src is not a dir"),
+        (["verify", "/nonexistent/firmware.cpio"], "cannot read /nonexistent/firmware.cpio"),
+        (["list", "/etc/hostname"], "not a firmware.cpio, firmware.tar or manifest"),
+        (["update", "--esp", "/nonexistent"], "--esp /nonexistent is not a directory"),
+    ],
+)
+def test_bad_input_is_one_line(env, capsys, argv, msg):
+    rc, out, err = run(capsys, *argv)
+    assert rc == 1
+    assert err.splitlines()[0] == f"vendorfw: error: {msg}" or msg in err.splitlines()[0]
+    assert not [ln for ln in err.splitlines() if not ln.startswith("vendorfw: ")]
+
+
+def test_progress_on_request(env, capsys, raw_dump):
+    src, _ = raw_dump
+    rc, _, err = run(capsys, "extract", src, env / "p", "--progress")
+    assert rc == 0
+    err = "".join(ln for ln in err.splitlines(True) if not ln.startswith("WARNING: "))
+    assert err.startswith("\rextract: ")
+    assert err.endswith("\n")
+    assert "/s)" in err
+    rc, _, err = run(capsys, "extract", src, env / "q")
+    assert "extract: " not in err  # not a terminal: no progress line
+
+
+def test_console_script_exit_codes(env):
+    exe = Path(sys.executable).parent / "vendorfw"
+    envv = dict(os.environ, XDG_CACHE_HOME=str(env / "cache"))
+    r = subprocess.run([exe, "verify"], capture_output=True, text=True, env=envv, check=False)
+    assert r.returncode == 2
+    r = subprocess.run([exe, "diff", env, env], capture_output=True, text=True, env=envv,
+                       check=False)
+    assert r.returncode == 1
+    assert r.stderr.startswith("vendorfw: error: ")
