@@ -9,7 +9,7 @@ from installer.disk.plan import Plan, Slot
 from installer.sizes import format_size
 
 
-def _rows(slots: tuple[Slot, ...]) -> list[str]:
+def rows(slots: tuple[Slot, ...]) -> list[str]:
     out = []
     for s in slots:
         mark = f"  [{s.change}]" if s.change else ""
@@ -24,7 +24,7 @@ def render_plan(plan: Plan) -> str:
     lines = [f"{plan.action} {plan.os_name!r} on {plan.disk}"]
     if plan.os_size:
         lines[0] += f" ({format_size(plan.os_size)})"
-    lines += ["  before:", *_rows(plan.before), "  after:", *_rows(plan.after), "  operations:"]
+    lines += ["  before:", *rows(plan.before), "  after:", *rows(plan.after), "  operations:"]
     lines += [f"    {i}. {describe(op)}" for i, op in enumerate(plan.ops, start=1)]
     lines += [f"  warning: {w}" for w in plan.warnings]
     lines += [f"  note: {n}" for n in plan.notes]

@@ -1,0 +1,245 @@
+"""``pippin plan`` and ``pippin sim create|inspect|run|resume|rollback``."""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from installer.answers import Answers, check_choice, check_target, load_answers
+from installer.catalog import load_catalog
+from installer.device import DeviceFacts
+from installer.disk.model import DiskModel, find_stub_installs
+from installer.disk.plan import Choices, Plan, Space, layout, plan_install, plan_uninstall
+from installer.disk.render import plan_to_dict, render_plan, rows
+from installer.errors import AnswersError, CatalogError
+from installer.platform.base import Backend, DirPayloads, SubprocessRunner
+from installer.platform.journal import resume, rollback, run_plan
+from installer.platform.macos import MacBackend
+from installer.platform.sim import SimBackend
+from installer.platform.simmac import SimMac
+from installer.platform.simstate import sidecar
+from installer.sizes import format_size, parse_size
+
+
+def _cache_dir(ctx: click.Context) -> Path:
+    obj = ctx.find_root().obj or {}
+    if "cache_dir" in obj:
+        return Path(obj["cache_dir"])
+    env = obj.get("env", {})
+    return Path(env.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "pippin"
+
+
+def _env(ctx: click.Context) -> dict[str, str]:
+    return dict((ctx.find_root().obj or {}).get("env", {}))
+
+
+def default_target(ctx: click.Context) -> str:
+    if sys.platform == "darwin":
+        return "disk0"
+    return f"sim:{_cache_dir(ctx) / 'sim' / 'mac.img'}"
+
+
+def make_backend(target: str, env: dict[str, str]) -> Backend:
+    """The one factory for real backends (STYLE.md: inject, don't reach)."""
+    runner = SubprocessRunner(env or None)
+    if target.startswith("sim:"):
+        return SimBackend(Path(target[4:]), runner)
+    return MacBackend(runner, disk=target)
+
+
+def _size_arg(text: str, what: str) -> int:
+    try:
+        return parse_size(text)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint=what) from None
+
+
+def plan_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    opts = [
+        click.option("--answers", "answers_file", type=click.Path(path_type=Path),
+                     help="TOML answers file; options below override it."),
+        click.option("--target", help="sim:PATH or a macOS disk id (disk0)."),
+        click.option("--catalog", help="installer_data.json path."),
+        click.option("--os", "os_name", help="Exact catalog entry name."),
+        click.option("--space", type=click.Choice(["free", "resize"]), default=None),
+        click.option("--resize-to", help="macOS container size: min, NN%, or a size."),
+        click.option("--size", help="New OS size: max, min, NN%, or a size."),
+        click.option("--name", help="Name shown in the boot picker."),
+        click.option("--expert/--no-expert", default=None),
+        click.option("--uninstall", "uninstall_ref", metavar="PART",
+                     help="Plan removing the stub install whose container is PART."),
+    ]
+    return functools.reduce(lambda acc, o: o(acc), reversed(opts), f)
+
+
+def _answers(ctx: click.Context, kw: dict[str, Any]) -> Answers:
+    base = load_answers(kw["answers_file"]) if kw["answers_file"] else Answers()
+    over: dict[str, Any] = {
+        "target": check_target(kw["target"]) if kw["target"] else None,
+        "catalog": kw["catalog"], "os": kw["os_name"],
+        "space": Space(kw["space"]) if kw["space"] else None,
+        "resize_to": check_choice("--resize-to", kw["resize_to"]) if kw["resize_to"] else None,
+        "size": check_choice("--size", kw["size"]) if kw["size"] else None,
+        "name": kw["name"], "expert": kw["expert"],
+    }
+    a = base.override(**over)
+    return a if a.target else a.override(target=default_target(ctx))
+
+
+def build_plan(ctx: click.Context, kw: dict[str, Any], backend: Backend) -> Plan:
+    a = _answers(ctx, kw)
+    model = backend.read_model()
+    if kw["uninstall_ref"]:
+        return plan_uninstall(model, kw["uninstall_ref"])
+    catalog = a.catalog or _env(ctx).get("INSTALLER_DATA")
+    if not catalog:
+        raise CatalogError("no catalog given", hint="pass --catalog FILE, set catalog in the "
+                           "answers file, or set INSTALLER_DATA")
+    if "://" in catalog:
+        raise CatalogError(f"catalog {catalog} is a URL; planning reads a local file",
+                           hint="download it first, or use `pippin install`")
+    if not a.os:
+        raise AnswersError("no OS chosen", hint="pass --os NAME or set os in the answers file")
+    cat_path = Path(catalog)
+    repo_base = _env(ctx).get("REPO_BASE") or str(cat_path.resolve().parent)
+    entry = load_catalog(cat_path, repo_base).find(a.os)
+    choices = Choices(space=a.space, resize_to=a.resize_to, size=a.size, name=a.name,
+                      expert=a.expert)
+    return plan_install(model, entry, choices)
+
+
+@click.command("plan")
+@plan_options
+@click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
+@click.pass_context
+def plan_cmd(ctx: click.Context, /, as_json: bool, **kw: Any) -> int:
+    """Print what an install (or --uninstall) would do. Writes nothing; no network."""
+    target = _answers(ctx, kw).target or default_target(ctx)
+    plan = build_plan(ctx, kw, make_backend(target, _env(ctx)))
+    if as_json:
+        click.echo(json.dumps(plan_to_dict(plan), indent=1))
+    else:
+        click.echo(render_plan(plan))
+    return 0
+
+
+@click.group("sim")
+def sim() -> None:
+    """The simulated Mac: a sparse disk image with a factory Apple Silicon layout."""
+
+
+@sim.command("create")
+@click.argument("path", type=click.Path(path_type=Path))
+@click.option("--device", default="j314sap", show_default=True)
+@click.option("--disk-size", default="512GB", show_default=True)
+@click.option("--macos-used", default="200GB", show_default=True)
+@click.option("--overhead", default="0", help="APFS snapshot overhead to simulate.")
+def sim_create(path: Path, device: str, disk_size: str, macos_used: str, overhead: str) -> int:
+    """Create a simulated Mac at PATH (plus PATH.d/ and PATH.device.json)."""
+    mac = SimMac.create(
+        path, device=device, disk_size=_size_arg(disk_size, "--disk-size"),
+        macos_used=_size_arg(macos_used, "--macos-used"),
+        overhead=_size_arg(overhead, "--overhead"),
+    )
+    click.echo(f"created {mac.path} ({mac.facts.product}, {format_size(mac.path.stat().st_size)})")
+    return 0
+
+
+def inspect_dict(model: DiskModel, facts: DeviceFacts) -> dict[str, Any]:
+    disk = model.disks[0]
+    return {
+        "device": facts.to_json(),
+        "disk": {"ref": disk.ref, "size": disk.size, "system": disk.is_system},
+        "layout": [vars_slot(s) for s in layout(disk)],
+        "containers": [
+            {"partition": p.ref, "ceiling": p.container.ceiling, "free": p.container.free,
+             "stub": p.container.is_stub,
+             "volumes": [{"name": v.name, "roles": list(v.roles), "used": v.used}
+                         for v in p.container.volumes]}
+            for p in disk.ordered() if p.container is not None
+        ],
+        "installs": [{"stub": i.stub.ref, "name": i.name,
+                      "partitions": [p.ref for p in i.partitions]}
+                     for i in find_stub_installs(disk)],
+    }
+
+
+def vars_slot(s: Any) -> dict[str, Any]:
+    return {"start": s.start, "size": s.size, "kind": s.kind, "name": s.name, "ref": s.ref}
+
+
+@sim.command("inspect")
+@click.argument("path", type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True)
+def sim_inspect(path: Path, as_json: bool) -> int:
+    """Show a simulated Mac: device facts, partitions, containers, installed OSes."""
+    mac = SimMac.open(path)
+    model = mac.backend().read_model()
+    if as_json:
+        click.echo(json.dumps(inspect_dict(model, mac.facts), indent=1))
+        return 0
+    f = mac.facts
+    disk = model.disks[0]
+    click.echo(f"{path}: {f.product} ({f.device_class}, board 0x{f.board_id:02x}, "
+               f"chip 0x{f.chip_id:04x}, {f.system_firmware}, macOS {f.macos_version})")
+    click.echo(f"  disk {disk.ref}: {format_size(disk.size)}")
+    for line in rows(layout(disk)):
+        click.echo(line)
+    for p in disk.ordered():
+        if p.container is None:
+            continue
+        stub = " (stub)" if p.container.is_stub else ""
+        click.echo(f"  container on {p.ref}{stub}: {format_size(p.container.used)} used of "
+                   f"{format_size(p.container.ceiling)}")
+        for v in p.container.volumes:
+            click.echo(f"    {v.name} [{', '.join(v.roles)}] {format_size(v.used)}")
+    for i in find_stub_installs(disk):
+        click.echo(f"  installed: {i.name!r} ({', '.join(p.ref for p in i.partitions)})")
+    return 0
+
+
+def _journal(path: Path) -> Path:
+    return sidecar(path) / "journal.json"
+
+
+@sim.command("run")
+@click.argument("path", type=click.Path(path_type=Path))
+@plan_options
+@click.option("--package", type=click.Path(path_type=Path, file_okay=False),
+              help="Unpacked OS package (images and esp/ tree).")
+@click.pass_context
+def sim_run(ctx: click.Context, /, path: Path, package: Path | None, **kw: Any) -> int:
+    """Plan and execute on the simulated Mac at PATH (journaled, resumable)."""
+    kw["target"] = f"sim:{path}"
+    backend = SimBackend(path, SubprocessRunner(_env(ctx) or None))
+    plan = build_plan(ctx, kw, backend)
+    click.echo(render_plan(plan))
+    run_plan(backend, plan, DirPayloads(package) if package else None, _journal(path),
+             progress=lambda i, n, what: click.echo(f"[{i}/{n}] {what}", err=True))
+    click.echo("done; bytes outside the plan verified unchanged")
+    return 0
+
+
+@sim.command("resume")
+@click.argument("path", type=click.Path(path_type=Path))
+@click.option("--package", type=click.Path(path_type=Path, file_okay=False))
+def sim_resume(path: Path, package: Path | None) -> int:
+    """Finish an interrupted `sim run`."""
+    resume(SimBackend(path), _journal(path), DirPayloads(package) if package else None)
+    click.echo("resumed and finished")
+    return 0
+
+
+@sim.command("rollback")
+@click.argument("path", type=click.Path(path_type=Path))
+def sim_rollback(path: Path) -> int:
+    """Undo an interrupted `sim run`."""
+    rollback(SimBackend(path), _journal(path))
+    click.echo("rolled back")
+    return 0

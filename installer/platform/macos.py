@@ -1,0 +1,264 @@
+"""The ``macos`` backend: the exact command forms of formats.md §12, through a ``Runner``.
+
+Command errors surface verbatim (``CommandError`` keeps stderr) plus a hint. New
+partitions are found by comparing ``diskutil list`` before and after, and must land where
+the plan put them; otherwise the run stops.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, assert_never
+
+from installer.disk.diskutil import (
+    DiskInfo,
+    build_model,
+    parse_apfs_list,
+    parse_info,
+    parse_limits,
+    parse_list,
+)
+from installer.disk.model import TYPE_GUIDS, DiskModel, PartKind, ResizeLimits
+from installer.disk.ops import (
+    CopyTree,
+    CreatePartition,
+    CreateStubContainer,
+    CreateStubVolumes,
+    DeleteContainer,
+    DeletePartition,
+    FormatFat32,
+    Op,
+    ResizeContainer,
+    WriteImage,
+)
+from installer.errors import BackendError
+from installer.platform.base import Backend, Payloads, Runner
+from installer.platform.sparse import CHUNK
+
+log = logging.getLogger(__name__)
+
+STUB_MAX = 5 * 1000**3  # an unmounted container this small with a System volume is a stub
+HINT = "see the diskutil message above; nothing after this step was changed"
+
+
+class MacBackend(Backend):
+    name = "macos"
+
+    def __init__(self, runner: Runner, *, disk: str = "disk0", dev_root: Path = Path("/dev"),
+                 ) -> None:
+        self.runner = runner
+        self.disk = disk
+        self.dev_root = dev_root
+        self._refs: dict[str, str] = {}
+        self._containers: dict[str, str] = {}  # partition ref -> APFS container ref
+
+    def _du(self, *args: str, hint: str = HINT) -> bytes:
+        return self.runner.check(["diskutil", *args], hint=hint)
+
+    # -- reading ---------------------------------------------------------------------------
+    def read_model(self) -> DiskModel:
+        listed = parse_list(self._du("list", "-plist"))
+        containers = parse_apfs_list(self._du("apfs", "list", "-plist"))
+        infos: dict[str, DiskInfo] = {}
+        synthesized = {d.ref for d in listed if d.apfs_stores}
+        for d in listed:
+            if d.ref in synthesized:
+                continue
+            infos[d.ref] = parse_info(self._du("info", "-plist", d.ref))
+            for pid, *_ in d.partitions:
+                infos[pid] = parse_info(self._du("info", "-plist", pid))
+        stubs: dict[str, bool] = {}
+        limits: dict[str, ResizeLimits] = {}
+        for c in containers:
+            self._containers.update({s: c.ref for s in c.stores})
+            system = [v for v in c.volumes if "System" in v.roles]
+            if not system:
+                continue
+            stubs[c.ref] = self._is_stub(system[0].device, c.ceiling)
+            if not stubs[c.ref] and {"Data"} <= {r for v in c.volumes for r in v.roles}:
+                store = c.stores[0]
+                limits[store] = parse_limits(
+                    self._du("apfs", "resizeContainer", store, "limits", "-plist"))
+        return build_model(listed, containers, infos, limits, stubs)
+
+    def _is_stub(self, system_volume: str, ceiling: int) -> bool:
+        """formats.md §1: a System volume without /Library. Unmounted: judge by size."""
+        info = parse_info(self._du("info", "-plist", system_volume))
+        if info.mount_point is None:
+            return ceiling <= STUB_MAX
+        return self.runner.run(["test", "-d", f"{info.mount_point}/Library"]).rc != 0
+
+    # -- refs --------------------------------------------------------------------------------
+    def refs(self) -> dict[str, str]:
+        return dict(self._refs)
+
+    def restore_refs(self, refs: Mapping[str, str]) -> None:
+        self._refs = dict(refs)
+
+    def _real(self, ref: str) -> str:
+        if ref.startswith("new:"):
+            if ref not in self._refs:
+                raise BackendError(f"partition {ref} of the plan was never created")
+            return self._refs[ref]
+        return ref
+
+    def _partition_ids(self) -> list[str]:
+        for d in parse_list(self._du("list", "-plist", self.disk)):
+            if d.ref == self.disk:
+                return [p[0] for p in d.partitions]
+        raise BackendError(f"diskutil list: {self.disk} disappeared")
+
+    def _add(self, ref: str, after: str, args: list[str], start: int) -> str:
+        if ref in self._refs:  # created before an interruption
+            return self._refs[ref]
+        before = set(self._partition_ids())
+        self._du("addPartition", self._real(after), *args)
+        new = [p for p in self._partition_ids() if p not in before]
+        if len(new) != 1:
+            raise BackendError(f"diskutil addPartition: expected one new partition, got {new}")
+        got = parse_info(self._du("info", "-plist", new[0])).offset
+        self._refs[ref] = new[0]
+        if got != start:
+            raise BackendError(
+                f"diskutil put {new[0]} at byte {got}, the plan at {start}; stopping",
+                hint="roll back with the journal, then plan again",
+            )
+        return new[0]
+
+    def _container_of(self, part: str) -> str:
+        for c in parse_apfs_list(self._du("apfs", "list", "-plist")):
+            if part in c.stores:
+                self._containers[part] = c.ref
+                return c.ref
+        raise BackendError(f"no APFS container on {part}")
+
+    # -- operations --------------------------------------------------------------------------
+    def execute(self, op: Op, payloads: Payloads | None) -> None:
+        match op:
+            case ResizeContainer():
+                self._du("apfs", "resizeContainer", self._real(op.ref), str(op.new_size),
+                         hint="if APFS snapshots block the resize, delete them "
+                              "(tmutil deletelocalsnapshots /) and plan again")
+            case CreateStubContainer():
+                if op.ref in self._refs:
+                    return
+                part = self._add(op.ref, op.after, ["apfs", op.label, str(op.size)], op.start)
+                ctr = self._container_of(part)
+                # addPartition makes one plain volume; the stub needs role-tagged ones.
+                for c in parse_apfs_list(self._du("apfs", "list", "-plist")):
+                    if c.ref == ctr:
+                        for v in c.volumes:
+                            self._du("apfs", "deleteVolume", v.device)
+            case CreateStubVolumes():
+                self._stub_volumes(op)
+            case CreatePartition():
+                kind = "%EFI%" if op.kind is PartKind.EFI else f"%{TYPE_GUIDS[op.kind]}%"
+                self._add(op.ref, op.after, [kind, "%noformat%", str(op.size)], op.start)
+            case FormatFat32():
+                argv = ["newfs_msdos", "-F", "32", "-v", op.label]
+                if op.volume_id is not None:
+                    argv += ["-I", f"0x{op.volume_id:08x}"]
+                self.runner.check([*argv, f"/dev/r{self._real(op.ref)}"], hint=HINT)
+            case CopyTree():
+                self._copy_tree(op, payloads)
+            case WriteImage():
+                self._write_image(op, payloads)
+            case DeletePartition():
+                self._du("eraseVolume", "free", "free", self._real(op.ref))
+            case DeleteContainer():
+                part = self._real(op.ref)
+                self._du("apfs", "deleteContainer", part)
+                self._du("eraseVolume", "free", "free", part)
+            case _:
+                assert_never(op)
+
+    def _stub_volumes(self, op: CreateStubVolumes) -> None:
+        part = self._real(op.ref)
+        ctr = self._containers.get(part) or self._container_of(part)
+        have = {v.name: v.device for c in parse_apfs_list(self._du("apfs", "list", "-plist"))
+                if c.ref == ctr for v in c.volumes}
+        data = f"{op.label} - Data"
+        if data not in have:
+            self._du("apfs", "addVolume", ctr, "apfs", data, "-role", "D")
+            have = {v.name: v.device for c in parse_apfs_list(self._du("apfs", "list", "-plist"))
+                    if c.ref == ctr for v in c.volumes}
+        for name, role, extra in ((op.label, "S", ["-groupWith", have[data]]),
+                                  ("Preboot", "B", []), ("Recovery", "R", [])):
+            if name not in have:
+                self._du("apfs", "addVolume", ctr, "apfs", name, "-role", role, *extra)
+
+    def _copy_tree(self, op: CopyTree, payloads: Payloads | None) -> None:
+        if payloads is None:
+            raise BackendError(f"copying {op.source}/ needs the OS package")
+        part = self._real(op.ref)
+        src = payloads.tree(op.source)
+        self._du("mount", part)
+        mp = parse_info(self._du("info", "-plist", part)).mount_point
+        if mp is None:
+            raise BackendError(f"{part} did not mount")
+        try:
+            self.runner.check(["ditto", str(src), mp], hint="the ESP may be full")
+        finally:
+            self._du("unmount", part)
+
+    def _write_image(self, op: WriteImage, payloads: Payloads | None) -> None:
+        if payloads is None:
+            raise BackendError(f"writing {op.image} needs the OS package")
+        dev = self.dev_root / f"r{self._real(op.ref)}"
+        try:
+            with payloads.image(op.image) as src, dev.open("r+b") as out:
+                while buf := src.read(CHUNK):
+                    out.write(buf)
+        except OSError as exc:
+            raise BackendError(f"writing {op.image} to {dev}: {exc.strerror}") from exc
+
+    # -- rollback ----------------------------------------------------------------------------
+    def undo(self, op: Op) -> None:
+        match op:
+            case ResizeContainer():
+                self._du("apfs", "resizeContainer", self._real(op.ref), str(op.old_size))
+            case CreateStubContainer():
+                if op.ref in self._refs:
+                    part = self._refs.pop(op.ref)
+                    self._du("apfs", "deleteContainer", part)
+                    self._du("eraseVolume", "free", "free", part)
+            case CreatePartition():
+                if op.ref in self._refs:
+                    self._du("eraseVolume", "free", "free", self._refs.pop(op.ref))
+            case CreateStubVolumes() | FormatFat32() | CopyTree() | WriteImage():
+                pass
+            case DeletePartition() | DeleteContainer():
+                raise BackendError(
+                    f"{op.ref} was already deleted; an uninstall cannot be rolled back",
+                    hint="resume the uninstall instead",
+                )
+            case _:
+                assert_never(op)
+
+    # -- safety ------------------------------------------------------------------------------
+    def _unowned_entries(self, owned: Sequence[tuple[int, int]]) -> list[list[Any]]:
+        disk = self.read_model().disk(self.disk)
+        out = []
+        for p in disk.ordered():
+            if any(p.start < e and s < p.end for s, e in owned):
+                continue
+            c = p.container
+            vols = sorted([v.name, list(v.roles)] for v in c.volumes) if c else []
+            out.append([p.ref, p.start, p.size, p.kind.value, p.uuid,
+                        c.uuid if c else "", vols])
+        return out
+
+    def snapshot(self, owned: Sequence[tuple[int, int]]) -> dict[str, Any]:
+        return {"partitions": self._unowned_entries(owned)}
+
+    def verify(self, owned: Sequence[tuple[int, int]], snapshot: dict[str, Any]) -> None:
+        now = self._unowned_entries(owned)
+        if now != snapshot["partitions"]:
+            before = {e[0] for e in snapshot["partitions"]}
+            diff = [e[0] for e in now if e not in snapshot["partitions"]]
+            diff += [r for r in before if r not in {e[0] for e in now}]
+            raise BackendError(
+                f"partitions outside the plan changed on {self.disk}: {', '.join(diff)}"
+            )
