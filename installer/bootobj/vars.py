@@ -74,14 +74,15 @@ def _check_name(name: str) -> None:
         )
 
 
-def _check_value(var: Variable) -> None:
+def _check_value(var: Variable, known: bool = True) -> None:
     raw = var.value.encode("utf-8", "surrogateescape")
     if len(raw) > MAX_VALUE:
         raise BootObjectError(f"value of {var.name} longer than {MAX_VALUE} bytes ({len(raw)})")
     for ch, what in (("\0", "a NUL byte"), ("\n", "a newline"), ("\r", "a carriage return")):
         if ch in var.value:
             raise BootObjectError(f"value of {var.name} contains {what}")
-    _check_known(var)
+    if known:
+        _check_known(var)
 
 
 def _check_known(var: Variable) -> None:
@@ -115,18 +116,24 @@ def _check_known(var: Variable) -> None:
         raise BootObjectError(f"tso={value!r}: the only accepted value is 1")
 
 
-def validate(variables: Sequence[Variable], *, unique: bool = True) -> None:
-    """Raise :class:`BootObjectError` on the first variable that breaks a §2 rule."""
+def validate(
+    variables: Sequence[Variable], *, unique: bool = True, check_values: bool = True
+) -> None:
+    """Raise :class:`BootObjectError` on the first variable that breaks a §2 rule.
+
+    ``check_values=False`` keeps the structural rules only (for reading what another tool
+    wrote, e.g. an uppercase PARTUUID, which is then reported rather than refused).
+    """
     seen: set[str] = set()
     chosen = 0
     for var in variables:
         _check_name(var.name)
-        _check_value(var)
+        _check_value(var, check_values)
         if var.name.startswith(CHOSEN_PREFIX):
             chosen += 1
             if len(var.name) == len(CHOSEN_PREFIX):
                 raise BootObjectError("variable 'chosen.' names no property")
-        elif var.name not in KNOWN_NAMES:
+        elif var.name not in KNOWN_NAMES and check_values:
             log.warning("variable %s is not one stage 1 or stage 2 knows; it will be ignored",
                         var.name)
         if unique and var.name in seen:
@@ -142,7 +149,9 @@ def encode(variables: Sequence[Variable]) -> bytes:
     return b"".join(v.line() for v in variables) + TERMINATOR
 
 
-def parse_text(text: bytes, *, unique: bool = False) -> tuple[Variable, ...]:
+def parse_text(
+    text: bytes, *, unique: bool = False, check_values: bool = True
+) -> tuple[Variable, ...]:
     """Parse variable lines (the bytes before the terminating NUL).
 
     A final line without its newline is accepted (hand-written installs); any other
@@ -166,7 +175,7 @@ def parse_text(text: bytes, *, unique: bool = False) -> tuple[Variable, ...]:
         if not sep:
             raise BootObjectError(f"variable line {number} has no '=': {line[:70]!r}")
         out.append(Variable(name, value))
-    validate(out, unique=unique)
+    validate(out, unique=unique, check_values=check_values)
     return tuple(out)
 
 

@@ -171,7 +171,8 @@ def pippin_image_end(data: bytes) -> int:
 def read_installed_vars(data: bytes) -> tuple[bvars.Variable, ...]:
     """The variables of an installed stage-1 object (the text after the image up to a NUL).
 
-    Pippin images: from ``image_size`` on. m1n1 images: after ``STACKBOT``.
+    Pippin images: from ``image_size`` on. m1n1 images: after ``STACKBOT``. Only the
+    structure is checked (values written by another tool are reported as they are).
 
     The same 8 bytes may occur inside the image's code, so the ``STACKBOT`` taken is the
     first whose text parses and is followed only by NULs to the end of the data; failing
@@ -179,9 +180,13 @@ def read_installed_vars(data: bytes) -> tuple[bvars.Variable, ...]:
     """
     if data.find(PIPPIN_MARKER) >= 0:
         end = pippin_image_end(data)
-        return bvars.read_block(data, end)[0]
-    candidates: list[tuple[tuple[bvars.Variable, ...], bool]] = []
-    first_error: BootObjectError | None = None
+        nul = data.find(b"\0", end)
+        text = data[end:] if nul < 0 else data[end:nul]
+        if nul >= 0 and data[nul : nul + 4] != bvars.TERMINATOR[: len(data) - nul]:
+            raise BootObjectError("installed variables are not ended by four NUL bytes")
+        return bvars.parse_text(text, check_values=False)
+    fallback: tuple[bvars.Variable, ...] | None = None
+    last_error: BootObjectError | None = None
     at = data.find(IMAGE_END)
     if at < 0:
         raise BootObjectError("no STACKBOT end marker: not an m1n1-style loader image")
@@ -190,16 +195,15 @@ def read_installed_vars(data: bytes) -> tuple[bvars.Variable, ...]:
         end = data.find(b"\0", start)
         end = len(data) if end < 0 else end
         try:
-            parsed = bvars.parse_text(data[start:end])
+            parsed = bvars.parse_text(data[start:end], check_values=False)
         except BootObjectError as exc:
-            first_error = first_error or exc
+            last_error = exc
         else:
-            only_nul = data.count(0, end) == len(data) - end
-            if only_nul:
+            if data.count(0, end) == len(data) - end:
                 return parsed
-            candidates.append((parsed, only_nul))
+            fallback = parsed if fallback is None else fallback
         at = data.find(IMAGE_END, start)
-    if candidates:
-        return candidates[0][0]
-    assert first_error is not None
-    raise BootObjectError(f"installed variables are malformed: {first_error.message}")
+    if fallback is not None:
+        return fallback
+    assert last_error is not None
+    raise BootObjectError(f"installed variables are malformed: {last_error.message}")
