@@ -300,8 +300,13 @@ def kernel_image(asmedia: bytes, rng: random.Random, size: int = 2 << 20) -> byt
     """A fake kernel image: Mach-O magic, filler, the 2214A_RCFG record, filler."""
     assert len(asmedia) == 0x18000
     record = b"2214A_RCFG" + bytes(0x2F - 10) + struct.pack("<I", 0x18000) + asmedia
-    head = b"\xcf\xfa\xed\xfe" + rng.randbytes(size // 2)
-    return head + record + bytes(4096) + rng.randbytes(size // 2)
+
+    def filler(n: int) -> bytes:  # compressible like code and tables, not pure noise
+        page = rng.randbytes(1024) + bytes(1024)
+        return (page * (n // len(page) + 1))[:n]
+
+    head = b"\xcf\xfa\xed\xfe" + filler(size // 2)
+    return head + record + bytes(4096) + filler(size // 2)
 
 
 def make_kernelcache(path: Path, asmedia: bytes, lzfse: bool, seed: int = 0) -> bytes:

@@ -1,0 +1,121 @@
+"""FirmwareSource.from_dir layouts and vendorfw.collect.collect (order, progress, golden)."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from pathlib import Path
+
+import pytest
+
+from tests.support.fwtree import make_macos_tree, make_raw_dump_dir, raw_dump_members
+from vendorfw import collect as collect_mod
+from vendorfw.collect import collect
+from vendorfw.errors import CollectError
+from vendorfw.model import FirmwareFile
+from vendorfw.source import FirmwareSource
+
+
+def test_raw_dump_layout(tmp_path):
+    make_raw_dump_dir(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [*raw_dump_members(), "kernelcache.release.mac13j"])
+    src = FirmwareSource.from_dir(tmp_path)
+    assert src == FirmwareSource(
+        firmware=tmp_path / "firmware",
+        fud_firmware=tmp_path / "fud_firmware",
+        camerad=tmp_path / "appleh13camerad",
+        factorydata=tmp_path / "com.apple.factorydata",
+        als_cal=tmp_path / "apple/aop-als-cal.bin",
+        kernelcache=tmp_path / "kernelcache.release.mac13j",
+    )
+
+
+def test_macos_layout(tmp_path):
+    make_macos_tree(tmp_path)
+    src = FirmwareSource.from_dir(tmp_path)
+    assert src == FirmwareSource(
+        firmware=tmp_path / "usr/share/firmware",
+        fud_firmware=tmp_path / "fud_firmware",
+        camerad=tmp_path / "usr/sbin/appleh13camerad",
+        factorydata=tmp_path / "System/Library/Caches/com.apple.factorydata",
+        als_cal=tmp_path / "apple/aop-als-cal.bin",
+        kernelcache=tmp_path / "kernelcache.release.mac13g",
+    )
+
+
+def test_missing_parts_are_none_and_alternatives_are_found(tmp_path):
+    (tmp_path / "aop-als-cal.bin").write_bytes(b"c")
+    (tmp_path / "appleh13camerad").mkdir()  # a directory is not the binary
+    (tmp_path / "kernelcache.b").write_bytes(b"k")
+    (tmp_path / "kernelcache.a").write_bytes(b"k")
+    (tmp_path / "kernelcache.0").mkdir()
+    src = FirmwareSource.from_dir(tmp_path)
+    assert src == FirmwareSource(als_cal=tmp_path / "aop-als-cal.bin",
+                                 kernelcache=tmp_path / "kernelcache.a")
+
+
+def test_raw_dump_names_win_over_macos_names(tmp_path):
+    (tmp_path / "firmware").mkdir()
+    (tmp_path / "usr/share/firmware").mkdir(parents=True)
+    assert FirmwareSource.from_dir(tmp_path).firmware == tmp_path / "firmware"
+
+
+def test_empty_or_missing_source_is_an_error(tmp_path):
+    with pytest.raises(CollectError, match="no firmware sources found"):
+        FirmwareSource.from_dir(tmp_path)
+    with pytest.raises(CollectError, match="is not a directory"):
+        FirmwareSource.from_dir(tmp_path / "nope")
+
+
+@pytest.mark.parametrize("maker", [make_raw_dump_dir, make_macos_tree])
+def test_collect_golden_and_order(tmp_path, maker):
+    expected = maker(tmp_path, seed=21)
+    seen: list[str] = []
+    files, problems = collect(FirmwareSource.from_dir(tmp_path), progress=seen.append)
+    assert seen == ["wifi", "bluetooth", "multitouch", "isp", "als", "kernel"]
+    got = {f.name: hashlib.sha256(f.read()).hexdigest() for f in files}
+    assert got == expected.files
+    assert {Path(p.path).relative_to(tmp_path).as_posix() for p in problems} == expected.problems
+    # collector order, each collector sorted by name in byte order
+    groups = [
+        [n for n in (f.name for f in files) if n.startswith("brcm/brcmfmac")],
+        [n for n in (f.name for f in files) if n.startswith("brcm/brcmbt")],
+        [n for n in (f.name for f in files) if "mtfw-" in n],
+        [n for n in (f.name for f in files) if n.startswith("apple/isp_")],
+        [n for n in (f.name for f in files)
+         if n.startswith(("apple/HmCA", "apple/aop-als"))],
+        ["asmedia/asm2214a-apple.bin"],
+    ]
+    assert [f.name for f in files] == [n for g in groups for n in sorted(g, key=str.encode)]
+
+
+def test_collect_of_an_empty_source():
+    assert collect(FirmwareSource()) == ([], [])
+
+
+def test_duplicate_names_across_collectors_are_an_internal_error(monkeypatch):
+    def one(_source):
+        return [FirmwareFile("apple/x.bin", data=b"1")], []
+
+    monkeypatch.setattr(collect_mod, "COLLECTORS", (("a", one), ("b", one)))
+    with pytest.raises(AssertionError, match="apple/x.bin"):
+        collect(FirmwareSource())
+
+
+def test_problems_are_logged(tmp_path, caplog):
+    make_raw_dump_dir(tmp_path)
+    with caplog.at_level(logging.INFO, logger="vendorfw.collect"):
+        _files, problems = collect(FirmwareSource.from_dir(tmp_path))
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == len(problems)
+    assert any("collected" in r.getMessage() for r in caplog.records)
+
+
+def test_scale_reaches_benchmark_size(tmp_path):
+    """Scale 11 is what the benchmark uses: ≥ 1,000 files and ≥ 60 MB."""
+    expected = make_macos_tree(tmp_path, seed=0, scale=11)
+    assert expected.source_files >= 1000
+    assert expected.source_bytes >= 60_000_000
+    files, _ = collect(FirmwareSource.from_dir(tmp_path))
+    assert len(files) == len(expected.files)
