@@ -1,0 +1,7 @@
+//! Hardware-free core of the boot chain, shared by both stages and tested on the host.
+//! Every parser here treats its input as hostile: lengths are checked, errors are values.
+pub const fdt = @import("fdt.zig");
+
+test {
+    @import("std").testing.refAllDecls(@This());
+}
