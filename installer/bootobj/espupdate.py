@@ -131,7 +131,7 @@ def update_esp(
     new = target_dir / (BOOT_NAME + ".new")
     old = target_dir / (BOOT_NAME + ".old")
     old_tmp = target_dir / (BOOT_NAME + ".old.tmp")
-    kept_old = False
+    kept_old = replaced = False
     try:
         target_dir.mkdir(exist_ok=True)
         _write_synced(new, data)
@@ -143,6 +143,7 @@ def update_esp(
             fsync_dir(target_dir)
         step(Step.OLD_KEPT)
         os.replace(new, target)
+        replaced = True
         fsync_dir(target_dir)
         step(Step.REPLACED)
     except OSError as exc:
@@ -151,9 +152,10 @@ def update_esp(
                 leftover.unlink(missing_ok=True)
             except OSError:
                 log.debug("could not remove %s", leftover, exc_info=True)
+        state = "now holds the new version" if replaced else "is unchanged"
         raise BootObjectError(
             f"updating {target} failed: {exc.strerror or exc}",
-            hint=f"{target} is unchanged" if target.exists() else None,
+            hint=f"{target} {state}" if replaced or previous is not None else None,
         ) from exc
     log.info("installed %s %s as %s", new_version.kind, new_version.version, target)
     return UpdateResult(target, new_version, previous, kept_old, downgrade)
