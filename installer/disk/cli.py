@@ -109,8 +109,9 @@ def build_plan(ctx: click.Context, kw: dict[str, Any], backend: Backend) -> Plan
     cat_path = Path(catalog)
     repo_base = _env(ctx).get("REPO_BASE") or str(cat_path.resolve().parent)
     entry = load_catalog(cat_path, repo_base).find(a.os)
+    disk = None if (a.target or "").startswith("sim:") else a.target
     choices = Choices(space=a.space, resize_to=a.resize_to, size=a.size, name=a.name,
-                      expert=a.expert)
+                      expert=a.expert, disk=disk)
     return plan_install(model, entry, choices)
 
 

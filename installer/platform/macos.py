@@ -88,7 +88,8 @@ class MacBackend(Backend):
         info = parse_info(self._du("info", "-plist", system_volume))
         if info.mount_point is None:
             return ceiling <= STUB_MAX
-        return self.runner.run(["test", "-d", f"{info.mount_point}/Library"]).rc != 0
+        library = info.mount_point.rstrip("/") + "/Library"
+        return self.runner.run(["test", "-d", library]).rc != 0
 
     # -- refs --------------------------------------------------------------------------------
     def refs(self) -> dict[str, str]:
