@@ -49,11 +49,14 @@ pippin_getarg() {
 
 # pippin_valid_partuuid STRING: true when STRING is a lowercase GPT unique GUID, not zero.
 pippin_valid_partuuid() {
+    local h
+    h='[0-9a-f]'
+    # shellcheck disable=SC2254 # $h is a pattern on purpose
     case "$1" in
         00000000-0000-0000-0000-000000000000) return 1 ;;
+        $h$h$h$h$h$h$h$h-$h$h$h$h-$h$h$h$h-$h$h$h$h-$h$h$h$h$h$h$h$h$h$h$h$h) return 0 ;;
     esac
-    printf '%s\n' "$1" |
-        grep -qx '[0-9a-f]\{8\}-[0-9a-f]\{4\}-[0-9a-f]\{4\}-[0-9a-f]\{4\}-[0-9a-f]\{12\}'
+    return 1
 }
 
 # pippin_esp_partuuid: print the ESP PARTUUID, lowercase: `vendorfw.esp=` on the kernel

@@ -121,7 +121,8 @@ def esp_disk(path: Path, files: Mapping[str, bytes | Path], *, sector: int = 512
     """A GPT disk: a small Linux partition first (so the ESP is partition 2), then the ESP."""
     diskimg.make_gpt_disk(path, [
         diskimg.Part("root", 2 * diskimg.MiB, type_guid=diskimg.LINUX_TYPE, fat=None),
-        diskimg.Part("EFI", esp_size, partuuid=partuuid, files=dict(files)),
+        diskimg.Part("EFI", esp_size, partuuid=partuuid, files=dict(files),
+                      fat=32 if sector == 512 else 16),  # FAT32 needs 65525 clusters
     ], sector_size=sector)
     return path
 
