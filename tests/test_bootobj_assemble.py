@@ -49,8 +49,9 @@ def test_golden_layout(dtbs, cpio):
     assert got == want
 
 
-def test_minimal_boot_bin_is_stage2_and_terminator():
-    assert assemble.assemble_stage2(Stage2Parts(fake_stage())) == fake_stage() + b"\0\0\0\0"
+def test_minimal_boot_bin_is_the_stage2_alone():
+    # No variables, no terminator: stage 1's forwarded lines must follow the payloads directly.
+    assert assemble.assemble_stage2(Stage2Parts(fake_stage())) == fake_stage()
 
 
 def test_deterministic(dtbs, cpio):
@@ -83,14 +84,14 @@ def test_kernel_given_compressed_is_recompressed_deterministically():
     k = fake_kernel()
     for given in (gzip.compress(k, mtime=1234), lzma.compress(k, format=lzma.FORMAT_XZ)):
         data = assemble.assemble_stage2(Stage2Parts(fake_stage(), kernel=given))
-        assert data == fake_stage() + assemble.gzip_member(k) + b"\0\0\0\0"
+        assert data == fake_stage() + assemble.gzip_member(k)
 
 
 def test_uncompressed_kernel_is_last():
     k = fake_kernel()
     data = assemble.assemble_stage2(Stage2Parts(fake_stage(), kernel=k,
                                                 compression=Compression.NONE))
-    assert data == fake_stage() + k  # no terminator: it would be read as part of the kernel
+    assert data == fake_stage() + k
     assert [p.kind for p in scan.scan(data, scan.payload_start(data))] == ["image"]
 
 
@@ -106,14 +107,14 @@ def test_tagged_initramfs_keeps_foreign_compression(tmp_path, cpio):
                          check=True).stdout
     data = assemble.assemble_stage2(Stage2Parts(fake_stage(), kernel=fake_kernel(),
                                                 initramfs=zst))
-    assert data.endswith(b"m1n1_initramfs" + struct.pack("<I", len(zst)) + zst + b"\0\0\0\0")
+    assert data.endswith(b"m1n1_initramfs" + struct.pack("<I", len(zst)) + zst)
 
 
 def test_gzip_initramfs_from_gzip_input(cpio):
     data = assemble.assemble_stage2(Stage2Parts(
         fake_stage(), kernel=fake_kernel(), initramfs=gzip.compress(cpio),
         initramfs_mode=InitramfsMode.GZIP))
-    assert data.endswith(assemble.gzip_member(cpio) + b"\0\0\0\0")
+    assert data.endswith(assemble.gzip_member(cpio))
 
 
 @pytest.mark.parametrize(

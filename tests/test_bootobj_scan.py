@@ -129,3 +129,13 @@ def test_fdt_compatible_reader_tolerates_garbage(blob):
     off_struct = struct.unpack_from(">I", blob, 8)[0]
     mangled[off_struct : off_struct + 4] = b"\x00\x00\x00\x63"  # unknown token
     assert scan.fdt_root_compatible(bytes(mangled)) == ()
+
+
+def test_signed_without_variables():
+    k = sign.generate_key()
+    for compression in assemble.Compression:
+        data = assemble.assemble_stage2(
+            Stage2Parts(STAGE, kernel=fake_kernel(), compression=compression), k)
+        got = scan.scan(data, START)
+        assert [p.kind for p in got][-1:] == ["signature"]
+        assert got[0].offset + got[0].size == got[1].offset

@@ -2,7 +2,10 @@
 
 Stage 2 (``m1n1/boot.bin`` on the ESP)::
 
-    stage2 | dtb… | gzip/xz(kernel Image or U-Boot) | [initramfs] | vars | \\0\\0\\0\\0 | [sig]
+    stage2 | dtb… | gzip/xz(kernel Image or U-Boot) | [initramfs] | [vars \\0\\0\\0\\0] | [sig]
+
+Without variables no terminator is written: stage 1 appends its forwarded ``chosen.*`` lines
+right after the loaded file, and a scanner that stops at four NULs would never see them.
 
 Stage 1 (registered with the boot policy)::
 
@@ -183,8 +186,7 @@ def assemble_stage2(parts: Stage2Parts, signing_key: Ed25519PrivateKey | None = 
         out.append(_kernel_payload(parts.kernel, parts.compression))
     if parts.initramfs is not None:
         out.append(_initramfs_payload(parts.initramfs, parts.initramfs_mode))
-    uncompressed_last = parts.kernel is not None and parts.compression is Compression.NONE
-    if not uncompressed_last:
+    if parts.variables:
         out.append(bvars.encode(parts.variables))
     data = b"".join(out)
     if signing_key is not None:

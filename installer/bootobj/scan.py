@@ -232,10 +232,13 @@ def scan(data: bytes, start: int) -> tuple[Payload, ...]:
             out.append(Payload(Kind.SIGNATURE, pos, rest, detail=found.key_id.hex()))
             pos = len(data)
         elif rest > IMAGE_MAGIC_OFFSET + 4 and is_image(data, pos):
-            # No reliable size: an uncompressed kernel is the last payload (§3).
+            # No reliable size: an uncompressed kernel is the last payload (§3), up to a
+            # trailing signature.
             head = data[pos : pos + IMAGE_HEADER_SIZE]
-            out.append(Payload(Kind.IMAGE, pos, rest, detail=_image_detail(head)))
-            pos = len(data)
+            sig = sign.find_signature(data)
+            end = sig.offset if sig is not None and sig.offset > pos else len(data)
+            out.append(Payload(Kind.IMAGE, pos, end - pos, detail=_image_detail(head)))
+            pos = end
         elif data[pos : pos + 1].isalnum():
             variables, end = bvars.read_block(data, pos)
             out.append(Payload(Kind.VARIABLES, pos, end - pos, variables=variables))
