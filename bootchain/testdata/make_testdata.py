@@ -1,0 +1,99 @@
+#!/usr/bin/env python3
+"""Regenerate the crafted disk images in this folder (run from anywhere; needs mkfs.fat and
+mtools). GPTs are written here byte by byte so the bad variants are exact; FAT images come
+from the real tools. Everything is gzipped with mtime 0, so reruns give the same bytes."""
+
+from __future__ import annotations
+
+import gzip
+import os
+import struct
+import subprocess
+import tempfile
+import uuid
+import zlib
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ESP_UUID = "6a1f3b7e-2c4d-4e5f-8a9b-0c1d2e3f4a5b"
+OTHER_UUID = "11111111-2222-3333-4444-555555555555"
+ESP_TYPE = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B"
+MiB = 1 << 20
+
+
+def save(name: str, data: bytes) -> None:
+    with open(HERE / name, "wb") as f, gzip.GzipFile(fileobj=f, mode="wb", mtime=0,
+                                                    filename="") as gz:
+        gz.write(data)
+
+
+def gpt_disk(bs: int, size: int) -> bytearray:
+    """GPT with two partitions: [OTHER at 0.5 MiB .. 1 MiB), [ESP at 1 MiB .. 2 MiB)."""
+    blocks = size // bs
+    disk = bytearray(size)
+    entries = bytearray(128 * 128)
+    parts = [(OTHER_UUID, MiB // 2 // bs, MiB // bs - 1), (ESP_UUID, MiB // bs, 2 * MiB // bs - 1)]
+    for i, (u, first, last) in enumerate(parts):
+        struct.pack_into("<16s16sQQQ", entries, i * 128, uuid.UUID(ESP_TYPE).bytes_le,
+                         uuid.UUID(u).bytes_le, first, last, 0)
+    ecrc = zlib.crc32(entries)
+    elba_blocks = len(entries) // bs
+    for my, alt, elba in ((1, blocks - 1, 2), (blocks - 1, 1, blocks - 1 - elba_blocks)):
+        h = bytearray(struct.pack("<8sIIIIQQQQ16sQIII", b"EFI PART", 0x10000, 92, 0, 0, my, alt,
+                                  2 + elba_blocks, blocks - 2 - elba_blocks,
+                                  uuid.UUID(OTHER_UUID).bytes_le, elba, 128, 128, ecrc))
+        struct.pack_into("<I", h, 16, zlib.crc32(h))
+        disk[my * bs: my * bs + 92] = h
+        disk[elba * bs: elba * bs + len(entries)] = entries
+    return disk
+
+
+def fat_image(bits: int, size: int, sector: int = 512, extra: tuple[str, ...] = ()) -> bytes:
+    with tempfile.TemporaryDirectory() as tmp:
+        img = Path(tmp) / "fat.img"
+        img.write_bytes(bytes(size))
+        subprocess.run(["mkfs.fat", "-F", str(bits), "-S", str(sector), "-n", "PIPPIN",
+                        "-i", "1234ABCD", "--invariant", *extra, str(img)], check=True,
+                       capture_output=True)
+        env = dict(os.environ, MTOOLS_SKIP_CHECK="1", SOURCE_DATE_EPOCH="0")
+        files = {
+            "m1n1/boot.bin": bytes(range(256)) * 40 + b"END",  # 10243 bytes, several clusters
+            "m1n1/A Long File Name.txt": b"long name\n",
+            "SHORT.TXT": b"short\n",
+        }
+        for d in ("m1n1",):
+            subprocess.run(["mmd", "-i", str(img), "::/" + d], check=True, env=env)
+        for name, data in files.items():
+            src = Path(tmp) / "src"
+            src.write_bytes(data)
+            subprocess.run(["mcopy", "-i", str(img), "-m", str(src), "::/" + name], check=True,
+                           env=env)
+        return img.read_bytes()
+
+
+def main() -> None:
+    save("gpt-512.img.gz", gpt_disk(512, 4 * MiB))
+    save("gpt-4096.img.gz", gpt_disk(4096, 4 * MiB))
+    d = gpt_disk(512, 4 * MiB)
+    d[512 + 16] ^= 0xFF  # primary header CRC wrong: the backup must be used
+    save("gpt-512-bad-primary-crc.img.gz", d)
+    d = gpt_disk(512, 4 * MiB)
+    d[2 * 512 + 200] ^= 0xFF  # entry array (shared by both headers here? no: each copy)
+    d[(len(d) // 512 - 1 - 32) * 512 + 200] ^= 0xFF
+    save("gpt-512-bad-entries-crc-both.img.gz", d)
+    save("fat12.img.gz", fat_image(12, 2 * MiB))
+    save("fat16.img.gz", fat_image(16, 20 * MiB))
+    save("fat32.img.gz", fat_image(32, 40 * MiB))
+    save("fat16-4096.img.gz", fat_image(16, 40 * MiB, 4096, ("-s", "1")))
+    f = bytearray(fat_image(16, 20 * MiB))
+    # Corrupt FAT: point every FAT16 entry of boot.bin's chain at cluster 1 (invalid).
+    rsv = struct.unpack_from("<H", f, 14)[0]
+    for i in range(2, 64):
+        off = rsv * 512 + 2 * i
+        if struct.unpack_from("<H", f, off)[0] not in (0,):
+            struct.pack_into("<H", f, off, 1)
+    save("fat16-bad-chain.img.gz", bytes(f))
+
+
+if __name__ == "__main__":
+    main()
