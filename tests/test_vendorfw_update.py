@@ -255,3 +255,21 @@ def test_update_on_fat_image_via_mtools(env, capsys):
     fsck = subprocess.run([require_tool("fsck.fat"), "-n", str(img)], capture_output=True,
                           text=True, check=False)
     assert fsck.returncode == 0, fsck.stdout + fsck.stderr
+
+
+def test_recovers_from_a_killed_update(env, capsys):
+    """State after a kill between atomic_dir's two renames: vendorfw/ missing, the old tree
+    parked in .vendorfw.old-*, a (maybe partial) .vendorfw.new-* beside it."""
+    esp = env / "esp"
+    expected = make_esp(esp)
+    parked = esp / ".vendorfw.old-x1"
+    parked.mkdir()
+    os.rename(esp / "vendorfw", parked / "vendorfw")
+    (esp / ".vendorfw.new-y2").mkdir()
+    (esp / ".vendorfw.new-y2" / "firmware.cpio").write_bytes(b"half")
+    rc, out, err = run(capsys, "update", "--esp", str(esp), "--json")
+    assert rc == 0, err
+    assert "restoring" in err
+    assert json.loads(out)["diff"]["removed"] == ["brcm/old.bin"]  # diffed against the old
+    assert sorted(os.listdir(esp)) == ["asahi", "vendorfw"]
+    assert read_package(esp / "vendorfw").files() == expected

@@ -143,6 +143,27 @@ def current_hashes(vendorfw_dir: Path) -> dict[str, str]:
     return {}
 
 
+def recover_interrupted(target: Path) -> None:
+    """Undo what a killed earlier run of :func:`vendorfw.atomic.atomic_dir` left beside
+    ``target``: put a swapped-out old tree back if ``target`` is missing, then remove the
+    leftover ``.<name>.new-*`` / ``.<name>.old-*`` directories."""
+    parent, name = target.parent, target.name
+    try:
+        olds = sorted(parent.glob(f".{name}.old-*"))
+        news = sorted(parent.glob(f".{name}.new-*"))
+        if not os.path.lexists(target):
+            for old in olds:
+                if (old / name).is_dir():
+                    log.warning("restoring %s from an interrupted update", target)
+                    os.rename(old / name, target)
+                    break
+        for leftover in olds + news:
+            log.warning("removing %s left by an interrupted update", leftover)
+            shutil.rmtree(leftover)
+    except OSError as exc:
+        raise EspError(f"cannot clean up after an interrupted update in {parent}: {exc}") from exc
+
+
 def update(
     esp: Path,
     *,
@@ -158,6 +179,8 @@ def update(
             f"{asahi / rawdump.RAWDUMP_NAME} is missing: nothing to re-extract firmware from",
             hint="is this the ESP of this OS? (--esp PATH)",
         )
+    if not dry_run:
+        recover_interrupted(esp / "vendorfw")
     old = current_hashes(esp / "vendorfw")
     with plan_from_source(asahi, progress, tmp_parent) as (plan, problems):
         diff = diff_hashes(old, plan.manifest.hashes())
