@@ -14,9 +14,13 @@ from tests.support.fwtree import (
     make_camerad,
     make_im4p,
     make_kernelcache,
+    multitouch_payload,
     setfile_header,
+    touchbar_items,
+    trackpad_items,
 )
-from vendorfw.collectors import als, asmedia, isp
+from vendorfw.collectors import als, asmedia, isp, multitouch
+from vendorfw.errors import CollectError
 from vendorfw.im4p import decode_im4p
 from vendorfw.source import FirmwareSource
 
@@ -83,8 +87,6 @@ def test_asmedia_hostile_kernelcaches(tmp_path):
 
 
 def test_lzss_checksum_and_truncation_are_errors():
-    from vendorfw.errors import CollectError
-
     im4p = bytearray(make_im4p("krnl", bytes(range(256)) * 64, compress="lzss"))
     at = im4p.find(b"complzss")
     im4p[at + 8] ^= 0xFF  # adler32
@@ -97,8 +99,6 @@ def test_lzss_checksum_and_truncation_are_errors():
 
 
 def test_truncated_lzfse_stream_is_an_error():
-    from vendorfw.errors import CollectError
-
     raw = make_im4p("krnl", b"\x01\x02" + bytes(64))
     fake = raw.replace(b"\x01\x02", b"bv", 1)  # a payload that starts like LZFSE but has no end
     fake = fake.replace(b"bv\0\0", b"bvx2", 1)
@@ -179,3 +179,52 @@ def test_als_files(tmp_path):
 def test_nothing_without_inputs():
     for mod in (asmedia, isp, als):
         assert mod.collect(FirmwareSource()) == ([], [])
+
+
+# --------------------------------------------------------------------------- fuzz
+
+
+def _mutations(good: bytes, rng: random.Random, n: int):
+    for _ in range(n):
+        b = bytearray(good)
+        kind = rng.randrange(4)
+        if kind == 0:
+            b = b[: rng.randrange(len(b))]
+        elif kind == 1:  # header bytes (DER lengths, tags, fourcc)
+            for _ in range(rng.randrange(1, 4)):
+                b[rng.randrange(min(len(b), 64))] = rng.randrange(256)
+        elif kind == 2:
+            for _ in range(rng.randrange(1, 4)):
+                b[rng.randrange(len(b))] = rng.randrange(256)
+        else:
+            at = rng.randrange(len(b))
+            b[at : at + 32] = rng.randbytes(32)
+        yield bytes(b)
+
+
+@pytest.mark.parametrize("compress", [None, "lzfse", "lzss"])
+def test_mutated_im4p_is_an_error_or_a_payload_never_a_crash(compress):
+    good = make_im4p("krnl", kernel_image(ASM, random.Random(1), 1 << 15), compress=compress)
+    outcomes = {"ok": 0, "error": 0}
+    for data in _mutations(good, random.Random(7), 300):
+        try:
+            decode_im4p(data, "kc")
+            outcomes["ok"] += 1
+        except CollectError:
+            outcomes["error"] += 1
+    assert outcomes["error"] > 50  # the mutations do hit the parser
+
+
+def test_mutated_multitouch_is_a_problem_never_a_crash(tmp_path):
+    rng = random.Random(3)
+    xml = multitouch_payload({"C1FB01": touchbar_items(rng), "C1FD01": trackpad_items(rng)})
+    path = tmp_path / "Multitouch.im4p"
+    problems = 0
+    for mutated in _mutations(xml, random.Random(8), 300):
+        path.write_bytes(make_im4p("mtfw", mutated))
+        try:
+            _files, trouble = multitouch.convert(path, "j1")
+            problems += len(trouble)
+        except CollectError:
+            problems += 1
+    assert problems > 50

@@ -194,3 +194,12 @@ def test_non_machine_dirs_are_ignored(tmp_path):
     files, problems = multitouch.collect(FirmwareSource(fud_firmware=tmp_path / "fud_firmware"))
     assert [f.name for f in files] == ["apple/tpmtfw-j293.bin"]
     assert problems == []
+
+
+@pytest.mark.parametrize(("encoding", "fragment"), [
+    ("UTFB8", "unknown encoding"),  # found by fuzzing: was a LookupError crash
+    ("EUC-JP", "multi-byte encodings"),  # found by fuzzing: was a ValueError crash
+])
+def test_bug_declared_xml_encoding_crashed_the_parser(tmp_path, encoding, fragment):
+    xml = f'<?xml version="1.0" encoding="{encoding}"?><plist><dict/></plist>'.encode()
+    _one_problem(tmp_path, make_im4p("mtfw", xml), "not a well-formed XML plist", fragment)

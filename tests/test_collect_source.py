@@ -119,3 +119,30 @@ def test_scale_reaches_benchmark_size(tmp_path):
     assert expected.source_bytes >= 60_000_000
     files, _ = collect(FirmwareSource.from_dir(tmp_path))
     assert len(files) == len(expected.files)
+
+
+def test_links_leading_outside_the_source_are_reported(tmp_path):
+    import os
+
+    secret = tmp_path / "secret"
+    secret.write_bytes(b"not firmware")
+    root = tmp_path / "dump"
+    wifi = root / "firmware/wifi/C-4378__s-B1"
+    bt = root / "firmware/bluetooth"
+    fd = root / "com.apple.factorydata"
+    for d in (wifi, bt, fd):
+        d.mkdir(parents=True)
+    (wifi / "kyushu.trx").write_bytes(b"real")
+    os.symlink("kyushu.trx", wifi / "honshu.trx")  # inside: fine
+    os.symlink(secret, wifi / "shikoku.trx")
+    os.symlink("../../../secret", bt / "BCM4378B1_1_PCIE_Shikoku_MUR.bin")
+    os.symlink(secret, fd / "HmCA-1")
+    os.symlink(root / "missing", fd / "HmCA-2")  # dangling: not a file, skipped silently
+    files, problems = collect(FirmwareSource.from_dir(root))
+    assert {f.name: f.read() for f in files} == {
+        "brcm/brcmfmac4378b1-pcie.apple,honshu.bin": b"real",
+        "brcm/brcmfmac4378b1-pcie.apple,kyushu.bin": b"real",
+    }
+    assert sorted(Path(p.path).name for p in problems) == [
+        "BCM4378B1_1_PCIE_Shikoku_MUR.bin", "HmCA-1", "shikoku.trx"]
+    assert all(p.reason.startswith("link leads outside") for p in problems)

@@ -60,17 +60,11 @@ def read_im4p(path: Path, fourcc: str | None = None) -> Im4p:
 
 
 def decode_im4p(data: bytes, where: str) -> Im4p:
-    """Decode an IM4P (or the IM4P inside an IMG4) held in ``data``; ``where`` names it."""
+    """Decode the IM4P held in ``data``; ``where`` names it in errors."""
     if not data.startswith(b"\x30"):
         raise CollectError(f"{where}: not an Image4 file (no DER SEQUENCE)")
     try:
-        if b"IMG4" in data[:16]:
-            inner = pyimg4.IMG4(data).im4p
-            if inner is None:
-                raise CollectError(f"{where}: IMG4 without an IM4P payload")
-            im4p = inner
-        else:
-            im4p = pyimg4.IM4P(data)
+        im4p = pyimg4.IM4P(data)
         payload = im4p.payload
         if payload is None:
             raise CollectError(f"{where}: IM4P without a payload")

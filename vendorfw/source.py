@@ -97,8 +97,12 @@ def _first(root: Path, candidates: tuple[str, ...], kind: str) -> Path | None:
 
 
 def _kernelcache(root: Path) -> Path | None:
+    try:
+        entries = list(root.iterdir())
+    except OSError as exc:
+        raise CollectError(f"cannot list {root}: {exc.strerror or exc}") from exc
     caches = sorted(
-        (p for p in root.iterdir() if p.name.startswith("kernelcache") and p.is_file()),
+        (p for p in entries if p.name.startswith("kernelcache") and p.is_file()),
         key=lambda p: p.name.encode(),
     )
     if len(caches) > 1:

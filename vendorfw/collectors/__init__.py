@@ -25,6 +25,20 @@ def file_digest(path: Path) -> bytes:
         return hashlib.file_digest(f, "sha256").digest()
 
 
+def link_escapes(path: Path, root: Path) -> bool:
+    """True when ``path`` is a symlink whose target lies outside ``root`` (or dangles).
+
+    Walks do not follow directory links, so only the file itself needs checking.
+    """
+    if not path.is_symlink():
+        return False
+    try:
+        path.resolve(strict=True).relative_to(root.resolve(strict=True))
+    except (OSError, ValueError):
+        return True
+    return False
+
+
 def problem(path: Path, exc: CollectError) -> Problem:
     """A :class:`Problem` for ``path`` from an error whose message may already name it."""
     reason = exc.message.removeprefix(f"{path}: ")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import re
 
-from vendorfw.collectors import Result, by_name
+from vendorfw.collectors import Result, by_name, link_escapes
 from vendorfw.model import FirmwareFile, Problem
 from vendorfw.source import FirmwareSource
 
@@ -33,6 +33,9 @@ def collect(source: FirmwareSource) -> Result:
             entries = []
         for p in entries:
             if not p.name.startswith("HmCA") or not p.is_file():
+                continue
+            if link_escapes(p, source.factorydata):
+                problems.append(Problem(str(p), f"link leads outside {source.factorydata}"))
                 continue
             # the name goes into the archive and the manifest line: printable ASCII only
             if _SAFE_NAME.fullmatch(p.name) is None:

@@ -15,7 +15,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from vendorfw.collectors import Result, by_name
+from vendorfw.collectors import Result, by_name, link_escapes
 from vendorfw.model import FirmwareFile, Problem
 from vendorfw.source import FirmwareSource
 
@@ -72,6 +72,9 @@ def collect(source: FirmwareSource) -> Result:
     problems: list[Problem] = []
     found: dict[BtKey, dict[str, Path]] = {}
     for path in _candidates(bt):
+        if link_escapes(path, source.firmware):
+            problems.append(Problem(str(path), f"link leads outside {source.firmware}"))
+            continue
         try:
             key = parse_name(path.stem)
         except ValueError as exc:

@@ -27,7 +27,7 @@ def parse_mt_plist(payload: bytes, where: str) -> dict[str, Any]:
         raise CollectError(f"{where}: plist declares XML entities (refused)")
     try:
         root = ET.fromstring(xml)
-    except ET.ParseError as exc:
+    except (ET.ParseError, LookupError, ValueError) as exc:  # bad or unsupported encoding
         raise CollectError(f"{where}: payload is not a well-formed XML plist: {exc}") from exc
     if root.tag != "plist" or len(root) != 1:
         raise CollectError(f"{where}: payload is not a plist with one top-level value")

@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from vendorfw.collectors import Result, by_name, file_digest
+from vendorfw.collectors import Result, by_name, file_digest, link_escapes
 from vendorfw.model import FirmwareFile, Problem
 from vendorfw.source import FirmwareSource
 
@@ -57,6 +57,9 @@ def collect(source: FirmwareSource) -> Result:
     problems: list[Problem] = []
     root = _Node()
     for path in _candidates(wifi):
+        if link_escapes(path, source.firmware):
+            problems.append(Problem(str(path), f"link leads outside {source.firmware}"))
+            continue
         rel = PurePosixPath(path.relative_to(wifi).as_posix())
         try:
             dims = parse_dimensions(rel)
