@@ -78,7 +78,7 @@ def detect(path: Path) -> tuple[Path, Kind]:
         return path, Kind.CPIO
     if head.startswith((b"070702", b"070707", b"\xc7\x71", b"\x71\xc7")):
         raise ArchiveError(f"{path}: cpio, but not the newc format firmware.cpio must use")
-    if len(head) == 512 and head[257:262] == b"ustar":
+    if len(head) == 512 and (head[257:262] == b"ustar" or head == bytes(512)):  # empty tar
         return path, Kind.TAR
     if head.startswith((b"FILE ", b"LINK ")) or head == b"":
         return path, Kind.MANIFEST
