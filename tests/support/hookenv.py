@@ -117,8 +117,10 @@ def guest_initramfs(out: Path, kernel: qemu.Kernel, *, modules: str = "virtio_mm
 
 
 def esp_disk(path: Path, files: Mapping[str, bytes | Path], *, sector: int = 512,
-             partuuid: str = ESP_UUID, esp_size: int = 40 * diskimg.MiB) -> Path:
+             partuuid: str = ESP_UUID, esp_size: int | None = None) -> Path:
     """A GPT disk: a small Linux partition first (so the ESP is partition 2), then the ESP."""
+    if esp_size is None:
+        esp_size = (40 if sector == 512 else 64) * diskimg.MiB  # FAT16 at 4 KiB needs 64
     diskimg.make_gpt_disk(path, [
         diskimg.Part("root", 2 * diskimg.MiB, type_guid=diskimg.LINUX_TYPE, fat=None),
         diskimg.Part("EFI", esp_size, partuuid=partuuid, files=dict(files),
