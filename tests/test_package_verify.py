@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import io
 import subprocess
+import tarfile
 
 import pytest
 
@@ -145,3 +147,26 @@ def test_garbage_manifest(tmp_path):
     p.write_text("LINK a.bin b.bin\n")
     with pytest.raises(ManifestError, match="no FILE before"):
         read_package(p)
+
+
+@pytest.mark.parametrize(
+    ("name", "typ", "want"),
+    [
+        ("../escape.bin", b"0", "'..'"),
+        ("/abs.bin", b"0", "absolute"),
+        ("brcm/ln", b"2", "symlink entries are not allowed"),
+    ],
+)
+def test_hostile_tar_members_are_reported(tmp_path, name, typ, want):
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.USTAR_FORMAT) as t:
+        info = tarfile.TarInfo(name)
+        info.type = typ
+        info.linkname = "/etc/shadow" if typ == b"2" else ""
+        data = b"x" if typ == b"0" else b""
+        info.size = len(data)
+        t.addfile(info, io.BytesIO(data))
+    (tmp_path / "firmware.tar").write_bytes(buf.getvalue())
+    (tmp_path / "manifest.txt").write_text("")
+    problems = verify(read_package(tmp_path / "firmware.tar"))
+    assert any(want in p for p in problems), problems
