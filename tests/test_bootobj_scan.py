@@ -7,8 +7,10 @@ import lzma
 import struct
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from installer.bootobj import assemble, scan, sign
+from installer.bootobj import assemble, scan, sign, version
 from installer.bootobj.assemble import Stage2Parts
 from installer.bootobj.vars import Variable
 from installer.errors import BootObjectError
@@ -139,3 +141,49 @@ def test_signed_without_variables():
         got = scan.scan(data, START)
         assert [p.kind for p in got][-1:] == ["signature"]
         assert got[0].offset + got[0].size == got[1].offset
+
+
+def _valid_boot_bin() -> bytes:
+    return assemble.assemble_stage2(
+        Stage2Parts(STAGE, (dtb(),), fake_kernel(), initramfs=b"070701" + bytes(100),
+                    variables=(Variable("chosen.a", "1"),)),
+        sign.generate_key(),
+    )
+
+
+VALID = _valid_boot_bin()
+
+
+@settings(max_examples=300, deadline=None, database=None, derandomize=True)
+@given(st.data())
+def test_fuzz_mutations_only_raise_our_error(data):
+    """Truncations, bit flips and splices of a valid boot.bin: a clean result or one error."""
+    blob = bytearray(VALID)
+    for _ in range(data.draw(st.integers(1, 4))):
+        op = data.draw(st.sampled_from(["flip", "cut", "splice"]))
+        pos = data.draw(st.integers(START, len(blob) - 1))
+        if op == "flip":
+            blob[pos] ^= 1 << data.draw(st.integers(0, 7))
+        elif op == "cut":
+            del blob[pos:]
+        else:
+            blob[pos:pos] = data.draw(st.binary(max_size=32))
+        if len(blob) <= START:
+            break
+    try:
+        scan.scan(bytes(blob), START)
+    except BootObjectError:
+        pass
+    try:
+        version.read_installed_vars(bytes(blob))
+    except BootObjectError:
+        pass
+
+
+@settings(max_examples=300, deadline=None, database=None, derandomize=True)
+@given(st.binary(max_size=300))
+def test_fuzz_random_tails(tail):
+    try:
+        scan.scan(STAGE + tail, START)
+    except BootObjectError:
+        pass
