@@ -7,6 +7,7 @@ import lzma
 import struct
 import subprocess
 import zlib
+from pathlib import Path
 
 import pytest
 
@@ -198,3 +199,14 @@ def test_real_kernel_round_trip(test_assets, cpio, dtbs):
     assert got[1].inner[0].kind == "image"
     assert got[1].inner[0].size == len(image)
     assert len(data) < len(image) // 2
+
+
+def test_debian_qemu_u_boot_has_no_image_header():
+    """Debian's u-boot-qemu u-boot.bin is a raw flash image, not an arm64 Image: §3's scanner
+    could not recognise it, so it is refused with the hint to use a header-carrying build."""
+    u_boot = Path("/usr/lib/u-boot/qemu_arm64/u-boot.bin")
+    if not u_boot.exists():
+        pytest.fail("u-boot-qemu missing: scripts/test installs it (scripts/debian-packages.txt)")
+    with pytest.raises(BootObjectError, match="not an arm64 Image") as exc:
+        assemble.assemble_stage2(Stage2Parts(fake_stage(), kernel=u_boot.read_bytes()))
+    assert "u-boot-nodtb.bin" in exc.value.hint
