@@ -174,3 +174,38 @@ def test_scaled_tree_matches_generated_expectations(tmp_path):
     want = {n: h for n, h in expected.files.items() if n.startswith("brcm/brcmfmac")}
     assert len(want) == len(WIFI_CORE) + 20 * 5
     assert {f.name: hashlib.sha256(f.read()).hexdigest() for f in files} == want
+
+
+def _lookup(out: dict[str, bytes], board: str, dims: list[str]) -> bytes | None:
+    """The kernel's view: try the most specific name, then drop trailing dimensions."""
+    pre = "brcm/brcmfmac4378b1-pcie.apple,"
+    for n in range(len(dims), -1, -1):
+        name = pre + "-".join([board, *dims[:n]]) + ".txt"
+        if name in out:
+            return out[name]
+    return None
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_pruning_never_changes_what_the_kernel_loads(tmp_path, seed):
+    """Invariant of rules (a) and (Pippin) (b): every source NVRAM is still what the
+    most-to-least-specific lookup of its own name finds after pruning."""
+    import random
+
+    rng = random.Random(seed)
+    values = {"M": ["RASP", "HRPN"], "V": ["m", "u"], "m": ["1.0", "2.0"], "A": ["X0", "X1"]}
+    sources: dict[tuple[str, ...], bytes] = {}
+    for _ in range(rng.randrange(1, 14)):
+        board = rng.choice(["kyushu", "maui"])
+        dims = [rng.choice(values[k]) for k in "MVmA"][: rng.randrange(5)]
+        sources[(board, *dims)] = f"k={rng.randrange(3)}\n".encode()
+    files = {}
+    for (board, *dims), data in sources.items():
+        parts = [f"P-{board}"] + [f"{k}-{v}" for k, v in zip("MVmA", dims, strict=False)]
+        files[f"C-4378__s-B1/{'_'.join(parts)}.txt"] = data
+    _write(tmp_path, files)
+    out, _order, problems = _collect(tmp_path)
+    assert problems == []
+    for (board, *dims), data in sources.items():
+        assert _lookup(out, board, dims) == data, (board, dims)
+    assert len(out) <= 5 * len(sources)  # pruning never invents more than a file's chain
