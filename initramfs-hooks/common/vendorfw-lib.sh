@@ -5,6 +5,20 @@
 # Every path goes through VENDORFW_ROOT (default: empty = the real root) so the tests can
 # run the whole thing against a fake root. Nothing here prints except pippin_log.
 
+# pippin_tools: the programs the core runs besides shell builtins. Every adapter installs
+# them into the image (blkid too, when the build host has it; it is optional).
+pippin_tools() {
+    printf '%s\n' cat tr head grep sed awk od dd cpio mkdir rm rmdir mv cp ln find wc sleep \
+        mount umount modprobe
+}
+
+# pippin_modules: the kernel modules an image needs: VENDORFW_MODULES (storage + vfat) and
+# the NLS tables vfat mounts need on kernels that build them as modules.
+pippin_modules() {
+    # shellcheck disable=SC2086 # a word list, split on purpose
+    printf '%s\n' ${VENDORFW_MODULES-apple-mailbox nvme-apple vfat} nls_cp437 nls_ascii nls_utf8
+}
+
 # pippin_log LEVEL MSG...: one line "<prio>pippin: msg" to the kernel log when writable,
 # otherwise to stderr. LEVEL is err, warn, notice or info.
 pippin_log() {
