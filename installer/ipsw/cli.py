@@ -206,6 +206,7 @@ def fetch_cmd(ctx: click.Context, url: str, members: tuple[str, ...],
         _emit({"members": list(res.members), "needed_bytes": res.needed_bytes,
                "downloaded_bytes": res.downloaded_bytes, "cached_bytes": res.cached_bytes,
                "requests": res.requests, "retries": res.retries,
+               "refetched": list(res.refetched),
                "seconds": round(res.seconds, 3)})
         return
     click.echo(f"fetched {len(res.members)} members ({res.needed_bytes} bytes, "

@@ -79,6 +79,7 @@ class FetchResult:
     requests: int
     retries: int
     seconds: float
+    refetched: tuple[str, ...] = ()  # members whose bytes failed CRC once and came again
 
 
 def fetch_members(
@@ -182,8 +183,10 @@ class _Run:
                 raise RestoreImageError(f"{self.url}: members still wrong after refetch: "
                                         + ", ".join(m.name for m in self.pending))
             self._round(plan(missing, self.opts.plan))
+        self._report(None, None, force=True)
         return FetchResult(tuple(m.name for m in self.members), self.total, self.downloaded,
-                           self.cached, self.requests, self.retries, self.clock() - self.t0)
+                           self.cached, self.requests, self.retries, self.clock() - self.t0,
+                           tuple(sorted(self.refetched)))
 
     def _round(self, pieces: list[Piece]) -> None:
         todo: queue.Queue[Piece] = queue.Queue()

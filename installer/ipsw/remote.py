@@ -28,8 +28,9 @@ from installer.net.http import RetryableNetworkError, get_range
 
 LOCAL_HEADER = 30
 LOCAL_SIG = b"PK\x03\x04"
-#: Slack for a local header's extra field, which may differ from the central one.
-EXTRA_SLACK = 1024
+#: Room for a local header's extra field (which may differ from the central one, up to
+#: 64 KiB) and a data descriptor, when no next header bounds a member.
+EXTRA_SLACK = 0xFFFF + 24
 STORED, DEFLATED = 0, 8
 
 
@@ -201,18 +202,18 @@ def _checked(source: str, size: int, cd_offset: int,
         if zi.compress_type == STORED and zi.compress_size != zi.file_size:
             raise RestoreImageError(f"{source}: stored member {zi.filename!r} has "
                                     f"different sizes ({zi.compress_size}/{zi.file_size})")
-        rows.append((zi, data_min, len(zi.extra)))
+        rows.append((zi, data_min))
     rows.sort(key=lambda r: r[0].header_offset)
     members = []
-    for i, (zi, data_min, extra_len) in enumerate(rows):
+    for i, (zi, data_min) in enumerate(rows):
         nxt = rows[i + 1][0].header_offset if i + 1 < len(rows) else cd_offset
         end_min = data_min + zi.compress_size
         if end_min > nxt:
             raise RestoreImageError(f"{source}: members {zi.filename!r} and "
                                     f"{rows[i + 1][0].filename!r} overlap")
-        # Up to the next header (no gap in normal zips), but never a long stretch of
-        # unlisted bytes: a local extra field beyond this is refused at fetch time.
-        end = min(nxt, end_min + extra_len + 20 + EXTRA_SLACK)
+        # Up to the next header (no gap in normal zips), but never more unlisted bytes
+        # than a valid local header could need.
+        end = min(nxt, end_min + EXTRA_SLACK)
         members.append(Member(zi.filename, zi.header_offset, end, zi.compress_size,
                               zi.file_size, zi.CRC, zi.compress_type))
     return Archive(source, size, cd_offset, tuple(members))

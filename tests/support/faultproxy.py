@@ -13,18 +13,22 @@ over a keep-alive connection per client connection, and can misbehave per reques
 - ``Fault("lie", by=K)``: serve the range K bytes later, claiming the requested range;
 - ``Fault("corrupt")``: flip one byte, headers correct.
 
-``drop_every=N`` closes any connection after every N body bytes it carried. The shaping
-options model a long path: one ``rtt`` per new connection and per request, a bandwidth
-cap shared by all connections (``rate``) and one per connection (``conn_rate``), bytes/s.
+``stall_total=N`` stalls every response once N body bytes went out in all (to kill a
+client mid-way at a known point). ``drop_every=N`` closes any connection after every N body
+bytes it carried. The shaping options model a long path: one ``rtt`` per new connection
+and per request, a bandwidth cap shared by all connections (``rate``) and one per
+connection (``conn_rate``), in bytes/s.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
+import socket
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import BinaryIO
 from urllib.parse import urlsplit
 
 CHUNK = 32 << 10
@@ -74,17 +78,24 @@ class Record:
 
 @dataclass
 class _Bucket:
+    """Paces bytes at ``rate`` bytes/s; shared buckets serialise their users fairly."""
+
     rate: float
     t: float = 0.0
+    lock: threading.Lock = field(default_factory=threading.Lock)
 
-    async def take(self, n: int) -> None:
-        loop = asyncio.get_running_loop()
-        now = loop.time()
-        start = max(now, self.t)
-        self.t = start + n / self.rate
-        delay = self.t - now
+    def take(self, n: int) -> None:
+        with self.lock:
+            now = time.monotonic()
+            start = max(now, self.t)
+            self.t = start + n / self.rate
+            delay = self.t - now
         if delay > 0:
-            await asyncio.sleep(delay)
+            time.sleep(delay)
+
+
+class _Closed(Exception):
+    """The peer went away or the proxy is shutting down."""
 
 
 @dataclass
@@ -92,6 +103,7 @@ class FaultProxy:
     upstream_port: int
     schedule: Schedule = none
     drop_every: int | None = None
+    stall_total: int | None = None  # once this many body bytes went out, everything stalls
     rtt: float = 0.0
     rate: float | None = None
     conn_rate: float | None = None
@@ -103,11 +115,14 @@ class FaultProxy:
 
     def __post_init__(self) -> None:
         self._n = 0
+        self._sent_total = 0
         self._lock = threading.Lock()
-        self._loop = asyncio.new_event_loop()
+        self._stop = threading.Event()
         self._global = _Bucket(self.rate) if self.rate else None
-        self._started = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._socks: set[socket.socket] = set()
+        self._threads: list[threading.Thread] = []
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self._listener.getsockname()[1]
 
     @property
     def url_base(self) -> str:
@@ -117,63 +132,81 @@ class FaultProxy:
         with self._lock:
             return sum(r.sent for r in self.records)
 
-    def _run(self) -> None:
-        asyncio.set_event_loop(self._loop)
-        self._stop = asyncio.Event()
-        server = self._loop.run_until_complete(
-            asyncio.start_server(self._client, "127.0.0.1", 0))
-        self.port = server.sockets[0].getsockname()[1]
-        self._started.set()
-        self._loop.run_until_complete(self._stop.wait())
-        server.close()
-        tasks = [t for t in asyncio.all_tasks(self._loop)]
-        for t in tasks:
-            t.cancel()
-        self._loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
-        self._loop.run_until_complete(server.wait_closed())
-        self._loop.close()
-
     def start(self) -> FaultProxy:
-        self._thread.start()
-        self._started.wait(10)
+        t = threading.Thread(target=self._accept, daemon=True)
+        t.start()
+        self._threads.append(t)
         return self
 
     def close(self) -> None:
-        if self._thread.is_alive():
-            self._loop.call_soon_threadsafe(self._stop.set)
-            self._thread.join(10)
+        self._stop.set()
+        with contextlib.suppress(OSError):
+            self._listener.shutdown(socket.SHUT_RDWR)
+        self._listener.close()
+        with self._lock:
+            socks = list(self._socks)
+        for s in socks:  # unblock every thread stuck in recv/send
+            with contextlib.suppress(OSError):
+                s.shutdown(socket.SHUT_RDWR)
+        for t in self._threads:
+            t.join(10)
+
+    def _track(self, s: socket.socket) -> socket.socket:
+        with self._lock:
+            self._socks.add(s)
+        return s
+
+    def _forget(self, s: socket.socket | None) -> None:
+        if s is None:
+            return
+        with self._lock:
+            self._socks.discard(s)
+        s.close()
+
+    def _accept(self) -> None:
+        while not self._stop.is_set():
+            try:
+                c, _ = self._listener.accept()
+            except OSError:
+                return
+            self._track(c)
+            t = threading.Thread(target=self._client, args=(c,), daemon=True)
+            with self._lock:
+                self._threads.append(t)
+            t.start()
 
     # --- per connection ---------------------------------------------------------------
 
-    async def _client(self, cr: asyncio.StreamReader, cw: asyncio.StreamWriter) -> None:
+    def _client(self, c: socket.socket) -> None:
         self.connections += 1
         conn = _Bucket(self.conn_rate) if self.conn_rate else None
         budget = [self.drop_every]
-        ur: asyncio.StreamReader | None = None
-        uw: asyncio.StreamWriter | None = None
+        up: socket.socket | None = None
+        cr = c.makefile("rb")
+        ur = None
         try:
             if self.rtt:
-                await asyncio.sleep(self.rtt)  # the TCP handshake
-            while True:
-                head = await cr.readuntil(b"\r\n\r\n")
-                if ur is None or uw is None or ur.at_eof():
-                    ur, uw = await asyncio.open_connection("127.0.0.1", self.upstream_port)
-                if not await self._exchange(head, cr, cw, ur, uw, conn, budget):
+                time.sleep(self.rtt)  # the TCP handshake
+            while not self._stop.is_set():
+                head = _read_head_bytes(cr)
+                if up is None:
+                    up = self._track(socket.create_connection(("127.0.0.1",
+                                                               self.upstream_port)))
+                    ur = up.makefile("rb")
+                assert ur is not None
+                if not self._exchange(head, c, up, ur, conn, budget):
                     break
-        except (asyncio.IncompleteReadError, ConnectionError, asyncio.LimitOverrunError,
-                asyncio.CancelledError):
+        except (_Closed, OSError, ValueError):
             pass  # client gone, or the proxy is shutting down
         finally:
-            for w in (cw, uw):
-                if w is not None:
-                    w.close()
-                    with contextlib.suppress(Exception):
-                        await w.wait_closed()
+            cr.close()
+            if ur is not None:
+                ur.close()
+            self._forget(up)
+            self._forget(c)
 
-    async def _exchange(self, head: bytes, cr: asyncio.StreamReader,
-                        cw: asyncio.StreamWriter, ur: asyncio.StreamReader,
-                        uw: asyncio.StreamWriter, conn: _Bucket | None,
-                        budget: list[int | None]) -> bool:
+    def _exchange(self, head: bytes, c: socket.socket, up: socket.socket, ur: BinaryIO,
+                  conn: _Bucket | None, budget: list[int | None]) -> bool:
         lines = head.decode("latin-1").split("\r\n")
         method, target, _ = lines[0].split(" ", 2)
         if "://" in target:
@@ -191,13 +224,11 @@ class FaultProxy:
         with self._lock:
             self.records.append(rec)
         if self.rtt:
-            await asyncio.sleep(self.rtt)
+            time.sleep(self.rtt)
         if fault and fault.kind == "status":
             rec.status = fault.code
-            body = b"fault"
-            cw.write(f"HTTP/1.1 {fault.code} Fault\r\nContent-Length: {len(body)}\r\n"
-                     "Connection: keep-alive\r\n\r\n".encode() + body)
-            await cw.drain()
+            c.sendall(f"HTTP/1.1 {fault.code} Fault\r\nContent-Length: 5\r\n"
+                      "Connection: keep-alive\r\n\r\nfault".encode())
             return True
         up_range = rng
         if rng and fault and fault.kind in ("shift", "lie"):
@@ -208,59 +239,72 @@ class FaultProxy:
         req = f"{method} {target} HTTP/1.1\r\nHost: 127.0.0.1:{self.upstream_port}\r\n"
         if up_range:
             req += f"Range: {up_range}\r\n"
-        uw.write((req + "Connection: keep-alive\r\n\r\n").encode())
-        await uw.drain()
-        status_line, rh = await _read_head(ur)
+        up.sendall((req + "Connection: keep-alive\r\n\r\n").encode())
+        rlines = _read_head_bytes(ur).decode("latin-1").split("\r\n")
+        status_line = rlines[0]
+        rh = {k.strip().lower(): v.strip() for k, v in
+              (ln.split(":", 1) for ln in rlines[1:] if ":" in ln)}
         rec.status = int(status_line.split(" ")[1])
         length = int(rh.get("content-length", "0")) if method != "HEAD" else 0
-        if fault and fault.kind == "lie" and "content-range" in rh:
+        if fault and fault.kind == "lie" and "content-range" in rh and rng:
             total = rh["content-range"].split("/")[1]
-            rh["content-range"] = f"{rng.removeprefix('bytes=') if rng else ''}/{total}"
-            rh["content-range"] = "bytes " + rh["content-range"]
+            rh["content-range"] = f"bytes {rng.removeprefix('bytes=')}/{total}"
         out = status_line + "\r\n" + "".join(
             f"{k.title()}: {v}\r\n" for k, v in rh.items() if k != "connection")
-        cw.write((out + "Connection: keep-alive\r\n\r\n").encode("latin-1"))
+        c.sendall((out + "Connection: keep-alive\r\n\r\n").encode("latin-1"))
         cut = fault.at if fault and fault.kind in ("drop", "truncate", "stall") else None
+        stall = bool(fault and fault.kind == "stall")
         left = length
         corrupt = bool(fault and fault.kind == "corrupt")
         while left:
-            data = await ur.read(min(CHUNK, left))
+            data = ur.read(min(CHUNK, left))
             if not data:
                 return False
             left -= len(data)
             if corrupt:
                 data = bytes([data[0] ^ 0xFF]) + data[1:]
                 corrupt = False
+            if self.stall_total is not None:
+                with self._lock:
+                    room = max(0, self.stall_total - self._sent_total)
+                if len(data) >= room:
+                    data, cut, stall = data[:room], rec.sent + room, True
             if cut is not None and rec.sent + len(data) >= cut:
                 data = data[: cut - rec.sent]
             if budget[0] is not None and len(data) >= budget[0]:
                 data = data[: budget[0]]
                 cut = rec.sent + len(data)
-            await self._shape(len(data), conn)
-            cw.write(data)
-            await cw.drain()
+                rec.fault = "drop_every"
+            self._shape(len(data), conn)
+            c.sendall(data)
             rec.sent += len(data)
+            with self._lock:
+                self._sent_total += len(data)
             if budget[0] is not None:
                 budget[0] -= len(data)
             if cut is not None and rec.sent >= cut:
-                if fault and fault.kind == "stall":
+                if stall:
                     self.stalled += 1
-                    await self._stop.wait()
+                    self._stop.wait()
                 return False
         return True
 
-    async def _shape(self, n: int, conn: _Bucket | None) -> None:
+    def _shape(self, n: int, conn: _Bucket | None) -> None:
         if conn is not None:
-            await conn.take(n)
+            conn.take(n)
         if self._global is not None:
-            await self._global.take(n)
+            self._global.take(n)
 
 
-async def _read_head(r: asyncio.StreamReader) -> tuple[str, dict[str, str]]:
-    head = (await r.readuntil(b"\r\n\r\n")).decode("latin-1").split("\r\n")
-    hdrs = {k.strip().lower(): v.strip() for k, v in
-            (ln.split(":", 1) for ln in head[1:] if ":" in ln)}
-    return head[0], hdrs
+def _read_head_bytes(f: BinaryIO) -> bytes:
+    lines = []
+    while True:
+        line = f.readline(65536)
+        if not line:
+            raise _Closed
+        if line in (b"\r\n", b"\n"):
+            return b"".join(lines)
+        lines.append(line)
 
 
 @contextlib.contextmanager

@@ -1,0 +1,207 @@
+"""Fetching members through a real nginx and a fault-injecting proxy.
+
+Every fault schedule ends with byte-identical members or a clear error — never wrong bytes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from installer.errors import NetworkError, PippinError, RestoreImageError
+from installer.ipsw import manifest, ota
+from installer.ipsw.cache import BLOCK
+from installer.ipsw.fetch import FetchProgress, MemberState, fetch_members
+from installer.ipsw.member import DirectorySink, MemorySink
+from installer.ipsw.remote import open_archive
+from installer.net.session import NetConfig, make_session
+from tests.support import faultproxy, ipswfix
+from tests.support.faultproxy import Fault, every, first
+from tests.support.ipswfix import assert_identical, fast_options
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+served = ipswfix.served  # fixtures shared by the ipsw tests
+session = ipswfix.session
+
+
+def stub_names(arc, data=None):
+    layout = ota.detect_layout(arc.names())
+    if data is None:
+        sink = MemorySink()
+        fetch_members(arc, [f"{layout.boot_prefix}BuildManifest.plist"], sink)
+        data = next(iter(sink.data.values()))
+    bm = manifest.parse_build_manifest(data)
+    ident = manifest.select_identity(bm, board_id=0x04, chip_id=0x6000,
+                                     device_class="j314sap", ota=layout.ota)
+    return manifest.stub_members(arc.names(), ident, layout)
+
+
+@pytest.fixture(scope="module")
+def names(served):
+    return stub_names(open_archive(str(served.ipsw.path)))
+
+
+def test_stub_set_byte_identical_and_decoys_never_fetched(served, session, names, tmp_path):
+    with faultproxy.running(served.server.port) as px:
+        url = f"{px.url_base}/{served.ipsw.path.name}"
+        arc = open_archive(url, session)
+        events: list[FetchProgress] = []
+        res = fetch_members(arc, names, DirectorySink(tmp_path / "out"), session=session,
+                            cache_root=tmp_path / "cache", progress=events.append)
+    assert_identical(tmp_path / "out", served.ipsw, names)
+    assert set(res.members) == set(names)
+    # Bytes: the member spans, plus the directory reads, and nothing of any decoy.
+    needed = sum(arc.get(n).end - arc.get(n).start for n in names)
+    member_bytes = sum(r.sent for r in px.records if not r.range.startswith("bytes=-")
+                       and int(r.range[6:].split("-")[0]) < arc.cd_offset)
+    assert member_bytes <= needed * 1.01
+    for r in px.records:
+        lo, hi = (int(x) if x else None for x in r.range[6:].split("-"))
+        for d in served.ipsw.decoys:
+            m = arc.get(d)
+            assert lo is None or hi < m.start + 30 or lo >= m.end, (r, d)
+    # Progress: monotone to the total, every member reported done, cache removed.
+    assert events[-1].done == events[-1].total == res.needed_bytes
+    assert {e.member for e in events if e.state is MemberState.DONE} == set(names)
+    assert not any((tmp_path / "cache").iterdir())
+
+
+SURVIVABLE = {
+    "drop-every-300k": dict(drop_every=300_000),
+    "5xx-burst": dict(schedule=first(6, Fault("status", code=503))),
+    "stall": dict(schedule=first(2, Fault("stall", at=100_000))),
+    "200-full-body": dict(schedule=every(3, Fault("full200"), limit=3)),
+    "truncated": dict(schedule=every(2, Fault("truncate", at=50_000), limit=6)),
+    "shifted-range": dict(schedule=every(4, Fault("shift", by=7), limit=4)),
+    "lying-range": dict(schedule=first(1, Fault("lie", by=4096))),
+    "corrupt-body": dict(schedule=first(1, Fault("corrupt"))),
+}
+
+
+@pytest.mark.parametrize("case", sorted(SURVIVABLE))
+def test_fault_schedule_ends_identical(served, session, names, tmp_path, case):
+    with faultproxy.running(served.server.port, **SURVIVABLE[case]) as px:
+        arc = open_archive(str(served.ipsw.path))  # directory from disk: faults hit members
+        arc = arc.__class__(f"{px.url_base}/{served.ipsw.path.name}", arc.size,
+                            arc.cd_offset, arc.members)
+        res = fetch_members(arc, names, DirectorySink(tmp_path / "out"), session=session,
+                            cache_root=tmp_path / "cache", options=fast_options(),
+                            sleep=lambda _s: None)
+    assert_identical(tmp_path / "out", served.ipsw, names)
+    assert any(r.fault for r in px.records), "the schedule never fired"
+    assert res.retries >= 1 or res.refetched
+
+
+FATAL = {
+    "5xx-always": (dict(schedule=every(1, Fault("status", code=503))), NetworkError,
+                   "HTTP 503"),
+    "404": (dict(schedule=every(1, Fault("status", code=404))), NetworkError, "HTTP 404"),
+    "200-always": (dict(schedule=every(1, Fault("full200"))), NetworkError, "answered 200"),
+    "shift-always": (dict(schedule=every(1, Fault("shift", by=3))), NetworkError,
+                     "Content-Range"),
+    "lie-always": (dict(schedule=every(1, Fault("lie", by=4096))), RestoreImageError,
+                   "CRC-32|local header"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(FATAL))
+def test_hopeless_server_is_a_clear_error_and_no_wrong_bytes(served, session, names,
+                                                             tmp_path, case):
+    kwargs, exc_type, msg = FATAL[case]
+    out = tmp_path / "out"
+    with faultproxy.running(served.server.port, **kwargs) as px:
+        arc = open_archive(str(served.ipsw.path))
+        arc = arc.__class__(f"{px.url_base}/{served.ipsw.path.name}", arc.size,
+                            arc.cd_offset, arc.members)
+        with pytest.raises(exc_type, match=msg) as ei:
+            fetch_members(arc, names, DirectorySink(out), session=session,
+                          cache_root=tmp_path / "cache", options=fast_options(retries=3),
+                          sleep=lambda _s: None)
+    assert "\n" not in ei.value.message
+    written = [p for p in out.rglob("*") if p.is_file()] if out.exists() else []
+    for p in written:  # whatever was delivered before the failure is exact
+        assert_identical(out, served.ipsw, [str(p.relative_to(out))])
+
+
+def test_directory_read_survives_faults_and_refuses_200(served, session):
+    with faultproxy.running(served.server.port, schedule=first(3, Fault("status"))) as px:
+        arc = open_archive(f"{px.url_base}/{served.ipsw.path.name}", session,
+                           sleep=lambda _s: None)
+        assert len(arc.members) == len(served.ipsw.sizes)
+    with faultproxy.running(served.server.port, schedule=every(1, Fault("full200"))) as px:
+        with pytest.raises(PippinError, match="answered 200"):
+            open_archive(f"{px.url_base}/{served.ipsw.path.name}", session, retries=1,
+                         sleep=lambda _s: None)
+
+
+def test_proxy_settings_are_honoured(served, names, tmp_path):
+    url = served.server.url(served.ipsw.path.name)
+    with faultproxy.running(served.server.port) as px:
+        s = make_session(NetConfig(proxies={"http": px.url_base}))
+        arc = open_archive(url, s)
+        fetch_members(arc, names[:3], MemorySink(), session=s, cache_root=tmp_path)
+        assert px.absolute_form >= 2  # the directory and the members went through it
+        before = len(px.records)
+        s2 = make_session(NetConfig(proxies={"http": px.url_base}, no_proxy=("127.0.0.1",)))
+        open_archive(url, s2)
+        assert len(px.records) == before  # NO_PROXY host: straight to nginx
+
+
+def _journal_bytes(cache_root):
+    total = 0
+    for j in cache_root.rglob("journal"):
+        for line in j.read_text().splitlines():
+            s, e, _ = line.split()
+            total += int(e) - int(s)
+    return total
+
+
+def test_killed_fetch_resumes_without_downloading_twice(served, names, tmp_path):
+    """kill -9 mid-way, run again: at most one block per active range comes twice."""
+    conns = 4
+    arc = open_archive(str(served.ipsw.path))
+    needed = sum(arc.get(n).end - arc.get(n).start for n in names)
+    (tmp_path / "list").write_text("\n".join(names))
+    cache = tmp_path / "cache"
+    env = {**os.environ, "PYTHONPATH": ROOT}
+
+    def cli(url, *extra):
+        return [sys.executable, "-m", "installer.cli", "ipsw", "--cache", str(cache),
+                "fetch", url, "--members-from", str(tmp_path / "list"),
+                "--out", str(tmp_path / "out"), "--connections", str(conns), *extra]
+
+    with faultproxy.running(served.server.port, stall_total=int(needed * 0.4)) as px:
+        url = f"{px.url_base}/{served.ipsw.path.name}"
+        proc = subprocess.Popen(cli(url), env=env, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 60
+        last, stable_since = -1, time.monotonic()
+        while time.monotonic() < deadline:  # wait for the stall, then a quiet journal
+            got = _journal_bytes(cache) if cache.exists() else 0
+            if got != last:
+                last, stable_since = got, time.monotonic()
+            elif px.stalled and time.monotonic() - stable_since > 1.0:
+                break
+            time.sleep(0.05)
+        else:
+            pytest.fail("the first fetch never stalled")
+        proc.send_signal(signal.SIGKILL)
+        proc.communicate()
+        first_run = sum(r.sent for r in px.records if r.range and not r.range.startswith(
+            "bytes=-") and int(r.range[6:].split("-")[0]) < arc.cd_offset)
+    assert 0 < last < needed
+    r = subprocess.run(cli(served.server.url(served.ipsw.path.name), "--json"), env=env,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    summary = json.loads(r.stdout)
+    assert_identical(tmp_path / "out", served.ipsw, names)
+    assert summary["cached_bytes"] == last
+    assert summary["downloaded_bytes"] + summary["cached_bytes"] == summary["needed_bytes"]
+    assert first_run + summary["downloaded_bytes"] <= summary["needed_bytes"] + conns * BLOCK
