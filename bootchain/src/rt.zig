@@ -71,3 +71,102 @@ pub fn exportMarkers(comptime kind: []const u8) void {
         const k = knd;
     }.k, .{ .name = "pippin_stage_marker", .section = ".rodata.marker" });
 }
+
+const core = @import("core");
+
+/// Scratch memory at the top of RAM, owned by the running stage (and left to the next
+/// stage, which makes its own): virtqueues, a bounce block, the FDT being edited, a heap,
+/// and the main stack at the very top.
+pub const scratch_size = 8 << 20;
+const queues_len = 64 << 10;
+const bounce_len = 64 << 10;
+/// Largest FDT we accept (the kernel's limit too).
+pub const fdt_max = 2 << 20;
+const stack_len = 512 << 10;
+
+/// Everything a stage's main gets.
+pub const Boot = struct {
+    stage: []const u8,
+    fdt_in: usize,
+    ram_base: u64,
+    ram_end: u64,
+    image_base: usize,
+    image_end: usize,
+    scratch_base: usize,
+    queues: []align(4096) u8,
+    bounce: []align(4096) u8,
+    fdt_buf: []align(4096) u8,
+    heap: []align(4096) u8,
+};
+
+var boot_state: Boot = undefined;
+
+fn overlaps(a0: u64, a1: u64, b0: u64, b1: u64) bool {
+    return a0 < b1 and b0 < a1;
+}
+
+/// Validate the handed-over FDT, find RAM, claim the scratch area, switch to its stack
+/// and run `main`. Runs on the small in-image early stack.
+pub fn start(comptime stage: []const u8, fdt_addr: usize, comptime main: fn (*Boot) noreturn) noreturn {
+    const span = imageSpan();
+    print("pippin {s} {s} ({s})\n", .{ stage, version, platform.name });
+    if (fdt_addr == 0 or fdt_addr % 8 != 0) halt(stage, "no device tree in x0 ({x})", .{fdt_addr});
+    const head: [*]const u8 = @ptrFromInt(fdt_addr);
+    const total = core.fdt.totalSize(head[0..8]) catch |e| halt(stage, "device tree at {x}: {t}", .{ fdt_addr, e });
+    if (total > fdt_max) halt(stage, "device tree at {x} is {d} bytes (limit {d})", .{ fdt_addr, total, fdt_max });
+    const f = core.fdt.Fdt.init(head[0..total]) catch |e| halt(stage, "device tree at {x}: {t}", .{ fdt_addr, e });
+    const ram = platform.ramOf(f) catch |e| halt(stage, "device tree has no usable /memory: {t}", .{e});
+    const ram_end = std.math.add(u64, ram.base, ram.size) catch halt(stage, "bad /memory range", .{});
+    if (ram.size < 2 * scratch_size) halt(stage, "only {d} bytes of RAM", .{ram.size});
+    const sbase: usize = @intCast(ram_end - scratch_size);
+    if (overlaps(sbase, ram_end, span.base, span.end + 64 * 1024) or overlaps(sbase, ram_end, fdt_addr, fdt_addr + total))
+        halt(stage, "image or device tree overlaps the scratch area at {x}", .{sbase});
+    const s: [*]align(4096) u8 = @ptrFromInt(sbase);
+    const heap_off = queues_len + bounce_len + fdt_max;
+    boot_state = .{
+        .stage = stage,
+        .fdt_in = fdt_addr,
+        .ram_base = ram.base,
+        .ram_end = ram_end,
+        .image_base = span.base,
+        .image_end = span.end,
+        .scratch_base = sbase,
+        .queues = s[0..queues_len],
+        .bounce = @alignCast(s[queues_len..][0..bounce_len]),
+        .fdt_buf = @alignCast(s[queues_len + bounce_len ..][0..fdt_max]),
+        .heap = @alignCast(s[heap_off .. scratch_size - stack_len]),
+    };
+    @memset(s[0..heap_off], 0);
+    const T = struct {
+        fn tramp(arg: usize) callconv(.c) noreturn {
+            main(@ptrFromInt(arg));
+        }
+    };
+    callOnStack(@intFromPtr(&boot_state), T.tramp, sbase + scratch_size);
+}
+
+/// The platform disk as the core's block device.
+pub fn blockDev(d: *platform.Disk) core.blockdev.BlockDev {
+    const A = struct {
+        fn read(ctx: *anyopaque, lba: u64, buf: []u8) core.blockdev.Error!void {
+            const disk: *platform.Disk = @ptrCast(@alignCast(ctx));
+            disk.readBlocks(lba, buf) catch |e| {
+                print("pippin: disk read at block {d} failed: {t}\n", .{ lba, e });
+                return error.IoError;
+            };
+        }
+    };
+    return .{ .ctx = d, .readFn = A.read, .block_size = d.block_size, .block_count = d.block_count };
+}
+
+/// The bytes of an arm64 Image header that a loader needs, checked.
+pub const ImageInfo = struct { text_offset: u64, image_size: u64 };
+
+/// Parse an arm64 Image header at the start of `b`.
+pub fn imageInfo(b: []const u8) ?ImageInfo {
+    if (b.len < 64 or !std.mem.eql(u8, b[0x38..0x3c], "ARM\x64")) return null;
+    return .{
+        .text_offset = std.mem.readInt(u64, b[8..16], .little),
+        .image_size = std.mem.readInt(u64, b[16..24], .little),
+    };
+}

@@ -71,7 +71,33 @@ def fat_image(bits: int, size: int, sector: int = 512, extra: tuple[str, ...] = 
         return img.read_bytes()
 
 
+def payloads() -> dict[str, bytes]:
+    """A boot object's payload area with every kind, and broken variants."""
+    import lzma
+    dtb = (HERE / "virt.dtb").read_bytes()
+    image = bytearray(4096)
+    struct.pack_into("<Q", image, 16, 8192)  # image_size
+    image[0x38:0x3C] = b"ARM\x64"
+    gz = gzip.compress(bytes(image), mtime=0)
+    cpio = b"070701" + b"0" * 104 + b"TRAILER!!!\0" + bytes(3)
+    xz = lzma.compress(cpio, format=lzma.FORMAT_XZ, check=lzma.CHECK_CRC32)
+    tagged = b"m1n1_initramfs" + struct.pack("<I", 512) + bytes(512)
+    var = b"chosen.bootargs=console=ttyAMA0\n"
+    sig = b"m1n1_sig" + struct.pack("<IB", 109, 1) + bytes(96)
+    fwd = b"chosen.asahi,m1n1-stage1-version=0.1.0\n" + bytes(68) + b"garbage"
+    ok = dtb + gz + xz + tagged + var + bytes(4) + sig + fwd
+    return {
+        "payloads-ok.bin": ok,
+        "payloads-truncated-initramfs.bin": dtb + b"m1n1_initramfs" + struct.pack("<I", 4096) + bytes(100),
+        "payloads-truncated-fdt.bin": dtb[:3000],
+        "payloads-truncated-gzip.bin": dtb + gz[: len(gz) // 2],
+        "payloads-unknown.bin": dtb + b"\x7fELF not a payload",
+    }
+
+
 def main() -> None:
+    for name, data in payloads().items():
+        (HERE / name).write_bytes(data)
     save("gpt-512.img.gz", gpt_disk(512, 4 * MiB))
     save("gpt-4096.img.gz", gpt_disk(4096, 4 * MiB))
     d = gpt_disk(512, 4 * MiB)

@@ -5,6 +5,8 @@ pub const vars = @import("vars.zig");
 pub const blockdev = @import("blockdev.zig");
 pub const gpt = @import("gpt.zig");
 pub const fat = @import("fat.zig");
+pub const sig = @import("sig.zig");
+pub const payload = @import("payload.zig");
 
 test {
     @import("std").testing.refAllDecls(@This());

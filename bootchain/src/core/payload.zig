@@ -1,0 +1,232 @@
+//! Stage-2 payload scanner (formats.md §3). Walks the bytes after the stage-2 image and
+//! reports one payload at a time; compressed streams are decompressed by the caller
+//! (`inflate`), which then tells the scanner how much input they used (`advance`).
+const std = @import("std");
+const mem = std.mem;
+const fdt = @import("fdt.zig");
+const vars = @import("vars.zig");
+
+/// Payload kinds, in the words of formats.md §3.
+pub const Kind = enum { gzip, xz, fdt, image, initramfs, signature, vars, end };
+
+/// What the scanner rejects.
+pub const Error = fdt.Error || error{ UnknownPayload, TruncatedPayload, BadSize };
+
+/// One payload: its kind, offset and bytes (for gzip/xz/image: everything from its start).
+pub const Item = struct { kind: Kind, off: usize, data: []const u8 };
+
+/// Tag of an uncompressed initramfs payload, followed by a LE u32 size.
+pub const initramfs_tag = "m1n1_initramfs";
+/// Tag of a signature payload, followed by a LE u32 total size.
+pub const sig_tag = "m1n1_sig";
+/// A NUL run this long (or longer) ends the data for good (stage 1 writes 4 + 64).
+pub const end_run = 64;
+
+/// Walks `data`.
+pub const Scanner = struct {
+    data: []const u8,
+    pos: usize = 0,
+    pending: ?Kind = null,
+
+    /// The next payload. After gzip/xz, call `advance` with the bytes the stream used.
+    pub fn next(s: *Scanner) Error!Item {
+        if (s.pending != null) unreachable; // caller contract: advance() after gzip/xz
+        while (true) {
+            const rest = s.data[s.pos..];
+            const off = s.pos;
+            if (rest.len == 0) return .{ .kind = .end, .off = off, .data = rest };
+            if (rest[0] == 0) {
+                // An end marker (4 NULs). Stage 1 may have appended more lines, and a
+                // signature may follow; anything else (or a long NUL run) ends the data.
+                var run: usize = 0;
+                while (run < rest.len and rest[run] == 0 and run < end_run) run += 1;
+                if (run < 4 and run == rest.len) return .{ .kind = .end, .off = off, .data = rest[run..] };
+                if (run < 4 or run >= end_run) return .{ .kind = .end, .off = off, .data = rest[run..] };
+                const after = rest[run..];
+                if (mem.startsWith(u8, after, sig_tag) or vars.startsWithLine(after)) {
+                    s.pos += run;
+                    continue;
+                }
+                return .{ .kind = .end, .off = off, .data = after };
+            }
+            if (mem.startsWith(u8, rest, "\x1f\x8b")) return s.stream(.gzip, off, rest);
+            if (mem.startsWith(u8, rest, "\xfd7zXZ\x00")) return s.stream(.xz, off, rest);
+            if (rest.len >= 4 and mem.readInt(u32, rest[0..4], .big) == fdt.magic) {
+                const total = try fdt.totalSize(rest);
+                if (total > rest.len) return error.TruncatedPayload;
+                s.pos += total;
+                return .{ .kind = .fdt, .off = off, .data = rest[0..total] };
+            }
+            if (mem.startsWith(u8, rest, initramfs_tag)) {
+                const n = try sized(rest, initramfs_tag.len, false);
+                s.pos += initramfs_tag.len + 4 + n;
+                return .{ .kind = .initramfs, .off = off, .data = rest[initramfs_tag.len + 4 ..][0..n] };
+            }
+            if (mem.startsWith(u8, rest, sig_tag)) {
+                const total = try sized(rest, sig_tag.len, true);
+                if (total < sig_tag.len + 4) return error.BadSize;
+                s.pos += total;
+                return .{ .kind = .signature, .off = off, .data = rest[0..total] };
+            }
+            if (rest.len >= 0x40 and mem.eql(u8, rest[0x38..0x3c], "ARM\x64")) {
+                // An uncompressed kernel has no reliable size: it is the last payload.
+                s.pos = s.data.len;
+                return .{ .kind = .image, .off = off, .data = rest };
+            }
+            if (vars.startsWithLine(rest)) {
+                var n: usize = 0;
+                while (true) {
+                    const l = vars.parseLine(rest[n..]) catch break;
+                    n += l.len;
+                }
+                s.pos += n;
+                return .{ .kind = .vars, .off = off, .data = rest[0..n] };
+            }
+            return error.UnknownPayload;
+        }
+    }
+
+    fn stream(s: *Scanner, kind: Kind, off: usize, rest: []const u8) Item {
+        s.pending = kind;
+        return .{ .kind = kind, .off = off, .data = rest };
+    }
+
+    /// Skip the `n` input bytes a gzip/xz stream used.
+    pub fn advance(s: *Scanner, n: usize) Error!void {
+        if (s.pending == null) unreachable; // caller contract
+        if (n == 0 or n > s.data.len - s.pos) return error.TruncatedPayload;
+        s.pending = null;
+        s.pos += n;
+    }
+};
+
+/// `<tag> | LE u32 size` (of what follows, or `inclusive` of the tag): the size, checked
+/// against what is left.
+fn sized(rest: []const u8, tag_len: usize, inclusive: bool) Error!usize {
+    if (rest.len < tag_len + 4) return error.TruncatedPayload;
+    const n = mem.readInt(u32, rest[tag_len..][0..4], .little);
+    const need = if (inclusive) n else std.math.add(usize, n, tag_len + 4) catch return error.TruncatedPayload;
+    if (need > rest.len) return error.TruncatedPayload;
+    return n;
+}
+
+/// Why decompression failed.
+pub const InflateError = error{ CorruptStream, OutputTooLarge, OutOfMemory };
+
+/// Result of `inflate`.
+pub const Inflated = struct { consumed: usize, produced: usize };
+
+/// Decompress the stream at the start of `src` into `dest`. gzip needs no scratch (the
+/// output is its own history); xz allocates its dictionary from `gpa`.
+pub fn inflate(kind: Kind, src: []const u8, dest: []u8, gpa: std.mem.Allocator) InflateError!Inflated {
+    var in: std.Io.Reader = .fixed(src);
+    var out: std.Io.Writer = .fixed(dest);
+    switch (kind) {
+        .gzip => {
+            var d: std.compress.flate.Decompress = .init(&in, .gzip, &.{});
+            _ = d.reader.streamRemaining(&out) catch |e| return switch (e) {
+                error.WriteFailed => error.OutputTooLarge,
+                error.ReadFailed => error.CorruptStream,
+            };
+        },
+        .xz => {
+            const buf = gpa.alloc(u8, 64 * 1024) catch return error.OutOfMemory;
+            var d = std.compress.xz.Decompress.init(&in, gpa, buf) catch {
+                gpa.free(buf);
+                return error.CorruptStream;
+            };
+            defer d.deinit();
+            _ = d.reader.streamRemaining(&out) catch |e| return switch (e) {
+                error.WriteFailed => error.OutputTooLarge,
+                error.ReadFailed => if (d.err) |de| switch (de) {
+                    error.OutOfMemory => error.OutOfMemory,
+                    else => error.CorruptStream,
+                } else error.CorruptStream,
+            };
+        },
+        else => unreachable, // only called for compressed kinds
+    }
+    return .{ .consumed = in.seek, .produced = out.end };
+}
+
+const testing = std.testing;
+
+test "payload: scan a boot object with every kind" {
+    const data = @embedFile("../../testdata/payloads-ok.bin");
+    var s: Scanner = .{ .data = data };
+    var out: [8192]u8 = undefined;
+    var kinds: [12]Kind = undefined;
+    var n: usize = 0;
+    var inner: [4][8]u8 = undefined;
+    var ni: usize = 0;
+    while (true) {
+        const it = try s.next();
+        kinds[n] = it.kind;
+        n += 1;
+        switch (it.kind) {
+            .gzip, .xz => {
+                const r = try inflate(it.kind, it.data, &out, testing.allocator);
+                @memcpy(&inner[ni], out[0..8]);
+                ni += 1;
+                try s.advance(r.consumed);
+            },
+            .end => break,
+            else => {},
+        }
+    }
+    try testing.expectEqualSlices(Kind, &.{ .fdt, .gzip, .xz, .initramfs, .vars, .signature, .vars, .end }, kinds[0..n]);
+    try testing.expectEqualStrings("070701", inner[1][0..6]);
+}
+
+test "payload: truncated and unknown payloads are errors" {
+    const cases = .{
+        .{ "../../testdata/payloads-truncated-initramfs.bin", error.TruncatedPayload },
+        .{ "../../testdata/payloads-truncated-fdt.bin", error.TruncatedPayload },
+        .{ "../../testdata/payloads-truncated-gzip.bin", error.CorruptStream },
+        .{ "../../testdata/payloads-unknown.bin", error.UnknownPayload },
+    };
+    inline for (cases) |c| {
+        var s: Scanner = .{ .data = @embedFile(c[0]) };
+        var out: [8192]u8 = undefined;
+        const r: anyerror!void = blk: {
+            while (true) {
+                const it = s.next() catch |e| break :blk e;
+                switch (it.kind) {
+                    .gzip, .xz => {
+                        const x = inflate(it.kind, it.data, &out, testing.allocator) catch |e| break :blk e;
+                        s.advance(x.consumed) catch |e| break :blk e;
+                    },
+                    .end => break :blk {},
+                    else => {},
+                }
+            }
+        };
+        try testing.expectError(c[1], r);
+    }
+}
+
+fn fuzzOne(_: void, smith: *std.testing.Smith) anyerror!void {
+    var buf: [4096]u8 = undefined;
+    const input = buf[0..smith.slice(&buf)];
+    var heap: [1 << 20]u8 = undefined;
+    var fba: std.heap.FixedBufferAllocator = .init(&heap);
+    var s: Scanner = .{ .data = input };
+    var out: [16384]u8 = undefined;
+    var steps: usize = 0;
+    while (steps < 64) : (steps += 1) {
+        const it = s.next() catch return;
+        switch (it.kind) {
+            .gzip, .xz => {
+                fba.reset();
+                const r = inflate(it.kind, it.data, &out, fba.allocator()) catch return;
+                s.advance(r.consumed) catch return;
+            },
+            .end => return,
+            else => {},
+        }
+    }
+}
+
+test "payload: fuzz" {
+    try std.testing.fuzz({}, fuzzOne, .{ .corpus = &.{@embedFile("../../testdata/payloads-ok.bin")} });
+}
