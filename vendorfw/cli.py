@@ -18,6 +18,7 @@ from vendorfw.build import build_vendorfw
 from vendorfw.cliboundary import default_log_path, run_click, setup_logging
 from vendorfw.errors import EspError, ManifestError, VendorFwError
 from vendorfw.esp import BY_PARTUUID, DT_ESP_PROPERTY, MOUNTINFO, EspLocator, find_esp, update
+from vendorfw.hooks import install_hooks_command
 from vendorfw.manifest import diff_hashes
 from vendorfw.progress import ByteMeter, human
 from vendorfw.readback import read_package, verify
@@ -220,6 +221,9 @@ def diff_cmd(old: Path, new: Path, as_json: bool) -> None:
         click.echo(line)
     click.echo(f"{len(d.added)} added, {len(d.removed)} removed, {len(d.changed)} changed, "
                f"{d.unchanged} unchanged")
+
+
+cli.add_command(install_hooks_command)
 
 
 def main(argv: list[str] | None = None) -> int:
