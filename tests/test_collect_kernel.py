@@ -8,16 +8,14 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.fwmultitouch import multitouch_payload, touchbar_items, trackpad_items
 from tests.support.fwtree import (
     SETFILE_MAGICS,
     kernel_image,
     make_camerad,
     make_im4p,
     make_kernelcache,
-    multitouch_payload,
     setfile_header,
-    touchbar_items,
-    trackpad_items,
 )
 from vendorfw.collectors import als, asmedia, isp, multitouch
 from vendorfw.errors import CollectError

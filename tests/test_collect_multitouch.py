@@ -8,16 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.fwtree import (
-    make_im4p,
-    make_macos_tree,
-    make_raw_dump_dir,
+from tests.support.fwmultitouch import (
     multitouch_payload,
     touchbar_expected,
     touchbar_items,
     trackpad_expected,
     trackpad_items,
 )
+from tests.support.fwtree import make_im4p, make_macos_tree, make_raw_dump_dir
 from vendorfw.collectors import multitouch
 from vendorfw.source import FirmwareSource
 
