@@ -120,3 +120,10 @@ def test_installed_vars_errors():
         version.read_installed_vars(b"STACKBOTno equals here\n\0")
     with pytest.raises(BootObjectError, match="not ended by four NUL"):
         version.read_installed_vars(fake_stage(stage="stage1") + b"a=1\n\0x")
+
+
+def test_pippin_marker_only_counts_in_the_header_area():
+    # e.g. an m1n1 boot.bin whose uncompressed payload is a Pippin image
+    data = fake_m1n1() + fake_stage("9.0.0")
+    assert version.read_version(data).kind is LoaderKind.M1N1
+    assert version.read_version(bytes(0x800) + fake_stage()) is None

@@ -155,7 +155,7 @@ def check_stage_image(data: bytes, what: str) -> None:
     check_image(data, what)
     if version.read_version(data) is None:
         raise BootObjectError(f"{what}: no ##pippin_ver## or ##m1n1_ver## version marker")
-    if data.find(version.PIPPIN_MARKER) >= 0:
+    if version.is_pippin(data):
         end = version.pippin_image_end(data)
         if end != len(data):
             raise BootObjectError(

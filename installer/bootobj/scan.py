@@ -16,7 +16,7 @@ from enum import StrEnum
 
 from installer.bootobj import sign
 from installer.bootobj import vars as bvars
-from installer.bootobj.version import IMAGE_END, PIPPIN_MARKER, pippin_image_end
+from installer.bootobj.version import IMAGE_END, is_pippin, pippin_image_end
 from installer.errors import BootObjectError
 
 FDT_MAGIC = b"\xd0\x0d\xfe\xed"
@@ -259,7 +259,7 @@ def payload_start(data: bytes) -> int:
     For m1n1, the first ``STACKBOT`` from which the rest scans cleanly is taken (the 8 bytes
     may also occur in the code).
     """
-    if data.find(PIPPIN_MARKER) >= 0:
+    if is_pippin(data):
         return pippin_image_end(data)
     at = data.find(IMAGE_END)
     first_error: BootObjectError | None = None

@@ -7,10 +7,11 @@ Pippin ones, m1n1 embeds its own):
 - Pippin: ``##pippin_ver##<semver>\\0``        e.g. ``##pippin_ver##0.1.0\\0``
           ``##pippin_stage##<kind>\\0``        kind = ``stage1`` or ``stage2``
 
-The value runs to the first NUL and is at most 64 printable ASCII bytes. The first marker of
-a kind in the file is the image's own (payloads follow the image). A Pippin marker whose
-value carries the kind instead (``stage2-0.1.0``, ``stage2:0.1.0``, ``stage2 0.1.0``) is read
-the same way.
+The value runs to the first NUL and is at most 64 printable ASCII bytes. Pippin's markers sit
+in the header area (before the entry at 0x800), so a payload holding another Pippin image
+cannot be mistaken for the loader; the first m1n1 marker in the file is the image's own.
+A Pippin marker whose value carries the kind instead (``stage2-0.1.0``, ``stage2:0.1.0``,
+``stage2 0.1.0``) is read the same way.
 
 Where the image ends (and appended variables or payloads start): Pippin images record their
 file size in the arm64 Image header's ``image_size`` field (LE u64 at 0x10; bss and stack are
@@ -33,6 +34,7 @@ PIPPIN_MARKER = b"##pippin_ver##"
 PIPPIN_STAGE_MARKER = b"##pippin_stage##"
 IMAGE_END = b"STACKBOT"
 MAX_MARKER_VALUE = 64
+PIPPIN_MARKER_AREA = 0x800
 
 _SEMVER_RE = re.compile(
     r"v?(?P<major>0|[1-9]\d*)\.(?P<minor>0|[1-9]\d*)(?:\.(?P<patch>0|[1-9]\d*))?"
@@ -118,8 +120,13 @@ class ImageVersion:
     offset: int
 
 
-def _marker_value(data: bytes, marker: bytes) -> tuple[str, int] | None:
-    at = data.find(marker)
+def is_pippin(data: bytes) -> bool:
+    """Whether ``data`` starts with a Pippin loader image (marker in the header area)."""
+    return data.find(PIPPIN_MARKER, 0, PIPPIN_MARKER_AREA) >= 0
+
+
+def _marker_value(data: bytes, marker: bytes, limit: int | None = None) -> tuple[str, int] | None:
+    at = data.find(marker, 0, len(data) if limit is None else limit)
     if at < 0:
         return None
     start = at + len(marker)
@@ -134,14 +141,14 @@ def _marker_value(data: bytes, marker: bytes) -> tuple[str, int] | None:
 
 def read_version(data: bytes) -> ImageVersion | None:
     """The loader version embedded in ``data`` (Pippin's preferred over m1n1's), or None."""
-    found = _marker_value(data, PIPPIN_MARKER)
+    found = _marker_value(data, PIPPIN_MARKER, PIPPIN_MARKER_AREA)
     if found is not None:
         value, at = found
         stage = Stage.UNKNOWN
         m = _KIND_IN_VALUE_RE.fullmatch(value)
         if m is not None:
             stage, value = Stage(m["kind"]), m["ver"]
-        kind_value = _marker_value(data, PIPPIN_STAGE_MARKER)
+        kind_value = _marker_value(data, PIPPIN_STAGE_MARKER, PIPPIN_MARKER_AREA)
         if kind_value is not None:
             try:
                 stage = Stage(kind_value[0])
@@ -178,7 +185,7 @@ def read_installed_vars(data: bytes) -> tuple[bvars.Variable, ...]:
     first whose text parses and is followed only by NULs to the end of the data; failing
     that (an object with trailing data), the first whose text parses.
     """
-    if data.find(PIPPIN_MARKER) >= 0:
+    if is_pippin(data):
         end = pippin_image_end(data)
         nul = data.find(b"\0", end)
         text = data[end:] if nul < 0 else data[end:nul]
