@@ -132,6 +132,7 @@ def test_resize_install(server):
     assert resize.new_size == align_up(-(-mac.size * 60 // 100), MiB)  # target rounds up
     stub = plan.ops[1]
     assert stub.start == align_up(mac.start + resize.new_size, MiB)
+    assert stub.after == "disk0s2"  # bug: was the ISC, which ends before the shrunk macOS
     assert (mac.start, mac.start + 4096) in plan.owned or any(
         s <= mac.start and mac.start + 4096 <= e for s, e in plan.owned)
     assert not any(s < mac.start + resize.new_size - 4096 and e > mac.start + 4096

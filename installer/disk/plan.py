@@ -212,7 +212,7 @@ def plan_install(model: DiskModel, entry: OsEntry, choices: Choices) -> Plan:
         )
 
     pos = region_start
-    prev = _predecessor(disk, pos)
+    prev = _predecessor(replace(disk, partitions=tuple(after_parts)), pos)  # after a resize
     stub_ref = "new:0"
     ops.append(CreateStubContainer(stub_ref, prev, pos, STUB_SIZE, name,
                                    _uuid(choices.seed, disk, f"{pos}:stub")))

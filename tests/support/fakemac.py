@@ -72,7 +72,8 @@ def install(bin_dir: Path, state: dict[str, Any], state_path: Path, log_path: Pa
     bin_dir.mkdir(parents=True, exist_ok=True)
     for name in SHIMS:
         shim = bin_dir / name
-        shim.write_text(f'#!/bin/sh\nexec "{sys.executable}" -m tests.support.fakemac '
+        # -S: the fake needs only the standard library, and starts twice as fast without site
+        shim.write_text(f'#!/bin/sh\nexec "{sys.executable}" -S "{Path(__file__).resolve()}" '
                         f'{name} "$@"\n')
         shim.chmod(0o755)
     state_path.write_text(json.dumps(state))

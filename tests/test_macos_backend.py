@@ -1,0 +1,272 @@
+"""The macOS backend against the fake Mac (PATH shims that log argv and answer from the
+recorded fixtures): the model it reads, and the exact command sequence of each plan."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from installer.catalog import STUB_SIZE, load_catalog
+from installer.disk.diskutil import (
+    build_model,
+    parse_apfs_list,
+    parse_info,
+    parse_limits,
+    parse_list,
+    parse_volume_groups,
+)
+from installer.disk.model import PartKind, find_stub_installs
+from installer.disk.plan import Choices, Space, plan_install, plan_uninstall
+from installer.errors import BackendError, CommandError, PlanError
+from installer.platform.base import DirPayloads, SubprocessRunner
+from installer.platform.journal import rollback, run_plan
+from installer.platform.macos import MacBackend
+from installer.sizes import GB, MiB, align_up
+from tests.support import fakemac
+
+FIXTURES = Path(__file__).parent / "fixtures" / "diskutil"
+ROOT = Path(__file__).resolve().parent.parent
+READS = (("diskutil", "list"), ("diskutil", "apfs", "list"), ("diskutil", "info"),
+         ("test", "-d"))
+
+
+def fixture_model(machine):
+    d = FIXTURES / machine
+    listed = parse_list((d / "list.plist").read_bytes())
+    infos = {f.stem[5:]: parse_info(f.read_bytes()) for f in d.glob("info-*.plist")}
+    limits = {"disk0s2": parse_limits((d / "limits-disk0s2.plist").read_bytes())}
+    return build_model(listed, parse_apfs_list((d / "apfs-list.plist").read_bytes()), infos,
+                       limits, {"disk3": False})
+
+
+@pytest.fixture(scope="module")
+def catalog(shared_dir):
+    return load_catalog(shared_dir / "data" / "installer_data.json", "https://repo")
+
+
+class Fake:
+    def __init__(self, tmp_path, machine, *, mac_size=None):
+        state = fakemac.state_from_fixture(FIXTURES / machine)
+        if mac_size is not None:  # leave free space after macOS
+            for c in state["containers"]:
+                if c["store"] == "disk0s2":
+                    c["free"] -= c["ceiling"] - mac_size
+                    c["ceiling"] = mac_size
+            for p in state["disks"][0]["parts"]:
+                if p["id"] == "disk0s2":
+                    p["size"] = mac_size
+            state["limits"]["disk0s2"]["CurrentSize"] = mac_size
+        self.state_path = tmp_path / "state.json"
+        self.log = tmp_path / "argv.log"
+        self.env = fakemac.install(tmp_path / "bin", state, self.state_path, self.log, ROOT)
+        self.dev = tmp_path / "dev"
+        self.dev.mkdir()
+        self.backend = MacBackend(SubprocessRunner(self.env), dev_root=self.dev)
+
+    def argv(self, *, writes_only=True):
+        out = fakemac.read_log(self.log)
+        if writes_only:
+            out = [a for a in out if not any(tuple(a[:len(r)]) == r for r in READS)
+                   and "limits" not in a]
+        return out
+
+    def clear(self):
+        self.log.unlink(missing_ok=True)
+
+
+@pytest.mark.parametrize("machine", ["m1-256gb", "j314s-1tb"])
+def test_recorded_fixtures_parse(machine):
+    m = fixture_model(machine)
+    disk = m.system_disk()
+    assert disk.ref == "disk0"
+    kinds = [p.kind for p in disk.ordered()]
+    assert kinds == [PartKind.ISC, PartKind.APFS, PartKind.RECOVERY]
+    isc, mac, rec = disk.ordered()
+    assert isc.start == 24576
+    assert isc.size == 524_288_000
+    assert mac.start == 524_312_576
+    assert rec.end == disk.usable_end  # the factory layout fills the disk
+    assert disk.gaps() == ()
+    assert mac.container.is_macos
+    assert mac.container.ref == "disk3"
+    assert {v.name for v in isc.container.volumes} >= {"iSCPreboot", "xART"}
+    assert mac.limits.min_preferred > mac.container.used
+
+
+def test_volume_groups_fixture():
+    groups = parse_volume_groups((FIXTURES / "m1-256gb" / "volume-groups-disk3.plist")
+                                 .read_bytes())
+    ((gid, vols),) = groups.items()
+    assert gid == "0DAB1407-0283-408E-88EE-CD41CE9E7BCA"
+    assert len(vols) == 2
+
+
+@pytest.mark.parametrize("data", [b"", b"<plist><array/></plist>", b"\x00garbage",
+                                  b"<plist><dict><key>AllDisksAndPartitions</key><string>x"
+                                  b"</string></dict></plist>"])
+def test_hostile_plists(data):
+    with pytest.raises(BackendError, match="diskutil list -plist"):
+        parse_list(data)
+
+
+def test_missing_key_is_named():
+    with pytest.raises(BackendError, match="key CapacityCeiling is missing"):
+        parse_apfs_list(b"<plist><dict><key>Containers</key><array><dict><key>"
+                        b"ContainerReference</key><string>disk3</string></dict></array>"
+                        b"</dict></plist>")
+
+
+@pytest.mark.parametrize("machine", ["m1-256gb", "j314s-1tb"])
+def test_fake_reads_like_the_recordings(tmp_path, machine):
+    fake = Fake(tmp_path, machine)
+    got = fake.backend.read_model()
+    want = fixture_model(machine)
+    assert got.system_disk().ordered() == want.system_disk().ordered()
+    assert [d.ref for d in got.disks] == [d.ref for d in want.disks]
+
+
+def test_refused_resize_on_full_256gb_mac(tmp_path, catalog):
+    fake = Fake(tmp_path, "m1-256gb")
+    with pytest.raises(PlanError, match=r"macOS needs 38\.0 GB free after resize; the "
+                       r"container has 27\.9 GB free"):
+        plan_install(fake.backend.read_model(), catalog.find("Fedora Asahi Remix 44 Server"),
+                     Choices(space=Space.RESIZE))
+
+
+def _esp(tmp_path):
+    pkg = tmp_path / "pkg"
+    (pkg / "esp" / "m1n1").mkdir(parents=True)
+    (pkg / "esp" / "m1n1" / "boot.bin").write_bytes(b"stage2")
+    return DirPayloads(pkg)
+
+
+def test_free_space_uefi_install_argv(tmp_path, catalog):
+    fake = Fake(tmp_path, "j314s-1tb", mac_size=700 * GB)
+    uefi = catalog.find("UEFI environment only (m1n1 + U-Boot + ESP)")
+    plan = plan_install(fake.backend.read_model(), uefi, Choices(space=Space.FREE))
+    fake.clear()
+    payloads = _esp(tmp_path)
+    run_plan(fake.backend, plan, payloads, tmp_path / "journal.json")
+    esp_src = str(payloads.tree("esp"))
+    assert fake.argv() == [
+        ["diskutil", "addPartition", "disk0s2", "apfs", "UEFI boot", str(STUB_SIZE)],
+        ["diskutil", "apfs", "deleteVolume", "disk5s1"],
+        ["diskutil", "apfs", "addVolume", "disk5", "apfs", "UEFI boot - Data", "-role", "D"],
+        ["diskutil", "apfs", "addVolume", "disk5", "apfs", "UEFI boot", "-role", "S",
+         "-groupWith", "disk5s1"],
+        ["diskutil", "apfs", "addVolume", "disk5", "apfs", "Preboot", "-role", "B"],
+        ["diskutil", "apfs", "addVolume", "disk5", "apfs", "Recovery", "-role", "R"],
+        ["diskutil", "addPartition", "disk0s4", "%EFI%", "%noformat%",
+         str(align_up(500_000_000, MiB))],
+        ["newfs_msdos", "-F", "32", "-v", "EFI - UEFIB", "/dev/rdisk0s5"],
+        ["diskutil", "mount", "disk0s5"],
+        ["ditto", esp_src, "/Volumes/disk0s5"],
+        ["diskutil", "unmount", "disk0s5"],
+    ]
+    after = fake.backend.read_model().system_disk()
+    (inst,) = find_stub_installs(after)
+    assert inst.stub.ref == "disk0s4"
+    assert inst.esp.ref == "disk0s5"
+    assert inst.name == "UEFI boot"
+
+
+def test_resize_install_argv(tmp_path, catalog):
+    fake = Fake(tmp_path, "j314s-1tb")
+    server = catalog.find("Fedora Asahi Remix 44 Server")
+    plan = plan_install(fake.backend.read_model(), server,
+                        Choices(space=Space.RESIZE, resize_to="700GB", size="min"))
+    pkg = tmp_path / "pkg"
+    (pkg / "esp").mkdir(parents=True)
+    (pkg / "boot.img").write_bytes(b"B" * 8192)
+    (pkg / "root.img").write_bytes(b"R" * 8192)
+    for n in range(4, 9):
+        (fake.dev / f"rdisk0s{n}").write_bytes(b"")
+    fake.clear()
+    run_plan(fake.backend, plan, DirPayloads(pkg), tmp_path / "journal.json")
+    argv = fake.argv()
+    # a container resize target rounds up to 1 MiB
+    assert argv[0] == ["diskutil", "apfs", "resizeContainer", "disk0s2",
+                       str(align_up(700 * GB, MiB))]
+    assert argv[1] == ["diskutil", "addPartition", "disk0s2", "apfs", "Fedora Linux Server",
+                       str(STUB_SIZE)]
+    creates = [a for a in argv if a[1] == "addPartition"]
+    assert [a[2:4] for a in creates] == [
+        ["disk0s2", "apfs"], ["disk0s4", "%EFI%"],
+        ["disk0s5", "%0FC63DAF-8483-4772-8E79-3D69D8477DE4%"],
+        ["disk0s6", "%0FC63DAF-8483-4772-8E79-3D69D8477DE4%"]]
+    assert ["newfs_msdos", "-F", "32", "-v", "EFI - FEDOR", "-I", "0x2d29ccb0",
+            "/dev/rdisk0s5"] in argv
+    assert (fake.dev / "rdisk0s6").read_bytes() == b"B" * 8192
+    assert (fake.dev / "rdisk0s7").read_bytes() == b"R" * 8192
+
+
+def test_uninstall_argv(tmp_path, catalog):
+    fake = Fake(tmp_path, "j314s-1tb", mac_size=700 * GB)
+    uefi = catalog.find("UEFI environment only (m1n1 + U-Boot + ESP)")
+    plan = plan_install(fake.backend.read_model(), uefi, Choices())
+    run_plan(fake.backend, plan, _esp(tmp_path), tmp_path / "j1.json")
+    before = fake.backend.read_model().system_disk()
+    mac = before.part("disk0s2")
+    plan = plan_uninstall(fake.backend.read_model(), "disk0s4")
+    fake.clear()
+    run_plan(MacBackend(SubprocessRunner(fake.env)), plan, None, tmp_path / "j2.json")
+    rec = before.part("disk0s3")
+    assert fake.argv() == [
+        ["diskutil", "eraseVolume", "free", "free", "disk0s5"],
+        ["diskutil", "apfs", "deleteContainer", "disk0s4"],
+        ["diskutil", "eraseVolume", "free", "free", "disk0s4"],
+        ["diskutil", "apfs", "resizeContainer", "disk0s2", str(rec.start - mac.start)],
+    ]
+    after = fake.backend.read_model().system_disk()
+    assert [p.ref for p in after.ordered()] == ["disk0s1", "disk0s2", "disk0s3"]
+    assert after.part("disk0s2").end == rec.start
+
+
+def test_external_disk_refused(tmp_path, catalog):
+    fake = Fake(tmp_path, "j314s-1tb", mac_size=700 * GB)
+    uefi = catalog.find("UEFI environment only (m1n1 + U-Boot + ESP)")
+    fake.clear()
+    with pytest.raises(PlanError, match="disk4 is external"):
+        plan_install(fake.backend.read_model(), uefi, Choices(disk="disk4"))
+    assert fake.argv() == []  # nothing but reads ran
+
+
+def test_diskutil_error_is_verbatim_with_hint(tmp_path, catalog):
+    fake = Fake(tmp_path, "j314s-1tb")
+    state = fakemac.json.loads(fake.state_path.read_text())
+    state["fail"]["diskutil apfs resizeContainer disk0s2 7"] = (
+        "Error: -69519: The target disk is too small for this operation")
+    fake.state_path.write_text(fakemac.json.dumps(state))
+    server = catalog.find("Fedora Asahi Remix 44 Server")
+    plan = plan_install(fake.backend.read_model(), server,
+                        Choices(space=Space.RESIZE, resize_to="700GB"))
+    with pytest.raises(CommandError) as info:
+        run_plan(fake.backend, plan, None, tmp_path / "journal.json")
+    assert info.value.message == ("diskutil failed (exit 1): Error: -69519: The target disk is "
+                                  "too small for this operation")
+    assert "snapshots" in info.value.hint
+    assert [a[1:3] for a in fake.argv()] == [["apfs", "resizeContainer"]]
+    # nothing changed, so the rollback has nothing to undo but verifies the disk
+    rollback(fake.backend, tmp_path / "journal.json")
+
+
+def test_rollback_after_failed_step(tmp_path, catalog):
+    fake = Fake(tmp_path, "j314s-1tb", mac_size=700 * GB)
+    before = fake.backend.read_model().system_disk()
+    state = fakemac.json.loads(fake.state_path.read_text())
+    state["fail"]["newfs_msdos"] = "newfs_msdos: /dev/rdisk0s5: Resource busy"
+    fake.state_path.write_text(fakemac.json.dumps(state))
+    uefi = catalog.find("UEFI environment only (m1n1 + U-Boot + ESP)")
+    plan = plan_install(fake.backend.read_model(), uefi, Choices())
+    with pytest.raises(CommandError, match="Resource busy"):
+        run_plan(fake.backend, plan, _esp(tmp_path), tmp_path / "journal.json")
+    fresh = MacBackend(SubprocessRunner(fake.env))  # as after a restart
+    fake.clear()
+    rollback(fresh, tmp_path / "journal.json")
+    assert fake.argv() == [
+        ["diskutil", "eraseVolume", "free", "free", "disk0s5"],
+        ["diskutil", "apfs", "deleteContainer", "disk0s4"],
+        ["diskutil", "eraseVolume", "free", "free", "disk0s4"],
+    ]
+    assert fake.backend.read_model().system_disk().ordered() == before.ordered()
