@@ -168,7 +168,7 @@ def test_bad_touchbar_does_not_cost_the_trackpad(tmp_path):
     reasons = sorted(p.reason for p in problems)
     assert len(reasons) == 2
     assert "unknown item Type 'Nope'" in reasons[0]
-    assert reasons[1] == "second tp device key 'C1FD02' ignored"
+    assert reasons[1] == "second trackpad key 'C1FD02' ignored"
 
 
 def test_symlink_leading_outside_is_refused(tmp_path):

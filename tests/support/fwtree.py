@@ -7,7 +7,7 @@ the ASMedia blob, camerad with set-file headers, factory-data HmCA files, ALS ca
 Contents are random bytes from a seeded RNG.
 
 The expected Linux names and bytes of the fixed core are written out by hand here from
-formats.md §7 (``WIFI_CORE``, ``BT_CORE``, the Z2FW/HIDF builders below); they are not
+formats.md §7 (``WIFI_CORE``, ``BT_CORE``, Z2FW/HIDF in fwmultitouch.py); they are not
 computed by vendorfw. ``scale`` > 1 adds Wi-Fi boards whose variants all differ, whose
 names follow directly from the path (no pruning applies); scale 11 gives ≥ 1,000 files and
 ≥ 60 MB.

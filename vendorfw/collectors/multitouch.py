@@ -64,18 +64,19 @@ def convert(path: Path, machine: str) -> Result:
     problems: list[Problem] = []
     done: set[str] = set()
     for key, items in plist.items():
-        kind = "tp" if key.startswith("C1FD") else "dfr" if key.startswith("C1FB") else None
+        kind = "trackpad" if key.startswith("C1FD") else "Touch Bar" if key.startswith(
+            "C1FB") else None
         if kind is None:
             continue
         if kind in done:
-            problems.append(Problem(str(path), f"second {kind} device key {key!r} ignored"))
+            problems.append(Problem(str(path), f"second {kind} key {key!r} ignored"))
             continue
         done.add(kind)
         where = f"{path}: {key}"
         try:
             if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
                 raise CollectError(f"{where}: not a list of item dicts")
-            if kind == "tp":
+            if kind == "trackpad":
                 files.append(FirmwareFile(f"apple/tpmtfw-{machine}.bin",
                                           data=trackpad_blob(items, where)))
             else:
