@@ -234,3 +234,10 @@ def test_write_failure_on_a_full_esp(esp, monkeypatch):
         espupdate.update_esp(esp, boot_bin("0.2.0"))
     assert path.read_bytes() == boot_bin("0.1.0")
     assert _listing(esp) == ["boot.bin"]
+
+
+def test_m1n1_is_a_file(esp):
+    (esp / "m1n1").write_bytes(b"x")
+    with pytest.raises(BootObjectError, match="updating .* failed"):
+        espupdate.update_esp(esp, boot_bin("0.1.0"))
+    assert (esp / "m1n1").read_bytes() == b"x"

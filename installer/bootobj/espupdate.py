@@ -133,7 +133,9 @@ def update_esp(
     old_tmp = target_dir / (BOOT_NAME + ".old.tmp")
     kept_old = replaced = False
     try:
-        target_dir.mkdir(exist_ok=True)
+        if not target_dir.is_dir():
+            target_dir.mkdir()
+            fsync_dir(esp)
         _write_synced(new, data)
         step(Step.NEW_WRITTEN)
         if target.exists():
