@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import shutil
 import subprocess
@@ -49,8 +50,18 @@ def make_esp(root: Path, seed: int = 3) -> dict[str, str]:
 
 @pytest.fixture
 def env(tmp_path, monkeypatch):
+    """Logs under tmp_path; main() installs root log handlers, so put the old ones back."""
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    return tmp_path
+    root = logging.getLogger()
+    saved = (list(root.handlers), root.level)
+    yield tmp_path
+    for h in list(root.handlers):
+        root.removeHandler(h)
+        if h not in saved[0]:
+            h.close()
+    for h in saved[0]:
+        root.addHandler(h)
+    root.setLevel(saved[1])
 
 
 def locator(tmp_path: Path, esp: Path, *, mounted: bool = True) -> list[str]:
