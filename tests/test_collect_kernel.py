@@ -226,3 +226,18 @@ def test_mutated_multitouch_is_a_problem_never_a_crash(tmp_path):
         except CollectError:
             problems += 1
     assert problems > 50
+
+
+def test_als_calibration_from_ioreg_output():
+    import plistlib
+
+    cal = random.Random(5).randbytes(400)
+    out = plistlib.dumps([{"IOObjectClass": "AppleSPUALS", "IORegistryEntryName": "als",
+                           "CalibrationData": cal, "IOObjectRetainCount": 7}])
+    assert als.cal_from_ioreg(out) == cal
+    with pytest.raises(CollectError, match="no CalibrationData"):
+        als.cal_from_ioreg(plistlib.dumps([{"IORegistryEntryName": "als"}]))
+    with pytest.raises(CollectError, match="not a plist"):
+        als.cal_from_ioreg(out[: len(out) // 2])
+    with pytest.raises(CollectError, match="no CalibrationData"):
+        als.cal_from_ioreg(plistlib.dumps([]))

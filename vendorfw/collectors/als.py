@@ -1,15 +1,21 @@
 """Ambient-light-sensor calibration (formats.md §7).
 
 ``apple/aop-als-cal.bin`` from the dump, then every factory-data file whose name starts
-``HmCA`` as ``apple/<name>``. Both are passed through unchanged.
+``HmCA`` as ``apple/<name>``. Both are passed through unchanged. On macOS the calibration
+comes from ``ioreg -r -a -n als -l``; :func:`cal_from_ioreg` turns that output into the
+bytes of ``aop-als-cal.bin``.
 """
 
 from __future__ import annotations
 
 import logging
+import plistlib
 import re
+from typing import Any
+from xml.parsers.expat import ExpatError
 
 from vendorfw.collectors import Result, by_name, link_escapes
+from vendorfw.errors import CollectError
 from vendorfw.model import FirmwareFile, Problem
 from vendorfw.source import FirmwareSource
 
@@ -44,3 +50,17 @@ def collect(source: FirmwareSource) -> Result:
             files.append(FirmwareFile(f"apple/{p.name}", source=p))
     log.info("als: %d files", len(files))
     return by_name(files), problems
+
+
+def cal_from_ioreg(output: bytes) -> bytes:
+    """``CalibrationData`` of the first ``als`` node in ``ioreg -r -a -n als -l`` output."""
+    try:
+        nodes: Any = plistlib.loads(output)
+    except (plistlib.InvalidFileException, ExpatError, ValueError, OverflowError) as exc:
+        raise CollectError(f"ioreg output for the als node is not a plist: {exc}") from exc
+    for node in nodes if isinstance(nodes, list) else [nodes]:
+        cal = node.get("CalibrationData") if isinstance(node, dict) else None
+        if isinstance(cal, bytes) and cal:
+            return cal
+    raise CollectError("the als node has no CalibrationData",
+                       hint="this Mac may lack a calibrated ambient light sensor")
