@@ -169,3 +169,16 @@ def test_console_script_exit_codes(env):
                        check=False)
     assert r.returncode == 1
     assert r.stderr.startswith("vendorfw: error: ")
+
+
+def test_extract_refuses_to_replace_a_foreign_directory(env, capsys, raw_dump):
+    src, _ = raw_dump
+    home = env / "home"
+    home.mkdir()
+    (home / "notes.txt").write_text("precious")
+    rc, _, err = run(capsys, "extract", src, home)
+    assert rc == 1
+    assert err.splitlines()[0] == (
+        f"vendorfw: error: {home} holds other files (notes.txt); it would be replaced as a whole"
+    )
+    assert os.listdir(home) == ["notes.txt"]

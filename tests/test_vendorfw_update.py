@@ -171,6 +171,11 @@ def test_install_to_directory(env, capsys):
     dest.mkdir(parents=True)
     (dest / "stale.bin").write_text("old")
     rc, _, err = run(capsys, "update", "--esp", str(esp), "--install-to", str(dest))
+    assert rc == 1  # not ours (no .vendorfw.manifest): never wiped
+    assert "is not empty and holds no .vendorfw.manifest" in err
+    assert os.listdir(dest) == ["stale.bin"]
+    (dest / ".vendorfw.manifest").write_text("FILE stale.bin SHA256 " + "0" * 64 + "\n")
+    rc, _, err = run(capsys, "update", "--esp", str(esp), "--install-to", str(dest))
     assert rc == 0, err
     got = {}
     inodes: dict[int, int] = {}
@@ -193,6 +198,7 @@ def test_install_to_mount_point_swaps_entries(env, monkeypatch, capsys):
     dest = env / "tmpfs"
     dest.mkdir()
     (dest / "stale.bin").write_text("old")
+    (dest / ".vendorfw.manifest").write_text("")
     real_ismount = os.path.ismount
     monkeypatch.setattr(espmod.os.path, "ismount", lambda p: Path(p) == dest or real_ismount(p))
     rc, _, err = run(capsys, "update", "--esp", str(esp), "--install-to", str(dest))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,6 +64,24 @@ def plan_from_source(
         yield plan_package(files, progress), problems
 
 
+PACKAGE_ENTRIES = frozenset({"firmware.cpio", "firmware.tar", "manifest.txt", "u-boot"})
+
+
+def check_replaceable(out_dir: Path) -> None:
+    """Refuse to replace a directory that is not a vendorfw/ package (e.g. a typo'd $HOME)."""
+    if not out_dir.exists():
+        return
+    if not out_dir.is_dir():
+        raise ArchiveError(f"{out_dir} exists and is not a directory")
+    foreign = sorted(n for n in os.listdir(out_dir) if n not in PACKAGE_ENTRIES)
+    if foreign:
+        raise ArchiveError(
+            f"{out_dir} holds other files ({', '.join(foreign[:3])}"
+            f"{', …' if len(foreign) > 3 else ''}); it would be replaced as a whole",
+            hint="give a new or empty directory, or a vendorfw/ directory",
+        )
+
+
 def write_vendorfw_dir(plan: Plan, out_dir: Path, progress: Progress | None = None) -> None:
     """Replace ``out_dir`` atomically with the package of ``plan`` (+ U-Boot copy)."""
     try:
@@ -91,8 +110,10 @@ def build_vendorfw(
 
     ``source_dir``: a directory with ``all_firmware.tar.gz`` (+ ``kernelcache*``), an
     unpacked raw dump, or a macOS-style tree. ``progress`` gets byte counts (hashing, then
-    writing). Problems in the source (skipped files) are reported, not fatal.
+    writing). Problems in the source (skipped files) are reported, not fatal. ``out_dir`` is
+    replaced as a whole, so it must not exist, be empty, or hold only a vendorfw/ package.
     """
+    check_replaceable(out_dir)
     with plan_from_source(source_dir, progress, tmp_parent) as (plan, problems):
         write_vendorfw_dir(plan, out_dir, progress)
     log.info("built %s: %d files, %d links", out_dir, len(plan.files), plan.links)

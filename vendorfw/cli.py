@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 import click
 
 from vendorfw import __version__
-from vendorfw.build import build_vendorfw
+from vendorfw.build import build_vendorfw, check_replaceable
 from vendorfw.cliboundary import default_log_path, run_click, setup_logging
 from vendorfw.errors import EspError, ManifestError, VendorFwError
 from vendorfw.esp import BY_PARTUUID, DT_ESP_PROPERTY, MOUNTINFO, EspLocator, find_esp, update
@@ -92,8 +92,7 @@ def extract(src: Path, dest: Path, show_progress: bool | None, as_json: bool) ->
     (and u-boot/asmedia/); it is replaced only once the new one is complete.
     """
     _dir_arg(src, "firmware source")
-    if dest.exists() and not dest.is_dir():
-        raise VendorFwError(f"{dest} exists and is not a directory")
+    check_replaceable(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     with _meter(show_progress, "extract") as meter:
         report = build_vendorfw(src, dest, meter)

@@ -215,6 +215,12 @@ def install_tree(plan: Plan, dest: Path) -> None:
     A plain directory is swapped as a whole. A mount point (the tmpfs of §9) cannot be
     renamed, so the new tree is staged inside it and its entries are swapped in one by one.
     """
+    if dest.is_dir() and any(dest.iterdir()) and not (dest / MANIFEST_ENTRY).is_file():
+        raise EspError(
+            f"--install-to {dest} is not empty and holds no {MANIFEST_ENTRY}; it would be "
+            "replaced as a whole",
+            hint="use a dedicated directory such as /lib/firmware/vendor",
+        )
     try:
         if dest.is_dir() and os.path.ismount(dest):
             _install_into_mount(plan, dest)

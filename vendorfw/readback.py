@@ -59,7 +59,11 @@ class Package:
         if self.kind is Kind.MANIFEST:
             assert self.manifest is not None
             return self.manifest.hashes()
-        return {m.name: m.sha256 for m in self.members if m.sha256 is not None}
+        return {
+            m.name: m.sha256
+            for m in self.members
+            if m.sha256 is not None and not m.name.startswith("\0")  # outside vendorfw/
+        }
 
 
 def detect(path: Path) -> tuple[Path, Kind]:
@@ -197,7 +201,8 @@ def _drain(entry: libarchive.entry.ArchiveEntry, progress: Callable[[int], None]
 def verify(pkg: Package) -> list[str]:
     """Problems of ``pkg`` against its manifest and §6 (empty list: it is good)."""
     if pkg.manifest is None:
-        return [f"{pkg.path}: no manifest (tar needs manifest.txt beside it)"]
+        where = "no manifest.txt beside it" if pkg.kind is Kind.TAR else "no manifest entry"
+        return [f"{pkg.path}: {where}"]
     if pkg.kind is Kind.MANIFEST:
         return []
     problems: list[str] = []
