@@ -18,7 +18,11 @@ comptime {
 pub const version = build_options.version;
 
 extern fn pippin_call_on_stack(arg: usize, func: *const fn (usize) callconv(.c) noreturn, stack_top: usize) noreturn;
-extern fn pippin_jump(entry: usize, fdt: usize) noreturn;
+extern fn pippin_jump(entry: usize, fdt: usize, x1: u64, x2: u64) noreturn;
+
+/// x1 from stage 1 to stage 2 ("PIPPIN12"); x2 then holds the end of the loaded data
+/// (after the forwarded variables), so stage 2 knows where free memory starts.
+pub const handoff_magic: u64 = 0x3231_4e49_5050_4950;
 
 /// Linker-script symbols: the image's first byte and the first byte after it.
 extern const _head_base: u8;
@@ -47,9 +51,14 @@ pub fn callOnStack(arg: usize, func: *const fn (usize) callconv(.c) noreturn, st
     pippin_call_on_stack(arg, func, stack_top & ~@as(usize, 15));
 }
 
-/// Enter the next image at `entry` with x0 = `fdt`, x1..x3 = 0 (MMU and caches are off).
+/// Enter a kernel at `entry` with x0 = `fdt`, x1..x3 = 0 (MMU and caches are off).
 pub fn jump(entry: usize, fdt: usize) noreturn {
-    pippin_jump(entry, fdt);
+    pippin_jump(entry, fdt, 0, 0);
+}
+
+/// Enter the next Pippin stage, telling it where its loaded data ends.
+pub fn jumpStage(entry: usize, fdt: usize, data_end: usize) noreturn {
+    pippin_jump(entry, fdt, handoff_magic, data_end);
 }
 
 /// Reached only through a bug (ReleaseSafe checks): report it and halt, never boot on.
@@ -169,4 +178,37 @@ pub fn imageInfo(b: []const u8) ?ImageInfo {
         .text_offset = std.mem.readInt(u64, b[8..16], .little),
         .image_size = std.mem.readInt(u64, b[16..24], .little),
     };
+}
+
+/// Fill `out` with seed material: the CPU's RNDR when it has one (FEAT_RNG), always mixed
+/// with the counter through SHA-256 so a missing RNG still gives per-boot values.
+pub fn random(out: []u8) void {
+    const Sha256 = std.crypto.hash.sha2.Sha256;
+    var block: u64 = 0;
+    var filled: usize = 0;
+    while (filled < out.len) : (block += 1) {
+        var h = Sha256.init(.{});
+        const cnt = asm volatile ("mrs %[r], cntpct_el0"
+            : [r] "=r" (-> u64),
+        );
+        h.update(std.mem.asBytes(&cnt));
+        h.update(std.mem.asBytes(&block));
+        const isar0 = asm volatile ("mrs %[r], id_aa64isar0_el1"
+            : [r] "=r" (-> u64),
+        );
+        if (isar0 >> 60 != 0) {
+            var i: usize = 0;
+            while (i < 4) : (i += 1) {
+                const r = asm volatile ("mrs %[r], s3_3_c2_c4_0" // RNDR
+                    : [r] "=r" (-> u64),
+                );
+                h.update(std.mem.asBytes(&r));
+            }
+        }
+        var d: [32]u8 = undefined;
+        h.final(&d);
+        const n = @min(d.len, out.len - filled);
+        @memcpy(out[filled..][0..n], d[0..n]);
+        filled += n;
+    }
 }

@@ -16,8 +16,8 @@ const stage = "stage1";
 const max_vars_len = 64 * 1024;
 const forward_room = 64 * 1024;
 
-fn entry(fdt_addr: usize, base: usize) callconv(.c) noreturn {
-    _ = base;
+fn entry(fdt_addr: usize, base: usize, x1: u64, x2: u64) callconv(.c) noreturn {
+    _ = .{ base, x1, x2 };
     rt.start(stage, fdt_addr, main);
 }
 
@@ -104,9 +104,8 @@ fn main(b: *rt.Boot) noreturn {
     if (info.image_size > file.len) rt.halt(stage, "{s} is truncated: {d} of {d} image bytes", .{ cl.path, file.len, info.image_size });
 
     const end = forward(cfg, gap.start + file.len, gap.end);
-    _ = end;
     rt.print("pippin stage1: loaded {s} ({d} bytes) at {x}, jumping\n", .{ cl.path, file.len, gap.start });
-    rt.jump(gap.start, b.fdt_in);
+    rt.jumpStage(gap.start, b.fdt_in, end);
 }
 
 fn load(vol: *core.fat.Volume, path: []const u8, dest: []u8, uuid: []const u8) []u8 {

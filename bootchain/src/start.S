@@ -27,6 +27,8 @@ _head:
 _start:
     mov     x19, x0                 /* FDT pointer from the previous stage */
     adr     x20, _head              /* where we actually run */
+    mov     x21, x1                 /* Pippin hand-over: magic and data end (else 0) */
+    mov     x22, x2
 
     /* Apply R_AARCH64_RELATIVE fixups: *(base + off) = base + addend. */
     adrp    x1, __rela_start
@@ -53,6 +55,8 @@ _start:
     mov     x30, #0
     mov     x0, x19
     mov     x1, x20
+    mov     x2, x21
+    mov     x3, x22
     bl      pippin_entry
 4:  wfe
     b       4b
@@ -68,14 +72,14 @@ pippin_call_on_stack:
 5:  wfe
     b       5b
 
-/* pippin_jump(entry, x0): hand over to the next image with x0 = FDT and x1..x3 = 0.
- * Callers have already turned caches and the MMU off (they never turned them on). */
+/* pippin_jump(entry, fdt, x1, x2): hand over with x0 = FDT, x1/x2 as given (0 for a
+ * kernel), x3 = 0. Caches and the MMU are off (nothing here ever turned them on). */
     .globl pippin_jump
 pippin_jump:
     mov     x16, x0
     mov     x0, x1
-    mov     x1, #0
-    mov     x2, #0
+    mov     x1, x2
+    mov     x2, x3
     mov     x3, #0
     dsb     sy
     isb

@@ -149,7 +149,51 @@ pub fn inflate(kind: Kind, src: []const u8, dest: []u8, gpa: std.mem.Allocator) 
     return .{ .consumed = in.seek, .produced = out.end };
 }
 
+/// Decompress-and-discard the stream at the start of `src`, returning how many input bytes
+/// it used (to find where the payloads end when no previous stage said so). `window` must
+/// hold `std.compress.flate.max_window_len` bytes.
+pub fn skip(kind: Kind, src: []const u8, window: []u8, gpa: std.mem.Allocator) InflateError!usize {
+    var in: std.Io.Reader = .fixed(src);
+    switch (kind) {
+        .gzip => {
+            if (window.len < std.compress.flate.max_window_len) return error.OutOfMemory;
+            var d: std.compress.flate.Decompress = .init(&in, .gzip, window[0..std.compress.flate.max_window_len]);
+            _ = d.reader.discardRemaining() catch return error.CorruptStream;
+        },
+        .xz => {
+            const buf = gpa.alloc(u8, 64 * 1024) catch return error.OutOfMemory;
+            var d = std.compress.xz.Decompress.init(&in, gpa, buf) catch {
+                gpa.free(buf);
+                return error.CorruptStream;
+            };
+            defer d.deinit();
+            _ = d.reader.discardRemaining() catch return error.CorruptStream;
+        },
+        else => unreachable, // only called for compressed kinds
+    }
+    return in.seek;
+}
+
 const testing = std.testing;
+
+test "payload: skip agrees with inflate" {
+    const data = @embedFile("../../testdata/payloads-ok.bin");
+    var s: Scanner = .{ .data = data };
+    var out: [8192]u8 = undefined;
+    var window: [std.compress.flate.max_window_len]u8 = undefined;
+    while (true) {
+        const it = try s.next();
+        switch (it.kind) {
+            .gzip, .xz => {
+                const r = try inflate(it.kind, it.data, &out, testing.allocator);
+                try testing.expectEqual(r.consumed, try skip(it.kind, it.data, &window, testing.allocator));
+                try s.advance(r.consumed);
+            },
+            .end => break,
+            else => {},
+        }
+    }
+}
 
 test "payload: scan a boot object with every kind" {
     const data = @embedFile("../../testdata/payloads-ok.bin");
