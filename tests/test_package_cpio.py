@@ -13,7 +13,7 @@ import pytest
 from tests.conftest import require_tool
 from vendorfw.errors import ArchiveError, ManifestError
 from vendorfw.model import FirmwareFile
-from vendorfw.package import plan_package, write_package_files
+from vendorfw.package import plan_package, write_package, write_package_files
 
 
 def make_files(root: Path, seed: int = 1) -> list[FirmwareFile]:
@@ -229,3 +229,10 @@ def test_progress_counts_bytes(tmp_path):
     out.mkdir()
     write_package_files(plan, out, seen.append)
     assert sum(seen) == plan.stored_bytes
+
+
+def test_disk_full_is_one_line_error(tmp_path):
+    plan = plan_package(make_files(tmp_path / "src"))
+    with open("/dev/full", "wb", buffering=0) as full, \
+            pytest.raises(ArchiveError, match="cannot write firmware.cpio: No space left"):
+        write_package(plan, full, None)

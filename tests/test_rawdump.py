@@ -182,3 +182,13 @@ def test_open_source_unpacks_beside_kernelcache(tmp_path):
         assert source.als_cal is not None
         unpacked = source.firmware.parent
     assert not unpacked.exists()  # temporary tree removed afterwards
+
+
+def test_pack_symlink_leaving_tree_is_refused(tmp_path):
+    src = make_dump_tree(tmp_path / "src")
+    os.symlink("../../outside", src / "firmware" / "escape")
+    out = tmp_path / "d.tar.gz"
+    with pytest.raises(ArchiveError, match="leaves"):
+        rawdump.pack(src, out)
+    assert not out.exists()
+    assert sorted(os.listdir(tmp_path)) == ["src"]  # no temp file left

@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, BinaryIO
 
 import libarchive
 import libarchive.exception
@@ -96,3 +96,30 @@ def translated(what: str) -> Iterator[None]:
     except libarchive.exception.ArchiveError as exc:
         msg = exc.msg.decode(errors="replace") if isinstance(exc.msg, bytes) else str(exc.msg)
         raise ArchiveError(f"{what}: {msg or 'libarchive error'}") from exc
+
+
+class Sink:
+    """Write callback for ``libarchive.custom_writer`` that never raises into C.
+
+    An exception inside a ctypes callback would only be printed; instead the OSError is
+    kept, libarchive is told the write failed (-1), and :meth:`check` re-raises ours.
+    """
+
+    def __init__(self, stream: BinaryIO, what: str) -> None:
+        self.stream = stream
+        self.what = what
+        self.error: OSError | None = None
+
+    def __call__(self, data: Any) -> int:
+        if self.error is not None:
+            return -1
+        try:
+            self.stream.write(data)
+        except OSError as exc:
+            self.error = exc
+            return -1
+        return len(data)
+
+    def check(self) -> None:
+        if self.error is not None:
+            raise ArchiveError(f"cannot write {self.what}: {self.error.strerror or self.error}")

@@ -168,21 +168,39 @@ def write_package(
     progress: Progress | None = None,
 ) -> None:
     """Write firmware.cpio and/or firmware.tar for ``plan`` to the given binary streams."""
-    with archiveio.translated("writing firmware archives"), _writers(cpio_out, tar_out) as ws:
-        layouts = [_Layout(a, prefix) for a, prefix in ws]
+    sinks = [
+        archiveio.Sink(out, name)
+        for out, name in ((cpio_out, "firmware.cpio"), (tar_out, "firmware.tar"))
+        if out is not None
+    ]
+    try:
+        with archiveio.translated("writing firmware archives"), _writers(
+            cpio_out is not None, sinks
+        ) as ws:
+            _write_entries(plan, ws, progress)
+    except ArchiveError:
+        for sink in sinks:
+            sink.check()  # the underlying OSError says more than libarchive's "write error"
+        raise
+    for sink in sinks:
+        sink.check()
+
+
+def _write_entries(plan: Plan, ws: list[tuple[Any, str]], progress: Progress | None) -> None:
+    layouts = [_Layout(a, prefix) for a, prefix in ws]
+    for lay in layouts:
+        if lay.prefix:
+            lay.add_dir(lay.prefix)
+    for p in plan.files:
+        needs_data = [lay.start_file(p, hardlink_entries=not lay.prefix) for lay in layouts]
+        if any(needs_data):
+            _copy_data(p, layouts, progress)
         for lay in layouts:
-            if lay.prefix:
-                lay.add_dir(lay.prefix)
-        for p in plan.files:
-            needs_data = [lay.start_file(p, hardlink_entries=not lay.prefix) for lay in layouts]
-            if any(needs_data):
-                _copy_data(p, layouts, progress)
-            for lay in layouts:
-                archiveio.finish_entry(lay.archive)
-        manifest = plan.manifest.text().encode()
-        for lay in layouts:
-            if lay.prefix:  # only the cpio carries the manifest (§6)
-                lay.add_bytes(MANIFEST_ENTRY, manifest)
+            archiveio.finish_entry(lay.archive)
+    manifest = plan.manifest.text().encode()
+    for lay in layouts:
+        if lay.prefix:  # only the cpio carries the manifest (§6)
+            lay.add_bytes(MANIFEST_ENTRY, manifest)
 
 
 def _copy_data(p: PlannedFile, layouts: list[_Layout], progress: Progress | None) -> None:
@@ -202,17 +220,15 @@ def _copy_data(p: PlannedFile, layouts: list[_Layout], progress: Progress | None
 
 
 @contextlib.contextmanager
-def _writers(
-    cpio_out: BinaryIO | None, tar_out: BinaryIO | None
-) -> Iterator[list[tuple[Any, str]]]:
-    """Open libarchive writers for whichever of the two outputs are given."""
-    specs = [(cpio_out, "cpio_newc", CPIO_ROOT), (tar_out, "ustar", "")]
+def _writers(with_cpio: bool, sinks: list[archiveio.Sink]) -> Iterator[list[tuple[Any, str]]]:
+    """libarchive writers: newc for the cpio (first sink when ``with_cpio``), ustar else."""
+    specs = [("cpio_newc", CPIO_ROOT) if with_cpio and i == 0 else ("ustar", "")
+             for i in range(len(sinks))]
     with contextlib.ExitStack() as stack:
         # custom_writer pads the last block to 1 byte: nothing follows the trailer
         yield [
-            (stack.enter_context(libarchive.custom_writer(out.write, fmt, block_size=CHUNK)), pre)
-            for out, fmt, pre in specs
-            if out is not None
+            (stack.enter_context(libarchive.custom_writer(sink, fmt, block_size=CHUNK)), pre)
+            for sink, (fmt, pre) in zip(sinks, specs, strict=True)
         ]
 
 

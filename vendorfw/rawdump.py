@@ -234,8 +234,25 @@ def _write_tgz(
     real_root: str,
     progress: Callable[[int], None] | None,
 ) -> None:
-    with atomic_file(out) as f, archiveio.translated(f"writing {out}"), libarchive.custom_writer(
-        f.write, "pax_restricted", filter_name="gzip",
+    with atomic_file(out) as f:
+        sink = archiveio.Sink(f, str(out))
+        try:
+            _write_members(sink, out, entries, real_root, progress)
+        except ArchiveError:
+            sink.check()  # a disk-full OSError says more than libarchive's "write error"
+            raise
+        sink.check()
+
+
+def _write_members(
+    sink: archiveio.Sink,
+    out: Path,
+    entries: list[tuple[str, Path]],
+    real_root: str,
+    progress: Callable[[int], None] | None,
+) -> None:
+    with archiveio.translated(f"writing {out}"), libarchive.custom_writer(
+        sink, "pax_restricted", filter_name="gzip",
         options="gzip:!timestamp,gzip:compression-level=6", block_size=BLOCK,
     ) as archive:
         for rel, path in entries:
@@ -243,7 +260,7 @@ def _write_tgz(
                 target = os.readlink(path)
                 resolved = os.path.realpath(path)
                 if target.startswith("/") or os.path.commonpath([resolved, real_root]) != real_root:
-                    raise ArchiveError(f"{path}: symlink to {target} leaves {src_dir}")
+                    raise ArchiveError(f"{path}: symlink to {target} leaves {real_root}")
                 e = archiveio.new_entry(rel, SYMLINK, 0o777, symlink=target)
                 archiveio.write_entry(archive, e)
             elif path.is_dir():
