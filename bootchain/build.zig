@@ -28,6 +28,7 @@ pub fn build(b: *std.Build) void {
     query.cpu_features_sub.addFeature(@intFromEnum(std.Target.aarch64.Feature.fp_armv8));
     const target = b.resolveTargetQuery(query);
 
+    const strip = b.option(bool, "strip", "strip symbols (default true)") orelse true;
     const options = b.addOptions();
     options.addOption([]const u8, "version", version);
     options.addOption(Platform, "platform", platform);
@@ -40,7 +41,7 @@ pub fn build(b: *std.Build) void {
             .target = target,
             .optimize = optimize,
             .pic = true,
-            .strip = true,
+            .strip = strip,
             .single_threaded = true,
             .red_zone = false,
             .code_model = .small,

@@ -18,7 +18,6 @@ const stage = "stage2";
 const two_mib = 2 << 20;
 const max_chosen = 2 * core.vars.max_chosen + 8;
 const max_initrd_pieces = 8;
-const xz_heap = 80 << 20; // dictionary + buffers for xz streams (kernel xz uses up to 64 MiB)
 
 var handoff_end: ?usize = null;
 
@@ -125,9 +124,12 @@ fn inflateOne(s: *payload.Scanner, it: payload.Item, arena: *Arena, found: *Foun
     var top = arena.top;
     var fba: std.heap.FixedBufferAllocator = .init(&.{});
     if (it.kind == .xz) {
-        if (top - arena.cur < xz_heap + two_mib) rt.halt(stage, "no RAM for xz at +{d}", .{it.off});
-        top -= xz_heap;
-        fba = .init(@as([*]u8, @ptrFromInt(top))[0..xz_heap]);
+        // std's xz decoder collects a whole block in a growing buffer (up to ~3x the output
+        // while it grows), so it gets the upper half of free RAM and the output the lower.
+        const heap = std.mem.alignBackward(usize, (top -| arena.cur) / 2, two_mib);
+        if (heap < 8 * two_mib) rt.halt(stage, "no RAM for xz at +{d}", .{it.off});
+        top -= heap;
+        fba = .init(@as([*]u8, @ptrFromInt(top))[0..heap]);
     }
     const saved = arena.top;
     arena.top = top;

@@ -91,7 +91,7 @@ pippin_jump:
 /* The early stack and an end tag, as file-backed bytes (see link.ld). */
     .section .pippin.stack, "aw", %progbits
     .balign 16
-    .space  0x4000
+    .space  0x2000                  /* rt.start needs < 2 KiB; the main stack is in scratch */
     .globl __early_stack_top
 __early_stack_top:
     .section .pippin.end, "aw", %progbits

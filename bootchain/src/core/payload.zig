@@ -158,7 +158,8 @@ pub fn skip(kind: Kind, src: []const u8, window: []u8, gpa: std.mem.Allocator) I
         .gzip => {
             if (window.len < std.compress.flate.max_window_len) return error.OutOfMemory;
             var d: std.compress.flate.Decompress = .init(&in, .gzip, window[0..std.compress.flate.max_window_len]);
-            _ = d.reader.discardRemaining() catch return error.CorruptStream;
+            var sink: std.Io.Writer.Discarding = .init(&.{});
+            _ = d.reader.streamRemaining(&sink.writer) catch return error.CorruptStream;
         },
         .xz => {
             const buf = gpa.alloc(u8, 64 * 1024) catch return error.OutOfMemory;
@@ -167,7 +168,9 @@ pub fn skip(kind: Kind, src: []const u8, window: []u8, gpa: std.mem.Allocator) I
                 return error.CorruptStream;
             };
             defer d.deinit();
-            _ = d.reader.discardRemaining() catch return error.CorruptStream;
+            // (std's xz reader has no discard yet: stream into a sink instead.)
+            var sink: std.Io.Writer.Discarding = .init(&.{});
+            _ = d.reader.streamRemaining(&sink.writer) catch return error.CorruptStream;
         },
         else => unreachable, // only called for compressed kinds
     }
