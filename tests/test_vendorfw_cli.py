@@ -182,3 +182,12 @@ def test_extract_refuses_to_replace_a_foreign_directory(env, capsys, raw_dump):
         f"vendorfw: error: {home} holds other files (notes.txt); it would be replaced as a whole"
     )
     assert os.listdir(home) == ["notes.txt"]
+
+
+def test_verify_needs_an_archive(env, capsys):
+    m = env / "manifest.txt"
+    m.write_text("FILE a.bin SHA256 " + "0" * 64 + "\n")
+    rc, _, err = run(capsys, "verify", m)
+    assert rc == 1
+    assert err.splitlines() == [f"vendorfw: error: {m} is a manifest: verify checks a "
+                                "firmware.cpio or firmware.tar against one"]

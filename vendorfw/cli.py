@@ -21,7 +21,7 @@ from vendorfw.esp import BY_PARTUUID, DT_ESP_PROPERTY, MOUNTINFO, EspLocator, fi
 from vendorfw.hooks import install_hooks_command
 from vendorfw.manifest import diff_hashes
 from vendorfw.progress import ByteMeter, human
-from vendorfw.readback import read_package, verify
+from vendorfw.readback import Kind, read_package, verify
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -168,6 +168,9 @@ def update_cmd(
 def verify_cmd(path: Path, manifest_path: Path | None, as_json: bool) -> None:
     """Check a firmware.cpio or firmware.tar against its manifest (hashes, links, layout)."""
     pkg = read_package(path, manifest_path)
+    if pkg.kind is Kind.MANIFEST:
+        raise ManifestError(f"{pkg.path} is a manifest: verify checks a firmware.cpio or "
+                            "firmware.tar against one")
     problems = verify(pkg)
     if as_json:
         _emit_json({"path": str(pkg.path), "kind": str(pkg.kind), "ok": not problems,
