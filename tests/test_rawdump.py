@@ -192,3 +192,14 @@ def test_pack_symlink_leaving_tree_is_refused(tmp_path):
         rawdump.pack(src, out)
     assert not out.exists()
     assert sorted(os.listdir(tmp_path)) == ["src"]  # no temp file left
+
+
+def test_unpack_refuses_non_empty_dest(tmp_path):
+    good = tmp_path / "good.tar.gz"
+    rawdump.pack(make_dump_tree(tmp_path / "src"), good)
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    (dest / "mine").write_text("keep")
+    with pytest.raises(ArchiveError, match="is not empty"):
+        rawdump.unpack(good, dest)
+    assert os.listdir(dest) == ["mine"]

@@ -141,6 +141,8 @@ def unpack(
 ) -> UnpackStats:
     """Unpack ``archive`` into the existing empty directory ``dest``; on error ``dest`` is
     emptied again and :class:`ArchiveError` names the archive and the offending member."""
+    if any(dest.iterdir()):  # on failure dest is emptied: never do that to someone's files
+        raise ArchiveError(f"cannot unpack {archive}: {dest} is not empty")
     u = _Unpacker(dest, limit, progress)
     try:
         with archiveio.translated(f"reading {archive}"), libarchive.file_reader(
