@@ -9,7 +9,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from installer.ipsw.ranges import MiB, Piece, PlanOptions, coalesce, plan, split, subtract
+from installer.ipsw.ranges import MiB, Piece, PlanOptions, coalesce, cut, plan, split, subtract
+
+
+def flat(jobs):
+    return [p for job in jobs for p in job]
 
 
 @pytest.mark.parametrize(
@@ -45,21 +49,36 @@ def test_subtract_table(start, end, have, want):
 def test_one_connection_keeps_file_order_and_does_not_split():
     spans = [(100 * MiB, 400 * MiB), (0, 10), (20, 30)]
     got = plan(spans, PlanOptions(connections=1, max_gap=0))
-    assert got == [Piece(0, 10), Piece(20, 30), Piece(100 * MiB, 400 * MiB)]
+    assert got == [(Piece(0, 10),), (Piece(20, 30),), (Piece(100 * MiB, 400 * MiB),)]
 
 
 def test_large_member_is_split_for_eight_connections():
     got = plan([(0, 600 * MiB)], PlanOptions(connections=8))
     assert len(got) == 16
-    assert {p.size for p in got} == {600 * MiB // 16}
-    assert coalesce(((p.start, p.end) for p in got), 0) == [(0, 600 * MiB)]
+    sizes = [sum(p.size for p in job) for job in got]
+    assert max(sizes) - min(sizes) <= PlanOptions().request_cost
+    assert coalesce(((p.start, p.end) for p in flat(got)), 0) == [(0, 600 * MiB)]
+
+
+def test_jobs_have_equal_bytes_and_small_members_ride_along():
+    spans = [(0, 10 * MiB), (20 * MiB, 21 * MiB), (30 * MiB, 30 * MiB + 100), (40 * MiB, 45 * MiB)]
+    opts = PlanOptions(connections=4, pieces_per_connection=1, max_gap=0)
+    jobs = plan(spans, opts)
+    costs = [sum(p.size + opts.request_cost for p in job) for job in jobs]
+    assert len(jobs) == 4
+    assert max(costs) - min(costs) <= 2 * opts.request_cost
+    assert Piece(30 * MiB, 30 * MiB + 100) in flat(jobs)
+
+
+def test_cut_table():
+    assert cut([(0, 5), (10, 15)], 4) == [(Piece(0, 4),), (Piece(4, 5), Piece(10, 13)),
+                                         (Piece(13, 15),)]
 
 
 def test_small_neighbours_coalesce_but_far_ones_do_not():
     spans = [(0, 1000), (1000, 2000), (2100, 3000), (10 * MiB, 10 * MiB + 5)]
     got = plan(spans, PlanOptions(connections=8, max_gap=4096))
-    assert sorted(got, key=lambda p: p.start) == [Piece(0, 3000),
-                                                 Piece(10 * MiB, 10 * MiB + 5)]
+    assert flat(got) == [Piece(0, 3000), Piece(10 * MiB, 10 * MiB + 5)]
 
 
 def test_split_never_yields_empty_pieces():
@@ -77,7 +96,8 @@ spans_st = st.lists(
 @given(spans=spans_st, conns=st.integers(1, 16), gap=st.integers(0, 1 << 20))
 def test_plan_invariants(spans, conns, gap):
     opts = PlanOptions(connections=conns, max_gap=gap)
-    pieces = plan(spans, opts)
+    jobs = plan(spans, opts)
+    pieces = flat(jobs)
     merged = coalesce(((p.start, p.end) for p in pieces), 0)
     # Every needed byte is covered, pieces never overlap, nothing beyond the gaps is added.
     for s, e in spans:
@@ -89,8 +109,11 @@ def test_plan_invariants(spans, conns, gap):
     needed = sum(e - s for s, e in coalesce(spans, 0))
     extra = sum(p.size for p in pieces) - needed
     assert extra <= gap * max(0, len(spans) - 1)
-    if conns > 1 and pieces:
-        assert max(p.size for p in pieces) <= max(opts.max_piece, 1)
+    if conns > 1 and jobs:
+        costs = [sum(p.size + opts.request_cost for p in job) for job in jobs]
+        assert max(costs) <= opts.max_piece + opts.request_cost
+        if max(costs) < opts.max_piece:  # not clamped: one job per slot at most
+            assert len(jobs) <= conns * opts.pieces_per_connection
 
 
 def test_planner_is_pure():

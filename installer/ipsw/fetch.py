@@ -31,7 +31,7 @@ import requests
 from installer.errors import NetworkError, PippinError, RestoreImageError
 from installer.ipsw.cache import BLOCK, RangeCache
 from installer.ipsw.member import MemberSink, iter_member, verify_member
-from installer.ipsw.ranges import Piece, PlanOptions, coalesce, plan, subtract
+from installer.ipsw.ranges import Job, PlanOptions, coalesce, plan, subtract
 from installer.ipsw.remote import Archive, Member, local_path
 from installer.net.http import RetryableNetworkError, get_range
 
@@ -188,16 +188,16 @@ class _Run:
                            self.cached, self.requests, self.retries, self.clock() - self.t0,
                            tuple(sorted(self.refetched)))
 
-    def _round(self, pieces: list[Piece]) -> None:
-        todo: queue.Queue[Piece] = queue.Queue()
-        for p in pieces:
-            todo.put(p)
-        n = max(1, min(self.opts.plan.connections, len(pieces)))
+    def _round(self, jobs: list[Job]) -> None:
+        todo: queue.Queue[Job] = queue.Queue()
+        for job in jobs:
+            todo.put(job)
+        n = max(1, min(self.opts.plan.connections, len(jobs)))
         threads = [threading.Thread(target=self._worker, args=(todo,), daemon=True,
                                     name=f"ipsw-fetch-{i}") for i in range(n)]
         for t in threads:
             t.start()
-        left = len(pieces)
+        left = len(jobs)
         try:
             while left:
                 try:
@@ -212,8 +212,8 @@ class _Run:
                     self.requests += 1
                 elif kind == "retry":
                     self.retries += 1
-                elif kind == "piece":
-                    left -= 1
+                elif kind in ("piece", "job"):
+                    left -= kind == "job"
                     self._deliver_ready()
                 else:
                     raise value
@@ -259,20 +259,22 @@ class _Run:
 
     # --- worker threads --------------------------------------------------------------
 
-    def _worker(self, todo: queue.Queue[Piece]) -> None:
+    def _worker(self, todo: queue.Queue[Job]) -> None:
         while not self.stop.is_set():
             try:
-                piece = todo.get_nowait()
+                job = todo.get_nowait()
             except queue.Empty:
                 return
             try:
-                for s, e in subtract(piece.start, piece.end, self.cache.intervals()):
-                    self._fetch_range(s, e)
+                for piece in job:
+                    for s, e in subtract(piece.start, piece.end, self.cache.intervals()):
+                        self._fetch_range(s, e)
+                    self.events.put(("piece", piece))
             except BaseException as exc:  # noqa: BLE001 - worker entry: hand over to caller
                 self.stop.set()
                 self.events.put(("error", exc))
                 return
-            self.events.put(("piece", piece))
+            self.events.put(("job", job))
 
     def _fetch_range(self, start: int, end: int) -> None:
         pos = blk = start

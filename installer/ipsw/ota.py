@@ -64,7 +64,7 @@ def _exact(read: Callable[[int], bytes], n: int, what: str) -> bytes:
 
 def decode_bxdiff50(src: BinaryIO, write: Callable[[bytes], object]) -> int:
     """Decode a BXDIFF50/PBZX BaseSystem from ``src`` into ``write``; return its size."""
-    head = _exact(src.read, 64, "header")
+    head = _exact(src.read, 60, "header")
     if head[:8] != BXDIFF_MAGIC:
         raise RestoreImageError("BaseSystem patch: no BXDIFF50 magic")
     size, csize, zxsize = struct.unpack_from("<QQQ", head, 16)

@@ -6,11 +6,11 @@ Given the byte spans of the needed members (local header through data), it
    separate request costs a round trip on one connection — with several connections busy,
    round trips are mostly hidden, so the default gap is small and the byte overhead stays
    ≈ 1 %);
-2. splits large ranges into pieces so that ``connections`` parallel requests share the work
-   evenly (about ``pieces_per_connection`` pieces each, between ``min_piece`` and
-   ``max_piece`` bytes); a large member is thus fetched over several connections;
-3. orders the pieces largest first, so that the small ones fill in at the end and all
-   connections finish together.
+2. lays the ranges end to end and cuts that sequence into ``connections ×
+   pieces_per_connection`` jobs of equal byte count (at least ``min_piece``, at most
+   ``max_piece``): a large member is fetched over several connections, small ones ride
+   along in the job that reaches them, and with a fair link every connection finishes at
+   the same time (no idle tail). A job is one request per range it touches.
 """
 
 from __future__ import annotations
@@ -40,6 +40,9 @@ class PlanOptions:
     pieces_per_connection: int = 2
     min_piece: int = 1 * MiB
     max_piece: int = 64 * MiB
+    #: What one more request costs, in bytes one connection could have carried meanwhile
+    #: (≈ RTT × per-connection rate); jobs are balanced on bytes + requests × this.
+    request_cost: int = 128 << 10
 
 
 def coalesce(spans: Iterable[tuple[int, int]], max_gap: int) -> list[tuple[int, int]]:
@@ -71,15 +74,47 @@ def split(ranges: Iterable[tuple[int, int]], target: int) -> list[Piece]:
     return pieces
 
 
-def plan(spans: Iterable[tuple[int, int]], opts: PlanOptions = PlanOptions()) -> list[Piece]:
-    """The requests that fetch every span: coalesced, split, largest first."""
+Job = tuple[Piece, ...]
+
+
+def cut(ranges: list[tuple[int, int]], size: int, request_cost: int = 0) -> list[Job]:
+    """Cut the ranges, laid end to end, into jobs of ``size`` bytes (the last one less),
+    where each request a job makes counts ``request_cost`` bytes."""
+    jobs: list[Job] = []
+    cur: list[Piece] = []
+    room = size
+    for start, end in ranges:
+        pos = start
+        while pos < end:
+            if cur and room <= request_cost:  # another request would not pay: next job
+                jobs.append(tuple(cur))
+                cur, room = [], size
+            room -= request_cost
+            take = min(max(room, 1), end - pos)
+            cur.append(Piece(pos, pos + take))
+            pos += take
+            room -= take
+            if room <= 0:
+                jobs.append(tuple(cur))
+                cur, room = [], size
+    if cur:
+        jobs.append(tuple(cur))
+    return jobs
+
+
+def plan(spans: Iterable[tuple[int, int]], opts: PlanOptions = PlanOptions()) -> list[Job]:
+    """The jobs (sequences of range requests) that fetch every span, one connection each."""
     ranges = coalesce(spans, opts.max_gap)
-    total = sum(e - s for s, e in ranges)
     if opts.connections <= 1:
-        pieces = [Piece(s, e) for s, e in ranges]
-        return pieces  # one connection: file order, no splitting
-    pieces = split(ranges, piece_size(total, opts))
-    return sorted(pieces, key=lambda p: (-p.size, p.start))
+        return [(Piece(s, e),) for s, e in ranges]  # one connection: file order, whole
+    slots = max(1, opts.connections * opts.pieces_per_connection)
+    total = sum(e - s for s, e in ranges) + (len(ranges) + slots) * opts.request_cost
+    size = max(piece_size(total, opts), 2 * opts.request_cost)
+    jobs = cut(ranges, size, opts.request_cost)
+    while len(jobs) > slots and size < opts.max_piece:  # splits cost requests too: widen
+        size = min(opts.max_piece, size + size // 64 + 1)
+        jobs = cut(ranges, size, opts.request_cost)
+    return jobs
 
 
 def subtract(start: int, end: int, have: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:

@@ -78,20 +78,33 @@ class Record:
 
 @dataclass
 class _Bucket:
-    """Paces bytes at ``rate`` bytes/s; shared buckets serialise their users fairly."""
+    """A pacing clock: the time at which its link is free again (rate in bytes/s)."""
 
     rate: float
     t: float = 0.0
-    lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def take(self, n: int) -> None:
-        with self.lock:
-            now = time.monotonic()
-            start = max(now, self.t)
-            self.t = start + n / self.rate
-            delay = self.t - now
-        if delay > 0:
-            time.sleep(delay)
+
+_SHAPE_LOCK = threading.Lock()
+
+
+#: Queue depth of a shaped link, in seconds of traffic: a sender that wakes up late may
+#: catch up this much (a real link buffers; without it, thread wake-up jitter costs rate).
+BURST = 0.02
+
+
+def _pace(n: int, buckets: list[_Bucket]) -> None:
+    """Send ``n`` bytes when every bucket allows: each advances by its own rate, and the
+    chunk leaves at the latest of their finish times (so caps bind, never add up)."""
+    if not buckets:
+        return
+    with _SHAPE_LOCK:
+        now = time.monotonic()
+        leave = now
+        for b in buckets:
+            b.t = max(now - BURST, b.t) + n / b.rate
+            leave = max(leave, b.t)
+    if leave > now:
+        time.sleep(leave - now)
 
 
 class _Closed(Exception):
@@ -290,10 +303,7 @@ class FaultProxy:
         return True
 
     def _shape(self, n: int, conn: _Bucket | None) -> None:
-        if conn is not None:
-            conn.take(n)
-        if self._global is not None:
-            self._global.take(n)
+        _pace(n, [b for b in (conn, self._global) if b is not None])
 
 
 def _read_head_bytes(f: BinaryIO) -> bytes:

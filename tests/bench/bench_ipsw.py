@@ -1,0 +1,136 @@
+"""Restore-image fetching on a shaped link: Pippin vs naive remotezip, side by side.
+
+A synthetic IPSW (tests/support/ipswgen) is served by nginx behind the shaping proxy
+(tests/support/faultproxy): one RTT per connection and per request, a bandwidth cap shared
+by all connections and a per-connection cap (one TCP flow on a long path cannot fill the
+link). For each workload and link it fetches the same members three ways:
+
+- naive remotezip: ``RemoteZip(url).read(name)`` member by member, one connection;
+- exact ranges, 1 connection: Pippin's fetcher with ``connections=1`` (no splitting);
+- Pippin: 8 connections, large members split, small neighbours coalesced.
+
+ideal = needed bytes / link bandwidth + one RTT. Printed: wall time, wall / ideal, and
+bytes sent / needed bytes. Not pass/fail.
+
+    .venv/bin/python tests/bench/bench_ipsw.py [--quick] [--size 300M]
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import shutil
+import signal
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import remotezip
+import requests
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from installer.ipsw import manifest, ota  # noqa: E402
+from installer.ipsw.fetch import FetchOptions, fetch_members  # noqa: E402
+from installer.ipsw.member import DirectorySink, MemorySink  # noqa: E402
+from installer.ipsw.ranges import PlanOptions  # noqa: E402
+from installer.ipsw.remote import Archive, open_archive  # noqa: E402
+from installer.net.session import NetConfig, make_session  # noqa: E402
+from tests.support import faultproxy, ipswgen, nginx  # noqa: E402
+
+MBIT = 1e6 / 8
+LINKS = {
+    "80ms, 100 Mbit/s, 20/conn": (0.080, 100 * MBIT, 20 * MBIT),
+    "20ms, 100 Mbit/s, 50/conn": (0.020, 100 * MBIT, 50 * MBIT),
+}
+
+
+def naive(url: str, names: list[str], out: Path) -> None:
+    with requests.Session() as s, remotezip.RemoteZip(url, session=s) as rz:
+        for n in names:
+            data = rz.read(n)
+            (out / hashlib.sha256(n.encode()).hexdigest()).write_bytes(data)
+
+
+def pippin(connections: int) -> Callable[[str, list[str], Path], None]:
+    def run(url: str, names: list[str], out: Path) -> None:
+        s = make_session(NetConfig())
+        arc = open_archive(url, s)
+        opts = FetchOptions(plan=PlanOptions(connections=connections))
+        fetch_members(arc, names, DirectorySink(out), session=s, cache_root=out / ".cache",
+                      options=opts)
+        s.close()
+
+    return run
+
+
+def workloads(arc: Archive) -> dict[str, list[str]]:
+    sink = MemorySink()
+    fetch_members(arc, ["BuildManifest.plist"], sink)
+    bm = manifest.parse_build_manifest(sink.data["BuildManifest.plist"])
+    ident = manifest.select_identity(bm, board_id=0x04, chip_id=0x6000, device_class="j314sap")
+    names = arc.names()
+    return {
+        "firmware": manifest.firmware_members(names, ident, ota.IPSW, basesystem=False),
+        "stub": manifest.stub_members(names, ident, ota.IPSW),
+    }
+
+
+def measure(srv: nginx.Nginx, image: Path, link: tuple[float, float, float],
+            how: Callable[[str, list[str], Path], None], names: list[str],
+            work: Path) -> tuple[float, int]:
+    rtt, rate, conn_rate = link
+    out = Path(tempfile.mkdtemp(dir=work))
+    with faultproxy.running(srv.port, rtt=rtt, rate=rate, conn_rate=conn_rate) as px:
+        t0 = time.monotonic()
+        how(f"{px.url_base}/{image.name}", names, out)
+        wall = time.monotonic() - t0
+        sent = px.sent_bytes()
+    shutil.rmtree(out)
+    return wall, sent
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="small image (~1 minute)")
+    ap.add_argument("--size", type=ipswgen._size, default=None)
+    a = ap.parse_args(argv)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run cleanups (nginx)
+    size = a.size or ((48 << 20) if a.quick else (300 << 20))
+    work = ROOT / ".cache" / "bench-ipsw"
+    shutil.rmtree(work, ignore_errors=True)
+    (work / "www").mkdir(parents=True)
+    image = work / "www" / "bench.ipsw"
+    ipswgen.make_image(image, size=size, seed=7)
+    local = open_archive(str(image))
+    sets = workloads(local)
+    cases = [("firmware", "80ms, 100 Mbit/s, 20/conn"), ("stub", "80ms, 100 Mbit/s, 20/conn"),
+             ("firmware", "20ms, 100 Mbit/s, 50/conn")]
+    hows = [("naive remotezip", naive), ("exact ranges, 1 conn", pippin(1)),
+            ("pippin, 8 conns", pippin(8))]
+    print(f"synthetic IPSW: {image.stat().st_size / 1e9:.2f} GB on disk incl. sparse decoy, "
+          f"{size / 1e6:.0f} MB of real content")
+    print(f"{'workload':<10} {'link':<27} {'needed':>9} {'ideal':>7} | " + " | ".join(
+        f"{h:>26}" for h, _ in hows))
+    with nginx.serve(work / "www", work / "nginx") as srv:
+        for wl, link_name in cases:
+            names = sets[wl]
+            needed = sum(local.get(n).end - local.get(n).start for n in names)
+            rtt, rate, _ = LINKS[link_name]
+            ideal = needed / rate + rtt
+            cells = []
+            for _, how in hows:
+                wall, sent = measure(srv, image, LINKS[link_name], how, names, work)
+                cells.append(f"{wall:6.1f}s {wall / ideal:5.2f}x {sent / needed:5.3f}xB")
+            print(f"{wl:<10} {link_name:<27} {needed / 1e6:7.1f}MB {ideal:6.1f}s | "
+                  + " | ".join(f"{c:>26}" for c in cells), flush=True)
+    print("columns: wall time, wall/ideal, bytes sent/needed (ideal = needed/link + 1 RTT)")
+    shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
