@@ -255,6 +255,9 @@ HOSTILE = {
                             ("vendorfw/.vendorfw.manifest", REG,
                              b"FILE a.bin SHA256 " + b"0" * 64 + b"\nFILE b.bin SHA256 "
                              + b"0" * 64 + b"\n")]),
+    "manifest-no-newline": _newc([("vendorfw", 0o40755, b""), ("vendorfw/a.bin", REG, b"a"),
+                                  ("vendorfw/.vendorfw.manifest", REG,
+                                   b"FILE a.bin SHA256 " + b"0" * 64 + b"\nLINK b.bin a.bin")]),
     "manifest-junk": _newc([("vendorfw", 0o40755, b""),
                             ("vendorfw/.vendorfw.manifest", REG, b"rm -rf /\n")]),
 }

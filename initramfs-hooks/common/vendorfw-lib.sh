@@ -237,9 +237,11 @@ pippin_check_listing() {
 # manifest names is there (catches a truncated or corrupt archive).
 pippin_check_tree() {
     local kind name rest
+    kind=""
     [ -f "$1/vendorfw/.vendorfw.manifest" ] || return 1
     [ -z "$(find "$1/vendorfw" ! -type f ! -type d | head -n 1)" ] || return 1
-    while read -r kind name rest; do
+    # `|| [ -n "$kind" ]`: a last line without a newline is checked too
+    while read -r kind name rest || [ -n "$kind" ]; do
         case "$kind" in
             FILE | LINK) [ -f "$1/vendorfw/$name" ] || return 1 ;;
             *) return 1 ;;
