@@ -205,3 +205,32 @@ def test_killed_fetch_resumes_without_downloading_twice(served, names, tmp_path)
     assert summary["cached_bytes"] == last
     assert summary["downloaded_bytes"] + summary["cached_bytes"] == summary["needed_bytes"]
     assert first_run + summary["downloaded_bytes"] <= summary["needed_bytes"] + conns * BLOCK
+
+
+def test_damaged_cache_costs_only_the_damaged_block(served, session, names, tmp_path):
+    """A torn journal line or a block whose bytes changed is dropped and fetched again."""
+    url = served.server.url(served.ipsw.path.name)
+    arc = open_archive(url, session)
+    big = max(names, key=lambda n: arc.get(n).compress_size)
+    cache = tmp_path / "cache"
+    fetch_members(arc, [big], MemorySink(), session=session, cache_root=cache,
+                  options=fast_options(keep_cache=True))
+    (journal,) = cache.rglob("journal")
+    first = journal.read_text().splitlines()[0].split()
+    start, end = int(first[0]), int(first[1])
+    with open(journal.parent / "data", "r+b") as f:  # flip a byte inside that block
+        f.seek(start + 7)
+        b = f.read(1)
+        f.seek(start + 7)
+        f.write(bytes([b[0] ^ 0xFF]))
+    with open(journal, "a") as f:
+        f.write("123 45")  # a torn last line
+    with faultproxy.running(served.server.port) as px:
+        arc2 = arc.__class__(f"{px.url_base}/{served.ipsw.path.name}", arc.size,
+                             arc.cd_offset, arc.members)
+        out = tmp_path / "out"
+        res = fetch_members(arc2, [big], DirectorySink(out), session=session,
+                            cache_root=cache, options=fast_options())
+    assert_identical(out, served.ipsw, [big])
+    assert res.downloaded_bytes == end - start
+    assert px.sent_bytes() == end - start
