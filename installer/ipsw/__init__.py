@@ -10,10 +10,15 @@ Public API (import from the submodules; nothing is re-exported here):
   and then handed to ``sink`` (``member.DirectorySink(out_dir)`` writes files atomically,
   ``member.MemorySink()`` keeps small ones). ``progress`` receives ``FetchProgress``
   (bytes done/total, speed, ETA, per-member state).
-- ``ranges.plan(spans, PlanOptions)``: the pure range planner (coalesce, split, order).
+- ``ranges.plan(spans, PlanOptions) -> list[Job]``: the pure range planner (coalesce
+  neighbours, cut into equal-cost jobs, one connection each).
 - ``manifest``: BuildManifest identity selection and the member lists an install needs
   (``stub_members``, ``firmware_members``).
 - ``ota``: OTA prefixes and BXDIFF50/PBZX BaseSystem decoding; ``images``: the pinned
   restore-image table with minimum versions and chip minimums.
-- ``cli``: ``pippin ipsw ls|identities|fetch|needed``.
+- ``image4.read_im4p(data)``: IM4P type, description and decompressed payload (pyimg4).
+- ``cli``: ``pippin ipsw ls|identities|fetch|needed`` (``--json`` on each).
+
+Errors are ``installer.errors.NetworkError`` (HTTP, after retries) and
+``RestoreImageError`` (bad zip, bad member, CRC mismatch, missing identity), one line each.
 """

@@ -158,6 +158,8 @@ class _Run:
         self.url = archive.source
         self.events: queue.Queue[tuple[str, Any]] = queue.Queue()
         self.stop = threading.Event()
+        self.active: dict[int, requests.Response] = {}  # thread id -> open response
+        self.active_lock = threading.Lock()
         self.pending = list(members)
         self.refetched: set[str] = set()
         self.requests = self.retries = self.downloaded = 0
@@ -219,6 +221,9 @@ class _Run:
                     raise value
         finally:
             self.stop.set()
+            with self.active_lock:  # unblock workers waiting on a slow server
+                for resp in self.active.values():
+                    resp.close()
             for t in threads:
                 t.join()
             self.stop.clear()
@@ -285,24 +290,30 @@ class _Run:
                 resp, _, _, _ = get_range(self.session, self.url, pos, end,
                                           total=self.archive.size, timeout=self.opts.timeout)
                 self.events.put(("request", 1))
-                with resp:
-                    for chunk in resp.iter_content(CHUNK):
-                        if self.stop.is_set():
-                            return
-                        view = memoryview(chunk)[: end - pos]
-                        while view:
-                            take = min(len(view), BLOCK - pos % BLOCK)
-                            self.cache.write(pos, view[:take])
-                            crc = zlib.crc32(view[:take], crc)
-                            pos += take
-                            view = view[take:]
-                            if pos % BLOCK == 0 or pos == end:
-                                self.cache.commit(blk, pos, crc)
-                                blk, crc = pos, 0
-                        self.events.put(("bytes", min(len(chunk), pos - before)))
-                        before = pos
-                        if pos >= end:
-                            break
+                with self.active_lock:
+                    self.active[threading.get_ident()] = resp
+                try:
+                    with resp:
+                        for chunk in resp.iter_content(CHUNK):
+                            if self.stop.is_set():
+                                return
+                            view = memoryview(chunk)[: end - pos]
+                            while view:
+                                take = min(len(view), BLOCK - pos % BLOCK)
+                                self.cache.write(pos, view[:take])
+                                crc = zlib.crc32(view[:take], crc)
+                                pos += take
+                                view = view[take:]
+                                if pos % BLOCK == 0 or pos == end:
+                                    self.cache.commit(blk, pos, crc)
+                                    blk, crc = pos, 0
+                            self.events.put(("bytes", min(len(chunk), pos - before)))
+                            before = pos
+                            if pos >= end:
+                                break
+                finally:
+                    with self.active_lock:
+                        self.active.pop(threading.get_ident(), None)
                 if pos < end:
                     raise RetryableNetworkError(f"GET {self.url}: body ended at byte {pos}, "
                                                 f"expected up to {end}")
