@@ -178,6 +178,15 @@ def test_disk_never_appears_bounded_wait(fr):
     assert fr.lines("sleep") == ["0.1"] * 20
 
 
+def test_image_config_file_is_read(fr):
+    """/etc/pippin/vendorfw.conf in the image sets the variables (here: the wait)."""
+    (fr.root / "etc" / "pippin").mkdir(parents=True)
+    (fr.root / "etc" / "pippin" / "vendorfw.conf").write_text("VENDORFW_WAIT=3\n")
+    res = fr.run("early")
+    assert_not_loaded(fr, res, "did not appear within 3s")
+    assert len(fr.lines("sleep")) == 30
+
+
 def test_disk_appears_while_waiting(fr):
     fr.add_disk({"vendorfw/firmware.cpio": CPIO}, now=False)
     fr.env["SHIM_DISK_AFTER_SLEEPS"] = "3"

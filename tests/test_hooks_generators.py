@@ -125,7 +125,7 @@ def test_dracut_image_carries_the_module(tmp_path, staged, test_assets):
     names = _list_cpio(img)
     assert {"usr/lib/pippin/vendorfw-load", "usr/lib/pippin/vendorfw-lib.sh",
             "usr/lib/dracut/hooks/pre-udev/10-vendorfw-early.sh",
-            "usr/lib/dracut/hooks/pre-pivot/90-vendorfw-handoff.sh"} <= names
+            "usr/lib/dracut/hooks/cleanup/90-vendorfw-handoff.sh"} <= names
     for tool in fakeroot.TOOLS + fakeroot.SHIMMED:
         assert any(n.endswith(f"bin/{tool}") for n in names), tool
     for mod in KMODS:

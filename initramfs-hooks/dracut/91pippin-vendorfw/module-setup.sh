@@ -25,5 +25,5 @@ install() {
     inst_simple "$lib/vendorfw-lib.sh" /usr/lib/pippin/vendorfw-lib.sh
     inst_script "$lib/vendorfw-load" /usr/lib/pippin/vendorfw-load
     inst_hook pre-udev 10 "$moddir/vendorfw-early.sh"
-    inst_hook pre-pivot 90 "$moddir/vendorfw-handoff.sh"
+    inst_hook cleanup 90 "$moddir/vendorfw-handoff.sh"
 }

@@ -1,3 +1,4 @@
 #!/bin/sh
-# dracut pre-pivot hook (sourced): the firmware goes to $NEWROOT/lib/firmware/vendor (tmpfs).
+# dracut cleanup hook (sourced; the last hook before switch_root, after pre-pivot):
+# the firmware goes to $NEWROOT/lib/firmware/vendor as a tmpfs.
 /usr/lib/pippin/vendorfw-load handoff "$NEWROOT"
