@@ -282,6 +282,13 @@ def test_corrupt_or_hostile_cpio(fr, kind):
     assert len(fr.lines("umount")) == 1
 
 
+def test_oversized_cpio_is_not_unpacked(fr):
+    fr.add_disk({"vendorfw/firmware.cpio": CPIO})
+    res = fr.run("early", env={"VENDORFW_MAX_MB": "0"})
+    assert_not_loaded(fr, res, "is larger than 0 MB: firmware not loaded")
+    assert len(fr.lines("umount")) == 1
+
+
 def test_vendorfw_cpio_passes_the_listing_check(fr):
     """The real writer's archive, a LINK included, unpacks with hard links intact."""
     fr.add_disk({"vendorfw/firmware.cpio": CPIO})
