@@ -119,7 +119,8 @@ pippin_gpt_index() {
         }
         function hex(s,    v, i) {
             v = 0
-            for (i = 1; i <= length(s); i++) v = v * 16 + index("0123456789abcdef", substr(s, i, 1)) - 1
+            for (i = 1; i <= length(s); i++)
+                v = v * 16 + index("0123456789abcdef", substr(s, i, 1)) - 1
             return v
         }
         { for (i = 1; i <= NF; i++) b[c++] = $i }
