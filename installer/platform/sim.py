@@ -266,17 +266,23 @@ class SimBackend(Backend):
         state.save()
 
     def _format_fat(self, op: FormatFat32) -> None:
+        """mkfs.fat on a scratch file of the partition's size, placed by sparse copy
+        (mkfs.fat --offset mis-writes filesystems that start beyond 2 GB into a file)."""
         e = self._need(op.ref)
-        fd = self._write_fd()
-        try:
-            punch_hole(fd, e.start, e.size)
-        finally:
-            os.close(fd)
-        argv = ["mkfs.fat", "-F", "32", "-n", op.label]
-        if op.volume_id is not None:
-            argv += ["-i", f"{op.volume_id:08X}"]
-        argv += ["--offset", str(e.first_lba), str(self.image), str(e.size // 1024)]
-        self.runner.check(argv, hint="mkfs.fat comes from dosfstools")
+        with tempfile.TemporaryDirectory(dir=self.image.parent) as tmp:
+            scratch = Path(tmp) / "esp.img"
+            with scratch.open("wb") as f:
+                f.truncate(e.size)
+            argv = ["mkfs.fat", "-F", "32", "-n", op.label]
+            if op.volume_id is not None:
+                argv += ["-i", f"{op.volume_id:08X}"]
+            self.runner.check([*argv, str(scratch)], hint="mkfs.fat comes from dosfstools")
+            fd = self._write_fd()
+            try:
+                punch_hole(fd, e.start, e.size)
+                self.bytes_written += copy_sparse(scratch, fd, e.start)
+            finally:
+                os.close(fd)
 
     def _copy_tree(self, op: CopyTree, payloads: Payloads | None) -> None:
         if payloads is None:
