@@ -243,3 +243,20 @@ def test_unknown_chip_and_table_facts():
     assert by_version["14.8.3"].chips == images.M3_CHIPS
     for img in images.IMAGES:
         assert img.url is None or img.url.startswith("https://updates.cdn-apple.com/")
+
+
+def test_needed_members_then_fetch_into_a_directory(served, session, tmp_path):
+    from installer.ipsw.fetch import fetch
+    from installer.ipsw.select import Purpose, needed_members
+
+    url = served.server.url(served.ipsw.path.name)
+    need = needed_members(open_archive(url, session), board_id=0x28, chip_id=0x8112,
+                          device_class="j413ap", purpose=Purpose.FIRMWARE,
+                          session=session, cache_root=tmp_path / "c")
+    assert need.identity.device_class == "j413ap"
+    assert need.basesystem in need.members
+    assert "kernelcache.release.j413" in need.members
+    res = fetch(url, need.members, tmp_path / "out", session=session,
+                cache_root=tmp_path / "c")
+    assert set(res.members) == set(need.members)
+    ipswfix.assert_identical(tmp_path / "out", served.ipsw, list(need.members))

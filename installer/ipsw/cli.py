@@ -17,10 +17,17 @@ import requests
 
 from installer.errors import RestoreImageError
 from installer.ipsw import manifest, ota
-from installer.ipsw.fetch import FetchOptions, FetchProgress, FetchResult, fetch_members
-from installer.ipsw.member import DirectorySink, MemorySink
+from installer.ipsw.fetch import (
+    FetchOptions,
+    FetchProgress,
+    FetchResult,
+    fetch_members,
+    read_members,
+)
+from installer.ipsw.member import DirectorySink
 from installer.ipsw.ranges import PlanOptions
 from installer.ipsw.remote import Archive, is_url, open_archive, resolve_source
+from installer.ipsw.select import Purpose, needed_members
 from installer.net.session import NetConfig, make_session, proxies_from_env
 
 
@@ -48,9 +55,8 @@ class _Ctx:
                              cache_root=self.cache_root, options=opts, progress=progress)
 
     def read(self, archive: Archive, name: str) -> bytes:
-        sink = MemorySink()
-        self.fetch(archive, [name], sink)
-        return sink.data[name]
+        return read_members(archive, [name], session=self.session,
+                            cache_root=self.cache_root)[name]
 
 
 def _emit(data: Any) -> None:
@@ -137,15 +143,14 @@ def needed_cmd(ctx: click.Context, url: str, device_class: str, board: str, chip
     """The members a stub install (or firmware extraction) of this device needs."""
     st = _state(ctx)
     arc = st.open(url)
-    bm, layout = _manifest(st, arc)
-    ident = manifest.select_identity(bm, board_id=_int(board), chip_id=_int(chip),
-                                     device_class=device_class, ota=layout.ota)
-    names = (manifest.firmware_members if firmware else manifest.stub_members)(
-        arc.names(), ident, layout)
-    sizes = {m.name: m.compress_size for m in arc.members}
+    need = needed_members(arc, board_id=_int(board), chip_id=_int(chip),
+                          device_class=device_class,
+                          purpose=Purpose.FIRMWARE if firmware else Purpose.STUB,
+                          session=st.session, cache_root=st.cache_root)
+    names = list(need.members)
     if as_json:
-        _emit({"members": names, "bytes": sum(sizes[n] for n in names),
-               "variant": ident.variant, "ota": layout.ota})
+        _emit({"members": names, "bytes": sum(arc.get(n).compress_size for n in names),
+               "variant": need.identity.variant, "ota": need.layout.ota})
         return
     for n in names:
         click.echo(n)

@@ -30,9 +30,15 @@ import requests
 
 from installer.errors import NetworkError, PippinError, RestoreImageError
 from installer.ipsw.cache import BLOCK, RangeCache
-from installer.ipsw.member import MemberSink, iter_member, verify_member
+from installer.ipsw.member import (
+    DirectorySink,
+    MemberSink,
+    MemorySink,
+    iter_member,
+    verify_member,
+)
 from installer.ipsw.ranges import Job, PlanOptions, coalesce, plan, subtract
-from installer.ipsw.remote import Archive, Member, local_path
+from installer.ipsw.remote import Archive, Member, local_path, open_archive
 from installer.net.http import RetryableNetworkError, get_range
 
 log = logging.getLogger(__name__)
@@ -328,3 +334,29 @@ class _Run:
                 log.info("retrying %s at %d: %s", self.url, pos, exc)
                 self.sleep(min(self.opts.backoff * 2 ** max(0, fails - 1),
                                self.opts.max_backoff))
+
+
+def fetch(
+    source: str,
+    names: Sequence[str],
+    out: Path | MemberSink,
+    *,
+    session: requests.Session | None = None,
+    cache_root: Path | None = None,
+    options: FetchOptions = FetchOptions(),
+    progress: ProgressFn | None = None,
+) -> FetchResult:
+    """Open ``source`` (URL or path) and fetch ``names`` into a directory or a sink."""
+    archive = open_archive(source, session, timeout=options.timeout)
+    sink = DirectorySink(out) if isinstance(out, Path) else out
+    return fetch_members(archive, names, sink, session=session, cache_root=cache_root,
+                         options=options, progress=progress)
+
+
+def read_members(archive: Archive, names: Sequence[str], *,
+                 session: requests.Session | None = None,
+                 cache_root: Path | None = None) -> dict[str, bytes]:
+    """Small members (manifests, plists) as bytes, verified."""
+    sink = MemorySink()
+    fetch_members(archive, names, sink, session=session, cache_root=cache_root)
+    return sink.data
