@@ -66,5 +66,6 @@ pub fn build(b: *std.Build) void {
     });
     const tests = b.addTest(.{ .root_module = test_mod });
     const run_tests = b.addRunArtifact(tests);
+    run_tests.has_side_effects = true; // always run (and report counts), never "cached"
     b.step("test", "run the host unit tests of src/core").dependOn(&run_tests.step);
 }

@@ -40,8 +40,9 @@ def test_image_layout(name):
     assert code0 == 0x14000000 | (0x800 // 4)  # b 0x800
     assert data[0x38:0x3C] == b"ARM\x64"
     assert image_size == len(data)  # appended data starts right after the file
-    assert text_offset == 0 and flags == 0xA
-    assert f"##pippin_ver##0.1.0\0".encode() in data[0x40:0x800]
+    assert text_offset == 0
+    assert flags == 0xA
+    assert b"##pippin_ver##0.1.0\0" in data[0x40:0x800]
     assert f"##pippin_stage##{name}\0".encode() in data[0x40:0x800]
     assert data[0x800:0x804] != b"\0\0\0\0"
     assert not data.endswith(b"\0")  # an end tag, so appended variables are unambiguous

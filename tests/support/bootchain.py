@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.support import diskimg, qemu
+from tests.support import diskimg, qemu  # noqa: F401  (diskimg re-exported for tests)
 
 ROOT = Path(__file__).resolve().parents[2]
 BOOTCHAIN = ROOT / "bootchain"
@@ -30,7 +30,8 @@ poweroff -f
 """
 
 
-def zig(*args: str, cwd: Path = BOOTCHAIN, timeout: float = 900) -> subprocess.CompletedProcess[str]:
+def zig(*args: str, cwd: Path = BOOTCHAIN,
+        timeout: float = 900) -> subprocess.CompletedProcess[str]:
     """Run the pinned Zig from .venv with the repository-local global cache."""
     env = dict(os.environ, ZIG_GLOBAL_CACHE_DIR=str(ZIG_CACHE))
     return subprocess.run([sys.executable, "-m", "ziglang", *args], cwd=cwd, env=env,

@@ -111,7 +111,7 @@ fn sized(rest: []const u8, tag_len: usize, inclusive: bool) Error!usize {
 }
 
 /// Why decompression failed.
-pub const InflateError = error{ CorruptStream, OutputTooLarge, OutOfMemory };
+pub const InflateError = error{ CorruptStream, BadChecksum, OutputTooLarge, OutOfMemory };
 
 /// Result of `inflate`.
 pub const Inflated = struct { consumed: usize, produced: usize };
@@ -128,6 +128,10 @@ pub fn inflate(kind: Kind, src: []const u8, dest: []u8, gpa: std.mem.Allocator) 
                 error.WriteFailed => error.OutputTooLarge,
                 error.ReadFailed => error.CorruptStream,
             };
+            // std's inflater reads the gzip trailer but does not check it: we do.
+            const trailer = d.container_metadata.gzip;
+            if (trailer.count != @as(u32, @truncate(out.end))) return error.BadChecksum;
+            if (std.hash.Crc32.hash(dest[0..out.end]) != trailer.crc) return error.BadChecksum;
         },
         .xz => {
             const buf = gpa.alloc(u8, 64 * 1024) catch return error.OutOfMemory;
@@ -250,6 +254,23 @@ test "payload: truncated and unknown payloads are errors" {
         };
         try testing.expectError(c[1], r);
     }
+}
+
+test "payload: gzip with a wrong trailer is refused (std does not check it)" {
+    const data = @embedFile("../../testdata/payloads-ok.bin");
+    var s: Scanner = .{ .data = data };
+    _ = try s.next(); // fdt
+    const it = try s.next();
+    try testing.expectEqual(Kind.gzip, it.kind);
+    var out: [8192]u8 = undefined;
+    const r = try inflate(.gzip, it.data, &out, testing.allocator);
+    var bad: [4096]u8 = undefined;
+    @memcpy(bad[0..r.consumed], it.data[0..r.consumed]);
+    bad[r.consumed - 8] ^= 1; // CRC32
+    try testing.expectError(error.BadChecksum, inflate(.gzip, bad[0..r.consumed], &out, testing.allocator));
+    @memcpy(bad[0..r.consumed], it.data[0..r.consumed]);
+    bad[r.consumed - 1] ^= 1; // ISIZE
+    try testing.expectError(error.BadChecksum, inflate(.gzip, bad[0..r.consumed], &out, testing.allocator));
 }
 
 fn fuzzOne(_: void, smith: *std.testing.Smith) anyerror!void {

@@ -1,0 +1,169 @@
+"""The boot chain booted for real: QEMU virt (EL2) runs stage 1 with appended variables,
+stage 1 finds the ESP by PARTUUID on a virtio disk (GPT + FAT built by the real tools),
+loads and checks m1n1/boot.bin, and stage 2 boots the Debian arm64 kernel with the busybox
+initramfs, which prints /proc/device-tree/chosen. Negative boots must print one reason and
+never start a kernel."""
+
+from __future__ import annotations
+
+import gzip
+import struct
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from installer.bootobj import assemble, sign
+from installer.bootobj import vars as bvars
+from tests.support import bootchain as bc
+from tests.support import qemu
+
+pytestmark = pytest.mark.qemu
+
+KEY = Ed25519PrivateKey.from_private_bytes(bytes(range(32)))
+OTHER_UUID = "0b0f4e5a-3f2d-4a51-9c3e-2d1f0e9a8b7c"
+BOOTARGS = "console=ttyAMA0 panic=-1"
+
+
+def pubkey() -> bytes:
+    return sign.public_bytes(KEY.public_key())
+
+
+def stage1_obj(partuuid: str = bc.ESP_UUID, *, key: bytes | None = None,
+               extra: dict[str, str] | None = None) -> bytes:
+    return assemble.assemble_stage1(bc.stage_bytes("stage1"),
+                                    bvars.stage1_config(partuuid, extra or {}, public_key=key))
+
+
+@pytest.fixture(scope="module")
+def guest(tmp_path_factory):
+    """The real boot object: stage 2 | virt DTB (marked) | other DTB | gzip(kernel) |
+    tagged initramfs | variables."""
+    k = qemu.kernel_assets()
+    work = tmp_path_factory.mktemp("bootchain-guest")
+    initrd = qemu.build_initramfs(work / "initrd.cpio", kernel=k, init=bc.CHOSEN_INIT).read_bytes()
+    virt = qemu.virt_dtb(work, chosen={"pippin,dtb": "virt"}).read_bytes()
+    other_path = qemu.virt_dtb(work / "..", chosen={"pippin,dtb": "other"})
+    qemu.subprocess.run(["fdtput", "-t", "s", str(other_path), "/", "compatible", "apple,j274"],
+                        check=True)
+    other = other_path.read_bytes()
+    boot = assemble.assemble_stage2(assemble.Stage2Parts(
+        stage2=bc.stage_bytes("stage2"), dtbs=(virt, other), kernel=k.image.read_bytes(),
+        initramfs=initrd,
+        variables=(bvars.Variable("chosen.bootargs", BOOTARGS),
+                   bvars.Variable("chosen.pippin,who", "stage2"))))
+    return {"boot": boot, "initrd": initrd}
+
+
+def assert_booted(boot: bc.Boot, initrd: bytes) -> dict[str, bytes]:
+    assert not boot.timed_out, boot.console[-3000:]
+    assert "GUEST-INIT-DONE" in boot.console, boot.console[-3000:]
+    ch = bc.chosen(boot.console)
+    assert ch["asahi,efi-system-partition"] == bc.ESP_UUID.encode() + b"\0"
+    assert ch["asahi,m1n1-stage1-version"] == b"0.1.0\0"
+    assert ch["asahi,m1n1-stage2-version"] == b"0.1.0\0"
+    assert ch["bootargs"] == BOOTARGS.encode() + b"\0"
+    assert ch["pippin,who"] == b"stage1\0"  # the forwarded stage-1 value wins
+    assert ch["pippin,dtb"] == b"virt\0"  # the payload DTB matching linux,dummy-virt was used
+    start = struct.unpack(">Q", ch["linux,initrd-start"])[0]
+    end = struct.unpack(">Q", ch["linux,initrd-end"])[0]
+    assert end - start == len(initrd)
+    return ch
+
+
+def test_chain_boots_debian_kernel_512(tmp_path, guest):
+    disk = bc.chain_disk(tmp_path / "disk.img", {"m1n1/boot.bin": guest["boot"]})
+    boot = bc.boot_chain(tmp_path, stage1_obj(extra={"chosen.pippin,who": "stage1"}), disk)
+    assert_booted(boot, guest["initrd"])
+    assert "pippin stage2: kernel at" in boot.console
+
+
+def test_chain_boots_signed_stage2_4096_byte_sectors(tmp_path, guest):
+    signed = sign.sign(guest["boot"], KEY)
+    disk = bc.chain_disk(tmp_path / "disk.img", {"m1n1/boot.bin": signed}, sector=4096)
+    boot = bc.boot_chain(tmp_path, stage1_obj(key=pubkey(), extra={"chosen.pippin,who": "stage1"}),
+                         disk, sector=4096)
+    assert_booted(boot, guest["initrd"])
+    assert "m1n1/boot.bin: signature good" in boot.console
+
+
+# --- negative boots: small boot objects, the loaders must stop before any kernel ---------
+
+def fake_kernel_gz() -> bytes:
+    image = bytearray(8192)
+    struct.pack_into("<Q", image, 16, 16384)
+    image[0x38:0x3C] = b"ARM\x64"
+    return gzip.compress(bytes(image), mtime=0)
+
+
+def small_boot() -> bytes:
+    return bc.stage_bytes("stage2") + bvars.encode([bvars.Variable("chosen.x", "y")])
+
+
+def tampered(data: bytes) -> bytes:
+    b = bytearray(data)
+    b[0x900] ^= 0x01
+    return bytes(b)
+
+
+NEGATIVE = {
+    "wrong-partuuid": (
+        lambda: stage1_obj(OTHER_UUID), {"m1n1/boot.bin": small_boot()},
+        f"partition {OTHER_UUID} not found"),
+    "missing-file": (
+        lambda: stage1_obj(), {"m1n1/other.bin": small_boot()},
+        "file m1n1/boot.bin not found"),
+    "tampered-signed-stage2": (
+        lambda: stage1_obj(key=pubkey()),
+        {"m1n1/boot.bin": tampered(sign.sign(small_boot(), KEY))},
+        "is not validly signed (BadSignature)"),
+    "unsigned-stage2-with-key": (
+        lambda: stage1_obj(key=pubkey()), {"m1n1/boot.bin": small_boot()},
+        "is not validly signed (Unsigned)"),
+    "truncated-stage2-image": (
+        lambda: stage1_obj(), {"m1n1/boot.bin": bc.stage_bytes("stage2")[:40000]},
+        "m1n1/boot.bin is truncated"),
+    "truncated-gzip-kernel": (
+        lambda: stage1_obj(),
+        {"m1n1/boot.bin": bc.stage_bytes("stage2") + fake_kernel_gz()[:-6]},
+        "gzip payload at +0: BadChecksum"),
+    "truncated-initramfs": (
+        lambda: stage1_obj(),
+        {"m1n1/boot.bin": bc.stage_bytes("stage2") + fake_kernel_gz()
+         + b"m1n1_initramfs" + struct.pack("<I", 1 << 20) + bytes(100)},
+        "TruncatedPayload"),
+    "no-kernel": (
+        lambda: stage1_obj(), {"m1n1/boot.bin": small_boot()},
+        "no kernel payload found"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(NEGATIVE))
+def test_negative_boot_prints_reason_and_stops(tmp_path, case):
+    make_s1, files, reason = NEGATIVE[case]
+    disk = bc.chain_disk(tmp_path / "disk.img", files)
+    boot = bc.boot_chain(tmp_path, make_s1(), disk, timeout=60)
+    assert not boot.timed_out, boot.console
+    assert boot.refused is not None, boot.console
+    assert reason in boot.refused, boot.console
+    assert not boot.kernel_started
+
+
+def test_corrupt_fat_is_refused(tmp_path):
+    disk = bc.chain_disk(tmp_path / "disk.img", {"m1n1/boot.bin": small_boot()})
+    with open(disk, "r+b") as f:  # the ESP starts at 1 MiB: break its boot-sector signature
+        f.seek(bc.diskimg.MiB + 510)
+        f.write(b"\0\0")
+    boot = bc.boot_chain(tmp_path, stage1_obj(), disk, timeout=60)
+    assert boot.refused is not None, boot.console
+    assert "no FAT filesystem: NotFat" in boot.refused, boot.console
+    assert not boot.kernel_started
+
+
+def test_bad_signature_falls_back_to_signed_boot_bin_old(tmp_path):
+    old = sign.sign(small_boot(), KEY)
+    disk = bc.chain_disk(tmp_path / "disk.img", {"m1n1/boot.bin": tampered(old),
+                                                 "m1n1/boot.bin.old": old})
+    boot = bc.boot_chain(tmp_path, stage1_obj(key=pubkey()), disk, timeout=60)
+    assert "falling back to m1n1/boot.bin.old (signature good)" in boot.console, boot.console
+    assert "pippin stage2 0.1.0" in boot.console  # the old stage 2 ran
+    assert not boot.kernel_started
