@@ -167,3 +167,35 @@ def test_bad_signature_falls_back_to_signed_boot_bin_old(tmp_path):
     assert "falling back to m1n1/boot.bin.old (signature good)" in boot.console, boot.console
     assert "pippin stage2 0.1.0" in boot.console  # the old stage 2 ran
     assert not boot.kernel_started
+
+
+def kernel_gz_of(boot: bytes) -> bytes:
+    """The gzip(kernel) payload inside an assembled boot.bin (read back, not recompressed)."""
+    from installer.bootobj import scan
+
+    s2 = len(bc.stage_bytes("stage2"))
+    gz = next(p for p in scan.scan(boot, s2) if p.kind is scan.Kind.GZIP)
+    return boot[gz.offset:gz.offset + gz.size]
+
+
+def test_stage2_alone_boots_as_qemu_kernel_with_xz_initramfs(tmp_path, guest):
+    """No stage 1: stage 2 finds where its payloads end by itself, keeps QEMU's FDT (no DTB
+    payload), accepts the missing stage-1 version, and inflates an xz initramfs."""
+    import lzma
+
+    boot = (bc.stage_bytes("stage2") + kernel_gz_of(guest["boot"])
+            + lzma.compress(guest["initrd"], format=lzma.FORMAT_XZ, check=lzma.CHECK_CRC32)
+            + bvars.encode([bvars.Variable("chosen.bootargs", BOOTARGS)]))
+    path = tmp_path / "boot.bin"
+    path.write_bytes(boot)
+    r = qemu.run_qemu(kernel=path, timeout=180, append="ignored")
+    assert not r.timed_out, r.console[-3000:]
+    assert "GUEST-INIT-DONE" in r.console, r.console[-3000:]
+    ch = bc.chosen(r.console)
+    assert ch["asahi,m1n1-stage2-version"] == b"0.1.0\0"
+    assert "asahi,m1n1-stage1-version" not in ch
+    assert ch["bootargs"] == BOOTARGS.encode() + b"\0"
+    start = struct.unpack(">Q", ch["linux,initrd-start"])[0]
+    end = struct.unpack(">Q", ch["linux,initrd-end"])[0]
+    assert end - start == len(guest["initrd"])  # inflated: the cpio itself
+    assert "(passed in)" in r.console
