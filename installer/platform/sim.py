@@ -49,7 +49,7 @@ from installer.platform.simstate import (
     facts_path,
     sidecar,
 )
-from installer.platform.sparse import CHUNK, copy_sparse, punch_hole
+from installer.platform.sparse import CHUNK, copy_sparse, punch_hole, write_nonzero
 from installer.sizes import MiB, align_up, format_size
 
 DISK_REF = "disk0"
@@ -318,9 +318,7 @@ class SimBackend(Backend):
                             f"image {op.image} is larger than partition {op.ref} "
                             f"({format_size(e.size)})"
                         )
-                    if buf.count(0) != len(buf):  # zeros stay holes
-                        os.pwrite(fd, buf, e.start + pos)
-                        self.bytes_written += len(buf)
+                    self.bytes_written += write_nonzero(fd, buf, e.start + pos)  # zeros: holes
                     pos += len(buf)
                     self._fault("WriteImage:chunk")
         finally:

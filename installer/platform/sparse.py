@@ -57,6 +57,24 @@ def punch_hole(fd: int, offset: int, length: int) -> None:
                 s += n
 
 
+def write_nonzero(fd: int, buf: bytes, offset: int, block: int = 4096) -> int:
+    """Write the non-zero ``block``-sized pieces of ``buf`` at ``offset`` (runs coalesced),
+    leaving zero pieces as holes; returns bytes written. The target must read as zeros."""
+    written = 0
+    run_start = -1
+    n = len(buf)
+    for i in range(0, n + block, block):
+        piece = buf[i:min(i + block, n)]
+        zero = not piece or piece.count(0) == len(piece)
+        if not zero and run_start < 0:
+            run_start = i
+        elif zero and run_start >= 0:
+            os.pwrite(fd, buf[run_start:min(i, n)], offset + run_start)
+            written += min(i, n) - run_start
+            run_start = -1
+    return written
+
+
 def copy_sparse(src: str | os.PathLike[str], dst_fd: int, dst_offset: int) -> int:
     """Copy the data extents of file ``src`` to ``dst_fd`` at ``dst_offset``; returns bytes
     written. The destination range must already read as zeros (punch it first)."""
@@ -70,9 +88,7 @@ def copy_sparse(src: str | os.PathLike[str], dst_fd: int, dst_offset: int) -> in
                 buf = os.pread(fd, min(CHUNK, e - pos), pos)
                 if not buf:
                     break
-                if buf.count(0) != len(buf):
-                    os.pwrite(dst_fd, buf, dst_offset + pos)
-                    written += len(buf)
+                written += write_nonzero(dst_fd, buf, dst_offset + pos)
                 pos += len(buf)
     finally:
         os.close(fd)
