@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from installer.errors import BackendError
+from installer.platform.base import Runner
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,3 +132,9 @@ def parse_ioreg(data: bytes, macos_version: str = "") -> DeviceFacts:
         os_firmware=_cstr(chosen.get("firmware-version", b"")),
         macos_version=macos_version,
     )
+
+
+def read_mac_facts(runner: Runner) -> DeviceFacts:
+    """Device facts of the Mac we run on: ``ioreg -alp IODeviceTree`` plus ``sw_vers``."""
+    version = runner.check(["sw_vers", "-productVersion"]).decode().strip()
+    return parse_ioreg(runner.check(["ioreg", "-alp", "IODeviceTree"]), version)
