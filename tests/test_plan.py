@@ -323,3 +323,17 @@ def test_catalog_partition_sizes_round_up():
     plan = plan_install(model(free_disk()), entry, Choices(size="min"))
     assert plan.ops[2].size == MiB
     assert plan.ops[4].size == 2 * MiB
+
+
+def test_planner_is_pure():
+    """The planner and the plist parsers import no process, network or backend code."""
+    import subprocess
+    import sys
+
+    code = ("import sys, installer.disk.plan, installer.disk.render, installer.disk.diskutil, "
+            "installer.answers, installer.catalog; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in "
+            "('subprocess', 'requests', 'click') or m.startswith('installer.platform')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.strip()
+    assert out == "[]"
