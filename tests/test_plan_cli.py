@@ -169,3 +169,16 @@ def test_device_facts():
     with pytest.raises(BackendError, match="no chosen node"):
         parse_ioreg(plistlib.dumps({"compatible": b"x"}))
     assert GiB  # sizes import used by the module's helpers
+
+
+def test_default_sim_lives_in_the_cache_dir(env, shared_dir, capsys):
+    assert main(["sim", "create"]) == 0
+    img = env / "cache" / "pippin" / "sim" / "mac.img"
+    assert img.is_file()
+    assert img.stat().st_size == 512 * GB
+    capsys.readouterr()
+    assert main(["plan", "--catalog", str(shared_dir / "data" / "installer_data.json"),
+                 "--os", UEFI, "--space", "resize", "--json"]) == 0
+    plan = json.loads(capsys.readouterr().out)
+    assert plan["disk"] == "disk0"
+    assert plan["operations"][0]["op"] == "ResizeContainer"

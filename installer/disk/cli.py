@@ -136,13 +136,20 @@ def sim() -> None:
 
 
 @sim.command("create")
-@click.argument("path", type=click.Path(path_type=Path))
+@click.argument("path", type=click.Path(path_type=Path), required=False)
 @click.option("--device", default="j314sap", show_default=True)
 @click.option("--disk-size", default="512GB", show_default=True)
 @click.option("--macos-used", default="200GB", show_default=True)
 @click.option("--overhead", default="0", help="APFS snapshot overhead to simulate.")
-def sim_create(path: Path, device: str, disk_size: str, macos_used: str, overhead: str) -> int:
-    """Create a simulated Mac at PATH (plus PATH.d/ and PATH.device.json)."""
+@click.pass_context
+def sim_create(ctx: click.Context, /, path: Path | None, device: str, disk_size: str,
+               macos_used: str, overhead: str) -> int:
+    """Create a simulated Mac at PATH (plus PATH.d/ and PATH.device.json).
+
+    PATH defaults to the cache directory's sim/mac.img, the default target of plan/install.
+    """
+    path = _sim_path(ctx, path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     mac = SimMac.create(
         path, device=device, disk_size=_size_arg(disk_size, "--disk-size"),
         macos_used=_size_arg(macos_used, "--macos-used"),
@@ -176,10 +183,12 @@ def vars_slot(s: Any) -> dict[str, Any]:
 
 
 @sim.command("inspect")
-@click.argument("path", type=click.Path(path_type=Path))
+@click.argument("path", type=click.Path(path_type=Path), required=False)
 @click.option("--json", "as_json", is_flag=True)
-def sim_inspect(path: Path, as_json: bool) -> int:
+@click.pass_context
+def sim_inspect(ctx: click.Context, /, path: Path | None, as_json: bool) -> int:
     """Show a simulated Mac: device facts, partitions, containers, installed OSes."""
+    path = _sim_path(ctx, path)
     mac = SimMac.open(path)
     model = mac.backend().read_model()
     if as_json:
@@ -205,18 +214,23 @@ def sim_inspect(path: Path, as_json: bool) -> int:
     return 0
 
 
+def _sim_path(ctx: click.Context, path: Path | None) -> Path:
+    return path if path is not None else _cache_dir(ctx) / "sim" / "mac.img"
+
+
 def _journal(path: Path) -> Path:
     return sidecar(path) / "journal.json"
 
 
 @sim.command("run")
-@click.argument("path", type=click.Path(path_type=Path))
+@click.argument("path", type=click.Path(path_type=Path), required=False)
 @plan_options
 @click.option("--package", type=click.Path(path_type=Path, file_okay=False),
               help="Unpacked OS package (images and esp/ tree).")
 @click.pass_context
-def sim_run(ctx: click.Context, /, path: Path, package: Path | None, **kw: Any) -> int:
+def sim_run(ctx: click.Context, /, path: Path | None, package: Path | None, **kw: Any) -> int:
     """Plan and execute on the simulated Mac at PATH (journaled, resumable)."""
+    path = _sim_path(ctx, path)
     kw["target"] = f"sim:{path}"
     backend = SimBackend(path, SubprocessRunner(_env(ctx) or None))
     plan = build_plan(ctx, kw, backend)
@@ -228,19 +242,23 @@ def sim_run(ctx: click.Context, /, path: Path, package: Path | None, **kw: Any) 
 
 
 @sim.command("resume")
-@click.argument("path", type=click.Path(path_type=Path))
+@click.argument("path", type=click.Path(path_type=Path), required=False)
 @click.option("--package", type=click.Path(path_type=Path, file_okay=False))
-def sim_resume(path: Path, package: Path | None) -> int:
+@click.pass_context
+def sim_resume(ctx: click.Context, /, path: Path | None, package: Path | None) -> int:
     """Finish an interrupted `sim run`."""
+    path = _sim_path(ctx, path)
     resume(SimBackend(path), _journal(path), DirPayloads(package) if package else None)
     click.echo("resumed and finished")
     return 0
 
 
 @sim.command("rollback")
-@click.argument("path", type=click.Path(path_type=Path))
-def sim_rollback(path: Path) -> int:
+@click.argument("path", type=click.Path(path_type=Path), required=False)
+@click.pass_context
+def sim_rollback(ctx: click.Context, /, path: Path | None) -> int:
     """Undo an interrupted `sim run`."""
+    path = _sim_path(ctx, path)
     rollback(SimBackend(path), _journal(path))
     click.echo("rolled back")
     return 0
