@@ -136,7 +136,7 @@ def test_refused_resize_on_full_256gb_mac(tmp_path, catalog):
 
 def _esp(tmp_path):
     pkg = tmp_path / "pkg"
-    (pkg / "esp" / "m1n1").mkdir(parents=True)
+    (pkg / "esp" / "m1n1").mkdir(parents=True, exist_ok=True)
     (pkg / "esp" / "m1n1" / "boot.bin").write_bytes(b"stage2")
     return DirPayloads(pkg)
 
@@ -270,3 +270,26 @@ def test_rollback_after_failed_step(tmp_path, catalog):
         ["diskutil", "eraseVolume", "free", "free", "disk0s4"],
     ]
     assert fake.backend.read_model().system_disk().ordered() == before.ordered()
+
+
+def test_resume_after_a_failed_step_adopts_what_was_created(tmp_path, catalog):
+    fake = Fake(tmp_path, "j314s-1tb", mac_size=700 * GB)
+    state = fakemac.json.loads(fake.state_path.read_text())
+    state["fail"]["diskutil apfs deleteVolume"] = "Error: -69888: A volume is busy"
+    fake.state_path.write_text(fakemac.json.dumps(state))
+    uefi = catalog.find("UEFI environment only (m1n1 + U-Boot + ESP)")
+    plan = plan_install(fake.backend.read_model(), uefi, Choices())
+    journal = tmp_path / "journal.json"
+    with pytest.raises(CommandError, match="A volume is busy"):
+        run_plan(fake.backend, plan, _esp(tmp_path), journal)
+    state = fakemac.json.loads(fake.state_path.read_text())
+    state["fail"] = {}
+    fake.state_path.write_text(fakemac.json.dumps(state))
+    from installer.platform.journal import resume
+
+    resume(MacBackend(SubprocessRunner(fake.env)), journal, _esp(tmp_path))
+    adds = [a for a in fake.argv() if a[1] == "addPartition"]
+    assert [a[3] for a in adds] == ["apfs", "%EFI%"]  # the stub was not created twice
+    (inst,) = find_stub_installs(fake.backend.read_model().system_disk())
+    assert [v.name for v in inst.stub.container.volumes] == [
+        "UEFI boot - Data", "UEFI boot", "Preboot", "Recovery"]

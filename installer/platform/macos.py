@@ -115,6 +115,11 @@ class MacBackend(Backend):
         if ref in self._refs:  # created before an interruption
             return self._refs[ref]
         before = set(self._partition_ids())
+        for pid in sorted(before):  # created, but the run stopped before the journal said so
+            if parse_info(self._du("info", "-plist", pid)).offset == start:
+                log.info("adopting %s at byte %d as %s", pid, start, ref)
+                self._refs[ref] = pid
+                return pid
         self._du("addPartition", self._real(after), *args)
         new = [p for p in self._partition_ids() if p not in before]
         if len(new) != 1:
