@@ -293,3 +293,21 @@ def test_resume_after_a_failed_step_adopts_what_was_created(tmp_path, catalog):
     (inst,) = find_stub_installs(fake.backend.read_model().system_disk())
     assert [v.name for v in inst.stub.container.volumes] == [
         "UEFI boot - Data", "UEFI boot", "Preboot", "Recovery"]
+
+
+def test_device_facts_from_ioreg(tmp_path):
+    from installer.device import read_mac_facts
+
+    fake = Fake(tmp_path, "j314s-1tb")
+    state = fakemac.json.loads(fake.state_path.read_text())
+    state["device"] = {"compatible": "J314sAP", "target": "J314s", "model": "MacBookPro18,3",
+                       "board": 0x04, "chip": 0x6000, "os_fw": "iBoot-10151.140.19",
+                       "sys_fw": "iBoot-11881.1.1", "macos": "15.0"}
+    fake.state_path.write_text(fakemac.json.dumps(state))
+    f = read_mac_facts(SubprocessRunner(fake.env))
+    assert (f.device_class, f.board_id, f.chip_id, f.target_type) == (
+        "j314sap", 0x04, 0x6000, "J314s")
+    assert (f.os_firmware, f.system_firmware, f.macos_version) == (
+        "iBoot-10151.140.19", "iBoot-11881.1.1", "15.0")
+    assert fake.argv(writes_only=False) == [["sw_vers", "-productVersion"],
+                                            ["ioreg", "-alp", "IODeviceTree"]]

@@ -283,3 +283,36 @@ def test_a_different_plan_does_not_resume(tmp_path, base_sim, uefi, package):
     other = plan_install(backend.read_model(), uefi, Choices(space=Space.FREE, seed="other"))
     with pytest.raises(BackendError, match="interrupted run of a different plan"):
         run_plan(backend, other, DirPayloads(package), journal)
+
+
+def test_corrupt_gpt_is_one_clear_error(tmp_path, base_sim):
+    img = clone(base_sim, tmp_path)
+    with open(img, "r+b") as f:
+        f.seek(512 + 60)  # inside the disk GUID, covered by the header CRC
+        f.write(b"\xff")
+    with pytest.raises(BackendError, match="GPT header CRC mismatch"):
+        SimBackend(img).read_model()
+
+
+def test_corrupt_journal_is_one_clear_error(tmp_path, base_sim):
+    img = clone(base_sim, tmp_path)
+    journal = tmp_path / "journal.json"
+    journal.write_text('{"version": 1, "ops": [{"op": "Explode"}]}')
+    with pytest.raises(BackendError, match="journal .* is unreadable"):
+        resume(SimBackend(img), journal, None)
+
+
+def test_snapshot_overhead_warns(tmp_path, server):
+    img = tmp_path / "mac.img"
+    SimMac.create(img, disk_size=256 * GiB, macos_used=60 * GB, overhead=20 * GB)
+    plan = plan_install(SimBackend(img).read_model(), server,
+                        Choices(space=Space.RESIZE, resize_to="min"))
+    # diskutil's minimum (used + 20 GB of snapshots) is below used + 38 GB: no overhead
+    assert plan.ops[0].new_size == -(-98 * GB // MiB) * MiB
+    assert "overhead" not in " ".join(plan.warnings)
+    img2 = tmp_path / "mac2.img"
+    SimMac.create(img2, disk_size=256 * GiB, macos_used=60 * GB, overhead=60 * GB)
+    plan = plan_install(SimBackend(img2).read_model(), server,
+                        Choices(space=Space.RESIZE, resize_to="min"))
+    assert any("APFS overhead (snapshots, pending updates) is 22.0 GB" in w
+               for w in plan.warnings)

@@ -20,7 +20,7 @@ from typing import Any
 
 MiB = 1 << 20
 SHIMS = ("diskutil", "newfs_msdos", "hdiutil", "bless", "bputil", "ditto", "test", "ioreg",
-         "nvram", "kmutil")
+         "nvram", "kmutil", "sw_vers")
 ROLE = {"D": "Data", "S": "System", "B": "Preboot", "R": "Recovery"}
 
 
@@ -244,6 +244,20 @@ class FakeMac:
             return (0 if a[:1] == ["-d"] and a[1] in self.s["dirs"] else 1), b""
         if cmd in ("newfs_msdos", "ditto", "bless", "bputil", "hdiutil", "kmutil"):
             return 0, b""
+        if cmd == "sw_vers" and "device" in self.s:
+            return 0, (self.s["device"]["macos"] + "\n").encode()
+        if cmd == "ioreg" and a == ["-alp", "IODeviceTree"] and "device" in self.s:
+            dev = self.s["device"]
+            chosen = {"IORegistryEntryName": "chosen",
+                      "board-id": dev["board"].to_bytes(4, "little"),
+                      "chip-id": dev["chip"].to_bytes(4, "little"),
+                      "firmware-version": dev["os_fw"].encode() + b"\0",
+                      "system-firmware-version": dev["sys_fw"].encode() + b"\0"}
+            return pl({"IORegistryEntryName": "device-tree",
+                       "compatible": dev["compatible"].encode() + b"\0AppleARM\0",
+                       "target-type": dev["target"].encode() + b"\0",
+                       "model": dev["model"].encode() + b"\0",
+                       "IORegistryEntryChildren": [{"IORegistryEntryName": "cpus"}, chosen]})
         if cmd != "diskutil":
             raise Fail(f"{cmd}: not simulated")
         match a:
