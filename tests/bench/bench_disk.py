@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import os
 import random
 import shutil
 import subprocess
@@ -28,7 +29,7 @@ from installer.platform.journal import run_plan  # noqa: E402
 from installer.platform.safety import unowned  # noqa: E402
 from installer.platform.sim import SimBackend  # noqa: E402
 from installer.platform.simmac import SimMac  # noqa: E402
-from installer.platform.sparse import allocated_bytes  # noqa: E402
+from installer.platform.sparse import allocated_bytes, data_extents  # noqa: E402
 from installer.sizes import GB, GiB, MiB, format_size  # noqa: E402
 
 BLOCK = 4096
@@ -127,7 +128,16 @@ def main() -> int:
         esp = next(o for o in plan.ops if type(o).__name__ == "CreatePartition")
         required = (nonzero_bytes(pkg / "boot.img") + nonzero_bytes(pkg / "root.img")
                     + 600 * 1024 + metadata_bytes(tmp, STUB_SIZE, esp.size))
-        unowned_bytes = sum(e - s for s, e in unowned(img.stat().st_size, plan.owned))
+        ranges = unowned(img.stat().st_size, plan.owned)
+        unowned_bytes = sum(e - s for s, e in ranges)
+        fd = os.open(img, os.O_RDONLY)
+        try:  # what one safety pass reads: the allocated extents of the unowned ranges
+            scan_read = sum(e - s for r in ranges for s, e in data_extents(fd, *r))
+        finally:
+            os.close(fd)
+        t0 = time.perf_counter()
+        backend.snapshot(plan.owned)
+        t_snapshot = time.perf_counter() - t0
 
         # naive baseline: every byte of each image written, unowned ranges read in full
         t0 = time.perf_counter()
@@ -155,6 +165,10 @@ def main() -> int:
         print(f"{'bytes the plan must write':34}{required:14,}")
         print(f"{'written / required':34}{written / required:14.3f}   (target <= 1.01)")
         print(f"{'image allocated after install':34}{allocated_bytes(img):14,}")
+        print(f"{'safety pass: bytes read':34}{scan_read:14,}{unowned_bytes:16,}"
+              f"{unowned_bytes / max(1, scan_read):9.0f}x")
+        print(f"{'safety pass (s)':34}{t_snapshot:14.3f}{unowned_bytes / rate:16.1f}")
+        print(f"{'plan (s)':34}{t_plan:14.4f}")
         print(f"{'create 512 GB sim (s)':34}{t_create:14.2f}")
         return 0
     finally:
