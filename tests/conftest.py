@@ -43,3 +43,7 @@ def require_tool(name: str) -> str:
     if path is None:
         pytest.fail(f"{name} not found: scripts/test installs it (scripts/debian-packages.txt)")
     return path
+
+
+# Restore-image fixture (generated IPSW + OTA behind nginx), shared by tests/test_ipsw_*.py.
+from tests.support.ipswfix import served  # noqa: E402,F401

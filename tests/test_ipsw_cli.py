@@ -14,7 +14,6 @@ import pytest
 from installer.ipsw import manifest, ota
 from tests.support import ipswfix
 
-served = ipswfix.served  # fixtures shared by the ipsw tests
 ROOT = Path(__file__).resolve().parent.parent
 
 

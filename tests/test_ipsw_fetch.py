@@ -27,8 +27,7 @@ from tests.support.ipswfix import assert_identical, fast_options
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-served = ipswfix.served  # fixtures shared by the ipsw tests
-session = ipswfix.session
+session = ipswfix.session  # fixture (``served`` comes from conftest.py)
 
 
 def stub_names(arc, data=None):

@@ -18,8 +18,7 @@ from installer.ipsw.member import DirectorySink, MemorySink
 from installer.ipsw.remote import open_archive
 from tests.support import ipswfix, ipswgen
 
-served = ipswfix.served  # fixtures shared by the ipsw tests
-session = ipswfix.session
+session = ipswfix.session  # fixture (``served`` comes from conftest.py)
 
 
 @pytest.fixture(scope="module")

@@ -17,8 +17,7 @@ from tests.support import ipswfix
 from tests.support.ipswfix import fast_options
 from tests.support.zipwriter import DEFLATED, ZipWriter, raw_entry
 
-served = ipswfix.served  # fixtures shared by the ipsw tests
-session = ipswfix.session
+session = ipswfix.session  # fixture (``served`` comes from conftest.py)
 
 
 def test_remote_directory_matches_zipfile_incl_zip64(served, session):

@@ -1,11 +1,13 @@
 """Pytest fixtures for the restore-image tests: generated images served by a real nginx.
 
-Import the fixtures into a test module (``from tests.support.ipswfix import ...``).
+``served`` is registered in tests/conftest.py (one instance per test session); bind
+``session`` in a module with ``session = ipswfix.session``.
 """
 
 from __future__ import annotations
 
 import hashlib
+import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +17,6 @@ import pytest
 from installer.ipsw.fetch import FetchOptions
 from installer.ipsw.ranges import PlanOptions
 from installer.net.session import NetConfig, make_session
-from tests.conftest import require_tool
 from tests.support import ipswgen, nginx
 
 
@@ -30,8 +31,8 @@ class Served:
 @pytest.fixture(scope="session")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     """A synthetic IPSW (ZIP64, 4.5 GiB sparse decoy) and OTA, served by nginx."""
-    if not Path("/usr/sbin/nginx").exists():
-        require_tool("nginx")
+    if shutil.which("nginx") is None and not Path("/usr/sbin/nginx").exists():
+        pytest.fail("nginx not found: scripts/test installs it (nginx-light)")
     root = tmp_path_factory.mktemp("www")
     ipsw = ipswgen.make_image(root / "UniversalMac_13.5_22G90_Restore.ipsw", seed=1)
     ota = ipswgen.make_image(root / "ota.zip", seed=2, ota=True, size=8 << 20,

@@ -245,10 +245,11 @@ class _Gen:
         for path in sorted(paths):
             key = paths[path][0]
             if key == "KernelCache":
-                body = bytearray(self.rand(self.n(1536 << 10)))
+                n = self.n(1536 << 10)  # mostly incompressible; some text so LZFSE applies
+                body = bytearray(self.rand(n - n // 4) + self.text_like(n // 4))
                 rcfg = b"2214A_RCFG" + bytes(0x25) + struct.pack("<I", 0x18000)
                 body[4096:4096 + len(rcfg)] = rcfg
-                self.member(f"{p}{path}", self.im4p("krnl", bytes(body)))
+                self.member(f"{p}{path}", self.im4p("krnl", bytes(body), lzfse=True))
             elif key == "Multitouch":
                 pl = plistlib.dumps({"C1FD0000": [{"Type": "Config"}]}, fmt=plistlib.FMT_XML)
                 self.member(f"{p}{path}", self.im4p("mtfw", pl + bytes(64)), DEFLATED)
