@@ -144,9 +144,12 @@ def main() -> int:
         naive = tmp / "naive.img"
         with open(naive, "wb") as f:
             f.truncate(img.stat().st_size)
-        for name in ("boot.img", "root.img"):
-            subprocess.run(["dd", f"if={pkg / name}", f"of={naive}", "bs=4M", "conv=notrunc",
-                            "status=none"], check=True)
+        starts = {o.ref: o.start for o in plan.ops if type(o).__name__ == "CreatePartition"}
+        for op in plan.ops:
+            if type(op).__name__ == "WriteImage":
+                subprocess.run(["dd", f"if={pkg / op.image}", f"of={naive}", "bs=4M",
+                                "conv=notrunc", "oflag=seek_bytes", f"seek={starts[op.ref]}",
+                                "status=none"], check=True)
         t_naive_write = time.perf_counter() - t0
         naive_written = allocated_bytes(naive)
         rate = naive_scan_rate(img, sample)
