@@ -62,9 +62,10 @@ pub fn build(b: *std.Build) void {
     const test_mod = b.createModule(.{
         .root_source_file = b.path("tests.zig"),
         .target = b.graph.host,
-        .optimize = .debug,
+        .optimize = b.option(std.builtin.Optimize, "test-optimize", "host tests (default debug; fuzz with safe)") orelse .debug,
     });
-    const tests = b.addTest(.{ .root_module = test_mod });
+    const filters = b.option([]const []const u8, "test-filter", "only tests whose name contains this") orelse &.{};
+    const tests = b.addTest(.{ .root_module = test_mod, .filters = filters });
     const run_tests = b.addRunArtifact(tests);
     run_tests.has_side_effects = true; // always run (and report counts), never "cached"
     b.step("test", "run the host unit tests of src/core").dependOn(&run_tests.step);

@@ -118,7 +118,7 @@ fn overlaps(a0: u64, a1: u64, b0: u64, b1: u64) bool {
 /// and run `main`. Runs on the small in-image early stack.
 pub fn start(comptime stage: []const u8, fdt_addr: usize, comptime main: fn (*Boot) noreturn) noreturn {
     const span = imageSpan();
-    print("pippin {s} {s} ({s})\n", .{ stage, version, platform.name });
+    print("pippin {s} {s} ({s}) at {d} us\n", .{ stage, version, platform.name, micros() });
     if (fdt_addr == 0 or fdt_addr % 8 != 0) halt(stage, "no device tree in x0 ({x})", .{fdt_addr});
     const head: [*]const u8 = @ptrFromInt(fdt_addr);
     const total = core.fdt.totalSize(head[0..8]) catch |e| halt(stage, "device tree at {x}: {t}", .{ fdt_addr, e });
@@ -211,4 +211,16 @@ pub fn random(out: []u8) void {
         @memcpy(out[filled..][0..n], d[0..n]);
         filled += n;
     }
+}
+
+/// Microseconds since the machine's counter started (reset on QEMU), for boot timing.
+pub fn micros() u64 {
+    const cnt = asm volatile ("mrs %[r], cntpct_el0"
+        : [r] "=r" (-> u64),
+    );
+    const freq = asm volatile ("mrs %[r], cntfrq_el0"
+        : [r] "=r" (-> u64),
+    );
+    if (freq == 0) return 0;
+    return @intCast(@as(u128, cnt) * 1_000_000 / freq);
 }

@@ -114,8 +114,8 @@ fn main(b: *rt.Boot) noreturn {
     const initrd = joinInitrd(&found, &arena);
     setChosen(&ed, &found, initrd);
     const blob = ed.blob();
-    rt.print("pippin stage2: kernel at {x} ({d} bytes), initrd {x}+{d}, fdt {x} ({s}); booting\n", .{
-        kernel.start, kernel.len, if (initrd) |r| r.start else 0, if (initrd) |r| r.len else 0, @intFromPtr(blob.ptr), if (found.fdt != null) "from payload" else "passed in",
+    rt.print("pippin stage2: kernel at {x} ({d} bytes), initrd {x}+{d}, fdt {x} ({s}); booting at {d} us\n", .{
+        kernel.start, kernel.len, if (initrd) |r| r.start else 0, if (initrd) |r| r.len else 0, @intFromPtr(blob.ptr), if (found.fdt != null) "from payload" else "passed in", rt.micros(),
     });
     rt.jump(kernel.start, @intFromPtr(blob.ptr));
 }
