@@ -23,9 +23,9 @@ pub fn build(b: *std.Build) void {
         .abi = .none,
         .cpu_model = .{ .explicit = &std.Target.aarch64.cpu.generic },
     };
-    query.cpu_features_add.addFeature(@intFromEnum(std.Target.aarch64.Feature.strict_align));
-    query.cpu_features_sub.addFeature(@intFromEnum(std.Target.aarch64.Feature.neon));
-    query.cpu_features_sub.addFeature(@intFromEnum(std.Target.aarch64.Feature.fp_armv8));
+    query.cpu_features_add.addFeature(@backingInt(std.Target.aarch64.Feature.strict_align));
+    query.cpu_features_sub.addFeature(@backingInt(std.Target.aarch64.Feature.neon));
+    query.cpu_features_sub.addFeature(@backingInt(std.Target.aarch64.Feature.fp_armv8));
     const target = b.resolveTargetQuery(query);
 
     const strip = b.option(bool, "strip", "strip symbols (default true)") orelse true;

@@ -95,7 +95,54 @@ def payloads() -> dict[str, bytes]:
     }
 
 
+def tiny_gpt() -> bytes:
+    """A 40-block GPT with 16 entries (fuzz corpus seed: small enough to mutate)."""
+    bs, blocks = 512, 40
+    disk = bytearray(bs * blocks)
+    entries = bytearray(16 * 128)
+    struct.pack_into("<16s16sQQQ", entries, 0, uuid.UUID(ESP_TYPE).bytes_le,
+                     uuid.UUID(ESP_UUID).bytes_le, 10, 30, 0)
+    ecrc = zlib.crc32(entries)
+    for my, alt, elba in ((1, blocks - 1, 2), (blocks - 1, 1, blocks - 5)):
+        h = bytearray(struct.pack("<8sIIIIQQQQ16sQIII", b"EFI PART", 0x10000, 92, 0, 0, my, alt,
+                                  6, blocks - 6, uuid.UUID(OTHER_UUID).bytes_le, elba, 16, 128,
+                                  ecrc))
+        struct.pack_into("<I", h, 16, zlib.crc32(h))
+        disk[my * bs: my * bs + 92] = h
+        disk[elba * bs: elba * bs + len(entries)] = entries
+    return bytes(disk)
+
+
+def tiny_fat() -> bytes:
+    """A hand-made 48-sector FAT12 volume holding m1n1/boot.bin (fuzz corpus seed)."""
+    bs = bytearray(512)
+    bs[0:3] = b"\xeb\x3c\x90"
+    struct.pack_into("<HBHBHHBHHHII", bs, 11, 512, 1, 1, 1, 16, 48, 0xF8, 1, 32, 2, 0, 0)
+    bs[510:512] = b"\x55\xaa"
+    fat = bytearray(512)
+    fat[0:3] = b"\xf8\xff\xff"
+    # cluster 2 = directory m1n1 (end), 3 -> 4 (end): boot.bin
+    def set12(c: int, v: int) -> None:
+        off = c + c // 2
+        cur = fat[off] | fat[off + 1] << 8
+        cur = (cur & 0x000F) | (v << 4) if c & 1 else (cur & 0xF000) | v
+        fat[off], fat[off + 1] = cur & 0xFF, cur >> 8
+    set12(2, 0xFFF)
+    set12(3, 4)
+    set12(4, 0xFFF)
+    root = bytearray(512)
+    root[0:32] = struct.pack("<11sB8xHHHHI", b"M1N1       ", 0x10, 0, 0, 0, 2, 0)
+    sub = bytearray(512)
+    sub[0:32] = struct.pack("<11sB8xHHHHI", b"BOOT    BIN", 0x20, 0, 0, 0, 3, 700)
+    data = bytearray(512 * 45)
+    data[0:512] = sub
+    data[512:512 + 700] = bytes(range(256)) * 2 + bytes(188)
+    return bytes(bs + fat + root + data)
+
+
 def main() -> None:
+    (HERE / "gpt-tiny.img").write_bytes(tiny_gpt())
+    (HERE / "fat12-tiny.img").write_bytes(tiny_fat())
     for name, data in payloads().items():
         (HERE / name).write_bytes(data)
     save("gpt-512.img.gz", gpt_disk(512, 4 * MiB))

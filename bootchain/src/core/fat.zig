@@ -354,8 +354,19 @@ test "fat: a corrupt chain and a non-FAT partition are errors" {
     try testing.expectError(error.NotFat, Volume.mount(mz.dev(), 0, 8, &scratch));
 }
 
+test "fat: tiny hand-made FAT12 (the fuzz seed)" {
+    const img = @embedFile("../../testdata/fat12-tiny.img");
+    var md: blockdev.MemDisk = .{ .data = img, .block_size = 512 };
+    var scratch: [512]u8 = undefined;
+    var v = try Volume.mount(md.dev(), 0, img.len / 512, &scratch);
+    var dest: [1024]u8 = undefined;
+    const f = try v.readFile("m1n1/boot.bin", &dest);
+    try testing.expectEqual(@as(usize, 700), f.len);
+    try testing.expectEqual(@as(u8, 255), f[511]);
+}
+
 fn fuzzOne(_: void, smith: *std.testing.Smith) anyerror!void {
-    var img: [16384]u8 = undefined;
+    var img: [48 * 512]u8 = undefined;
     const n = smith.slice(&img);
     const data = img[0 .. n - n % 512];
     var md: blockdev.MemDisk = .{ .data = data, .block_size = 512 };
@@ -366,5 +377,5 @@ fn fuzzOne(_: void, smith: *std.testing.Smith) anyerror!void {
 }
 
 test "fat: fuzz" {
-    try std.testing.fuzz({}, fuzzOne, .{});
+    try std.testing.fuzz({}, fuzzOne, .{ .corpus = &.{@embedFile("../../testdata/fat12-tiny.img")} });
 }

@@ -147,8 +147,16 @@ test "gpt: find the ESP on 512- and 4096-byte-sector disks, primary and backup" 
     try testing.expectError(error.PartitionNotFound, findPartition(md.dev(), vars.parseGuid("00000000-0000-0000-0000-000000000001").?, &scratch));
 }
 
+test "gpt: tiny corpus image" {
+    const img = @embedFile("../../testdata/gpt-tiny.img");
+    var md: blockdev.MemDisk = .{ .data = img, .block_size = 512 };
+    var scratch: [512]u8 = undefined;
+    const p = try findPartition(md.dev(), vars.parseGuid(esp_uuid).?, &scratch);
+    try testing.expectEqual(@as(u64, 10), p.first_lba);
+}
+
 fn fuzzOne(_: void, smith: *std.testing.Smith) anyerror!void {
-    var img: [8192]u8 = undefined;
+    var img: [40 * 512]u8 = undefined;
     const n = smith.slice(&img);
     var md: blockdev.MemDisk = .{ .data = img[0 .. n - n % 512], .block_size = 512 };
     var scratch: [512]u8 = undefined;
@@ -156,5 +164,5 @@ fn fuzzOne(_: void, smith: *std.testing.Smith) anyerror!void {
 }
 
 test "gpt: fuzz" {
-    try std.testing.fuzz({}, fuzzOne, .{});
+    try std.testing.fuzz({}, fuzzOne, .{ .corpus = &.{@embedFile("../../testdata/gpt-tiny.img")} });
 }

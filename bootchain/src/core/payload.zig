@@ -273,6 +273,22 @@ test "payload: gzip with a wrong trailer is refused (std does not check it)" {
     try testing.expectError(error.BadChecksum, inflate(.gzip, bad[0..r.consumed], &out, testing.allocator));
 }
 
+fn inflateXz(gpa: std.mem.Allocator, src: []const u8) !void {
+    var out: [8192]u8 = undefined;
+    _ = try inflate(.xz, src, &out, gpa);
+}
+
+test "payload: std xz frees an undefined pointer after an allocation failure" {
+    // Found by checkAllAllocationFailures: when an allocation inside std's LZMA decoder
+    // fails, lzma.zig `deinit` frees `literal_probs` that were never set (a crash, or
+    // heap corruption in the loader). Until std is fixed the loader gives xz half of free
+    // RAM, and a key in stage 1 keeps unsigned xz payloads out. Re-enable this to check.
+    if (true) return error.SkipZigTest;
+    const data = @embedFile("../../testdata/payloads-ok.bin");
+    const at = mem.indexOf(u8, data, "\xfd7zXZ\x00").?;
+    try std.testing.checkAllAllocationFailures(testing.allocator, inflateXz, .{data[at..]});
+}
+
 fn fuzzOne(_: void, smith: *std.testing.Smith) anyerror!void {
     var buf: [4096]u8 = undefined;
     const input = buf[0..smith.slice(&buf)];

@@ -57,12 +57,12 @@ pub const Disk = struct {
     status: u8 = 0xff,
 
     fn rd(d: *const Disk, r: Reg) u32 {
-        const p: *volatile u32 = @ptrFromInt(d.base + @intFromEnum(r));
+        const p: *volatile u32 = @ptrFromInt(d.base + @backingInt(r));
         return p.*;
     }
 
     fn wr(d: *const Disk, r: Reg, v: u32) void {
-        const p: *volatile u32 = @ptrFromInt(d.base + @intFromEnum(r));
+        const p: *volatile u32 = @ptrFromInt(d.base + @backingInt(r));
         p.* = v;
     }
 
