@@ -337,3 +337,21 @@ def test_planner_is_pure():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout.strip()
     assert out == "[]"
+
+
+def test_space_options(server):
+    from installer.disk.plan import space_options
+
+    d = mac_disk(used=100 * GB)
+    o = space_options(model(d), server)
+    assert o.largest_free == 0
+    assert o.resize_offered
+    assert o.resize_min == align_up(138 * GB, MiB)
+    assert o.freeable == d.partitions[-1].start - align_up(d.partitions[1].start
+                                                           + o.resize_min, MiB)
+    assert o.os_recommended == 2 * o.os_min
+    full = mac_disk(disk_size=200 * GB, used=170 * GB)
+    o = space_options(model(full), server)
+    assert not o.resize_offered
+    assert o.why_not_resize.startswith("macOS needs 38.0 GB free after resize")
+    assert space_options(model(full), server, expert=True).resize_offered

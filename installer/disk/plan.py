@@ -370,3 +370,33 @@ def plan_uninstall(model: DiskModel, stub_ref: str, *, disk_ref: str | None = No
         after=tuple(sorted(after_rows, key=lambda s: (s.start, s.change != "deleted"))),
         owned=_merge(owned), os_name=inst.name, notes=tuple(notes),
     )
+
+
+@dataclass(frozen=True, slots=True)
+class SpaceOptions:
+    """What a prompt can offer before planning (the TUI and `pippin install` ask this)."""
+
+    largest_free: int
+    resize_offered: bool
+    resize_min: int  # smallest macOS container size (aligned up), 0 when not offered
+    resize_current: int
+    freeable: int  # bytes a resize to resize_min frees (plus the gap after macOS)
+    os_min: int
+    os_recommended: int
+    why_not_resize: str = ""
+
+
+def space_options(model: DiskModel, entry: OsEntry, *, expert: bool = False,
+                  disk_ref: str | None = None) -> SpaceOptions:
+    disk = _target_disk(model, disk_ref)
+    largest = max((g.size for g in disk.gaps()), default=0)
+    try:
+        _, region_end, op, _ = _plan_resize(disk, Choices(space=Space.RESIZE, expert=expert))
+    except PlanError as exc:
+        mac = disk.macos_partition()
+        return SpaceOptions(largest, False, 0, mac.size if mac else 0, 0, entry.min_size,
+                            entry.recommended_size, exc.message)
+    mac = disk.part(op.ref)
+    return SpaceOptions(largest, True, op.new_size, mac.size,
+                        region_end - align_up(mac.start + op.new_size, ALIGN), entry.min_size,
+                        entry.recommended_size)
