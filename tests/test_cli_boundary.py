@@ -47,9 +47,14 @@ def test_usage_error_exit_2(capsys):
 def test_atomic_file_keeps_old_content_on_failure(tmp_path):
     target = tmp_path / "f"
     target.write_bytes(b"old")
-    with pytest.raises(RuntimeError), atomic.atomic_file(target) as f:
-        f.write(b"half")
-        raise RuntimeError
+
+    def write_half():
+        with atomic.atomic_file(target) as f:
+            f.write(b"half")
+            raise RuntimeError
+
+    with pytest.raises(RuntimeError):
+        write_half()
     assert target.read_bytes() == b"old"
     assert os.listdir(tmp_path) == ["f"]
 
@@ -69,9 +74,14 @@ def test_atomic_dir_failure_leaves_old(tmp_path):
     d = tmp_path / "vendorfw"
     d.mkdir()
     (d / "keep").write_text("x")
-    with pytest.raises(OSError), atomic.atomic_dir(d) as new:
-        (new / "a").write_text("1")
-        raise OSError("disk full")
+
+    def fill_then_fail():
+        with atomic.atomic_dir(d) as new:
+            (new / "a").write_text("1")
+            raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        fill_then_fail()
     assert sorted(p.name for p in d.iterdir()) == ["keep"]
     assert sorted(os.listdir(tmp_path)) == ["vendorfw"]
 
