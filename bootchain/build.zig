@@ -24,6 +24,8 @@ pub fn build(b: *std.Build) void {
         .cpu_model = .{ .explicit = &std.Target.aarch64.cpu.generic },
     };
     query.cpu_features_add.addFeature(@backingInt(std.Target.aarch64.Feature.strict_align));
+    // CRC32 instructions (mandatory from ARMv8.1; every Apple SoC and QEMU `max` has them).
+    query.cpu_features_add.addFeature(@backingInt(std.Target.aarch64.Feature.crc));
     query.cpu_features_sub.addFeature(@backingInt(std.Target.aarch64.Feature.neon));
     query.cpu_features_sub.addFeature(@backingInt(std.Target.aarch64.Feature.fp_armv8));
     const target = b.resolveTargetQuery(query);

@@ -145,7 +145,7 @@ pub fn start(comptime stage: []const u8, fdt_addr: usize, comptime main: fn (*Bo
         .fdt_buf = @alignCast(s[queues_len + bounce_len ..][0..fdt_max]),
         .heap = @alignCast(s[heap_off .. scratch_size - stack_len]),
     };
-    @memset(s[0..heap_off], 0);
+    @memset(s[0 .. queues_len + bounce_len], 0); // the FDT buffer and heap need no zeroing
     const T = struct {
         fn tramp(arg: usize) callconv(.c) noreturn {
             main(@ptrFromInt(arg));
@@ -223,4 +223,58 @@ pub fn micros() u64 {
     );
     if (freq == 0) return 0;
     return @intCast(@as(u128, cnt) * 1_000_000 / freq);
+}
+
+/// gzip's CRC-32 with the ARMv8 CRC32 instructions, 8 bytes per step on aligned words
+/// (strict alignment: the head and tail go byte by byte).
+pub fn crc32(data: []const u8) u32 {
+    var c: u32 = 0xffff_ffff;
+    var i: usize = 0;
+    while (i < data.len and (@intFromPtr(data.ptr) + i) % 8 != 0) : (i += 1) c = crc32b(c, data[i]);
+    while (i + 8 <= data.len) : (i += 8) {
+        const w: *const u64 = @ptrCast(@alignCast(data.ptr + i));
+        c = asm ("crc32x %[out:w], %[in:w], %[w:x]"
+            : [out] "=r" (-> u32),
+            : [in] "r" (c),
+              [w] "r" (w.*),
+        );
+    }
+    while (i < data.len) : (i += 1) c = crc32b(c, data[i]);
+    return ~c;
+}
+
+fn crc32b(c: u32, b: u8) u32 {
+    return asm ("crc32b %[out:w], %[in:w], %[b:w]"
+        : [out] "=r" (-> u32),
+        : [in] "r" (c),
+          [b] "r" (@as(u32, b)),
+    );
+}
+
+/// Copy `src` to 8-byte-aligned `dst` a word at a time whatever `src`'s alignment (aligned
+/// loads merged with shifts: strict alignment). May read up to 7 bytes past `src`'s end
+/// (inside the same RAM), never writes past `dst`'s.
+pub fn copyToAligned(dst: []u8, src: []const u8) void {
+    std.debug.assert(dst.len == src.len and @intFromPtr(dst.ptr) % 8 == 0);
+    const n = src.len / 8;
+    const d: [*]u64 = @ptrCast(@alignCast(dst.ptr));
+    const sa = @intFromPtr(src.ptr);
+    const shift: u6 = @intCast((sa % 8) * 8);
+    const s: [*]const u64 = @ptrFromInt(sa - sa % 8);
+    const rs: u6 = @intCast((64 - @as(u7, shift)) % 64);
+    if (shift == 0) {
+        for (0..n) |k| d[k] = s[k];
+    } else if (n > 0) {
+        var w0 = s[0];
+        var k: usize = 0;
+        while (k + 2 <= n) : (k += 2) { // two words per turn: fewer loop overheads
+            const w1 = s[k + 1];
+            const w2 = s[k + 2];
+            d[k] = (w0 >> shift) | (w1 << rs);
+            d[k + 1] = (w1 >> shift) | (w2 << rs);
+            w0 = w2;
+        }
+        if (k < n) d[k] = (w0 >> shift) | (s[k + 1] << rs);
+    }
+    @memcpy(dst[n * 8 ..], src[n * 8 ..]);
 }

@@ -92,8 +92,9 @@ fn main(b: *rt.Boot) noreturn {
             .gzip, .xz => inflateOne(&s, it, &arena, &found),
             .image => {
                 const info = rt.imageInfo(it.data) orelse unreachable; // the scanner checked the magic
-                const dst = placeKernel(&arena, info, @min(it.data.len, info.image_size));
-                @memcpy(dst[0..@min(it.data.len, info.image_size)], it.data[0..@min(it.data.len, info.image_size)]);
+                const n: usize = @intCast(@min(it.data.len, info.image_size));
+                const dst = placeKernel(&arena, info, n);
+                rt.copyToAligned(dst[0..n], it.data[0..n]);
                 found.kernel = .{ .start = @intFromPtr(dst.ptr), .len = @intCast(info.image_size) };
             },
             .initramfs => found.addInitrd(.{ .start = @intFromPtr(it.data.ptr), .len = it.data.len }),
@@ -135,7 +136,7 @@ fn inflateOne(s: *payload.Scanner, it: payload.Item, arena: *Arena, found: *Foun
     arena.top = top;
     const dst = arena.take(two_mib, "a decompressed payload");
     arena.top = saved;
-    const r = payload.inflate(it.kind, it.data, dst, fba.allocator()) catch |e|
+    const r = payload.inflateWith(it.kind, it.data, dst, fba.allocator(), rt.crc32) catch |e|
         rt.halt(stage, "{t} payload at +{d}: {t}", .{ it.kind, it.off, e });
     s.advance(r.consumed) catch |e| rt.halt(stage, "{t} payload at +{d}: {t}", .{ it.kind, it.off, e });
     const out = dst[0..r.produced];

@@ -116,9 +116,21 @@ pub const InflateError = error{ CorruptStream, BadChecksum, OutputTooLarge, OutO
 /// Result of `inflate`.
 pub const Inflated = struct { consumed: usize, produced: usize };
 
+/// CRC-32 (gzip's) of a buffer; the loader passes a hardware one.
+pub const Crc32Fn = *const fn (data: []const u8) u32;
+
+fn stdCrc32(data: []const u8) u32 {
+    return std.hash.Crc32.hash(data);
+}
+
 /// Decompress the stream at the start of `src` into `dest`. gzip needs no scratch (the
 /// output is its own history); xz allocates its dictionary from `gpa`.
 pub fn inflate(kind: Kind, src: []const u8, dest: []u8, gpa: std.mem.Allocator) InflateError!Inflated {
+    return inflateWith(kind, src, dest, gpa, stdCrc32);
+}
+
+/// `inflate` with a given CRC-32 implementation for the gzip trailer check.
+pub fn inflateWith(kind: Kind, src: []const u8, dest: []u8, gpa: std.mem.Allocator, crc32: Crc32Fn) InflateError!Inflated {
     var in: std.Io.Reader = .fixed(src);
     var out: std.Io.Writer = .fixed(dest);
     switch (kind) {
@@ -131,7 +143,7 @@ pub fn inflate(kind: Kind, src: []const u8, dest: []u8, gpa: std.mem.Allocator) 
             // std's inflater reads the gzip trailer but does not check it: we do.
             const trailer = d.container_metadata.gzip;
             if (trailer.count != @as(u32, @truncate(out.end))) return error.BadChecksum;
-            if (std.hash.Crc32.hash(dest[0..out.end]) != trailer.crc) return error.BadChecksum;
+            if (crc32(dest[0..out.end]) != trailer.crc) return error.BadChecksum;
         },
         .xz => {
             const buf = gpa.alloc(u8, 64 * 1024) catch return error.OutOfMemory;
