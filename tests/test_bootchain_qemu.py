@@ -199,3 +199,20 @@ def test_stage2_alone_boots_as_qemu_kernel_with_xz_initramfs(tmp_path, guest):
     end = struct.unpack(">Q", ch["linux,initrd-end"])[0]
     assert end - start == len(guest["initrd"])  # inflated: the cpio itself
     assert "(passed in)" in r.console
+
+
+def test_stage2_alone_boots_raw_kernel_given_last(tmp_path, guest):
+    """An uncompressed kernel as the last payload (formats.md §3): stage 2 copies it to a
+    2 MiB boundary; the tagged initramfs stays in place."""
+    k = qemu.kernel_assets()
+    initrd = guest["initrd"]
+    boot = (bc.stage_bytes("stage2") + b"m1n1_initramfs" + struct.pack("<I", len(initrd))
+            + initrd + f"chosen.bootargs={BOOTARGS}\n".encode() + k.image.read_bytes())
+    path = tmp_path / "boot.bin"
+    path.write_bytes(boot)
+    r = qemu.run_qemu(kernel=path, timeout=180, append="ignored")
+    assert "GUEST-INIT-DONE" in r.console, r.console[-3000:]
+    ch = bc.chosen(r.console)
+    assert ch["bootargs"] == BOOTARGS.encode() + b"\0"
+    start = struct.unpack(">Q", ch["linux,initrd-start"])[0]
+    assert struct.unpack(">Q", ch["linux,initrd-end"])[0] - start == len(initrd)

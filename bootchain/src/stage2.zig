@@ -216,7 +216,11 @@ fn findEnd(b: *rt.Boot) usize {
         const it = s.next() catch |e| rt.halt(stage, "payload at +{d}: {t}", .{ s.pos, e });
         switch (it.kind) {
             .end => return b.image_end + it.off,
-            .image => return b.scratch_base, // an uncompressed kernel is last; its size is unknown
+            .image => { // an uncompressed kernel is last; it is at most image_size long
+                const info = rt.imageInfo(it.data) orelse unreachable; // the scanner checked the magic
+                const len = @min(info.image_size, it.data.len);
+                return b.image_end + it.off + @as(usize, @intCast(len));
+            },
             .gzip, .xz => {
                 const n = payload.skip(it.kind, it.data, window, fba.allocator()) catch |e|
                     rt.halt(stage, "{t} payload at +{d}: {t}", .{ it.kind, it.off, e });
