@@ -203,3 +203,27 @@ def test_unpack_refuses_non_empty_dest(tmp_path):
     with pytest.raises(ArchiveError, match="is not empty"):
         rawdump.unpack(good, dest)
     assert os.listdir(dest) == ["mine"]
+
+
+def test_bug_dot_slash_root_member_was_rejected(tmp_path):
+    """`tar -C dump -czf all_firmware.tar.gz .` starts with a "./" directory member."""
+    src = make_dump_tree(tmp_path / "src")
+    dump = tmp_path / "dot.tar.gz"
+    subprocess.run([require_tool("tar"), "-C", src, "-czf", dump, "."], check=True)
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    rawdump.unpack(dump, dest)
+    assert tree_state(dest) == tree_state(src)
+
+
+def test_bug_repeated_member_rewrote_its_hard_link_target(tmp_path):
+    """A later member named like an earlier hard link replaces the link, not the shared file."""
+    first, again = tarfile.TarInfo("firmware/a"), tarfile.TarInfo("firmware/b")
+    archive = tmp_path / "dup.tar.gz"
+    archive.write_bytes(tgz([(first, b"original"), special("firmware/b", tarfile.LNKTYPE,
+                                                           "firmware/a"), (again, b"newer")]))
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    rawdump.unpack(archive, dest)
+    assert (dest / "firmware/a").read_bytes() == b"original"
+    assert (dest / "firmware/b").read_bytes() == b"newer"

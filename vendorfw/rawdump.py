@@ -83,7 +83,11 @@ class _Unpacker:
 
     def file(self, name: str, entry: libarchive.entry.ArchiveEntry) -> None:
         self._dir(name.rpartition("/")[0])
-        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC
+        # a repeated member replaces the earlier one; unlink first so that truncating does
+        # not also rewrite a file that an earlier hard link shares the inode with
+        if name in self.files:
+            os.unlink(self.root / name)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
         try:
             fd = os.open(self.root / name, flags, 0o644)
         except OSError as exc:
@@ -150,6 +154,8 @@ def unpack(
         ) as reader:
             for entry in reader:
                 raw = entry.pathname
+                if entry.isdir and raw.strip("/") in (".", ""):
+                    continue  # the archive root ("./", as in `tar -C dump -czf … .`)
                 name = _member_name(raw)
                 if entry.islnk:
                     u.hardlink(name, entry.linkpath)
