@@ -290,3 +290,46 @@ def test_recovers_from_a_killed_update(env, capsys):
     assert json.loads(out)["diff"]["removed"] == ["brcm/old.bin"]  # diffed against the old
     assert sorted(os.listdir(esp)) == ["asahi", "vendorfw"]
     assert read_package(esp / "vendorfw").files() == expected
+
+
+def test_bug_install_to_a_file_deleted_it(env, capsys):
+    """--install-to naming a file used to move the file aside and delete it."""
+    esp = env / "esp"
+    make_esp(esp)
+    victim = env / "important.conf"
+    victim.write_text("keep me")
+    before = {p.name: p.read_bytes() for p in (esp / "vendorfw").iterdir()}
+    rc, _, err = run(capsys, "update", "--esp", str(esp), "--install-to", str(victim))
+    assert rc == 1
+    assert "exists and is not a directory" in err
+    assert victim.read_text() == "keep me"
+    # refused before the ESP was touched
+    assert {p.name: p.read_bytes() for p in (esp / "vendorfw").iterdir()} == before
+
+
+def test_bug_refused_install_to_still_replaced_the_esp_package(env, capsys):
+    """A foreign --install-to directory is refused before vendorfw/ on the ESP changes."""
+    esp = env / "esp"
+    make_esp(esp)
+    dest = env / "fw"
+    dest.mkdir()
+    (dest / "mine.bin").write_text("x")
+    before = {p.name: p.read_bytes() for p in (esp / "vendorfw").iterdir()}
+    rc, _, err = run(capsys, "update", "--esp", str(esp), "--install-to", str(dest))
+    assert rc == 1
+    assert "holds no .vendorfw.manifest" in err
+    assert {p.name: p.read_bytes() for p in (esp / "vendorfw").iterdir()} == before
+    assert os.listdir(dest) == ["mine.bin"]
+
+
+def test_bug_update_deleted_foreign_files_in_esp_vendorfw(env, capsys):
+    """Files that are not part of a vendorfw package are never swapped away and deleted."""
+    esp = env / "esp"
+    make_esp(esp)
+    (esp / "vendorfw" / "notes.txt").write_text("mine")
+    rc, _, err = run(capsys, "update", "--esp", str(esp))
+    assert rc == 1
+    assert "holds other files (notes.txt)" in err
+    assert "hint: move those files elsewhere" in err
+    assert (esp / "vendorfw" / "notes.txt").read_text() == "mine"
+    assert sorted(os.listdir(esp)) == ["asahi", "vendorfw"]

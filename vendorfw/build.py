@@ -67,7 +67,9 @@ def plan_from_source(
 PACKAGE_ENTRIES = frozenset({"firmware.cpio", "firmware.tar", "manifest.txt", "u-boot"})
 
 
-def check_replaceable(out_dir: Path) -> None:
+def check_replaceable(
+    out_dir: Path, hint: str = "give a new or empty directory, or a vendorfw/ directory"
+) -> None:
     """Refuse to replace a directory that is not a vendorfw/ package (e.g. a typo'd $HOME)."""
     if not out_dir.exists():
         return
@@ -78,7 +80,7 @@ def check_replaceable(out_dir: Path) -> None:
         raise ArchiveError(
             f"{out_dir} holds other files ({', '.join(foreign[:3])}"
             f"{', …' if len(foreign) > 3 else ''}); it would be replaced as a whole",
-            hint="give a new or empty directory, or a vendorfw/ directory",
+            hint=hint,
         )
 
 

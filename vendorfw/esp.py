@@ -18,7 +18,7 @@ from pathlib import Path
 
 from vendorfw import rawdump
 from vendorfw.atomic import atomic_dir, fsync_tree
-from vendorfw.build import plan_from_source, write_vendorfw_dir
+from vendorfw.build import check_replaceable, plan_from_source, write_vendorfw_dir
 from vendorfw.errors import EspError, VendorFwError
 from vendorfw.manifest import MANIFEST_ENTRY, Diff, Manifest, diff_hashes
 from vendorfw.model import Problem
@@ -179,6 +179,10 @@ def update(
             f"{asahi / rawdump.RAWDUMP_NAME} is missing: nothing to re-extract firmware from",
             hint="is this the ESP of this OS? (--esp PATH)",
         )
+    # refuse before anything is written: a bad --install-to must not leave half an update
+    check_replaceable(esp / "vendorfw", hint="move those files elsewhere, then run again")
+    if install_to is not None:
+        check_install_target(install_to)
     if not dry_run:
         recover_interrupted(esp / "vendorfw")
     old = current_hashes(esp / "vendorfw")
@@ -209,18 +213,30 @@ def _write_tree(plan: Plan, root: Path, manifest: Manifest) -> None:
     (root / MANIFEST_ENTRY).write_text(manifest.text(), encoding="utf-8")
 
 
+def check_install_target(dest: Path) -> None:
+    """Refuse an install target that is not ours to replace: a file, or a non-empty
+    directory without our manifest."""
+    try:
+        if os.path.lexists(dest) and not dest.is_dir():
+            raise EspError(f"--install-to {dest} exists and is not a directory",
+                           hint="use a dedicated directory such as /lib/firmware/vendor")
+        if dest.is_dir() and any(dest.iterdir()) and not (dest / MANIFEST_ENTRY).is_file():
+            raise EspError(
+                f"--install-to {dest} is not empty and holds no {MANIFEST_ENTRY}; it would "
+                "be replaced as a whole",
+                hint="use a dedicated directory such as /lib/firmware/vendor",
+            )
+    except OSError as exc:
+        raise EspError(f"cannot inspect --install-to {dest}: {exc.strerror or exc}") from exc
+
+
 def install_tree(plan: Plan, dest: Path) -> None:
     """Replace ``dest`` (e.g. /lib/firmware/vendor) with the firmware files.
 
     A plain directory is swapped as a whole. A mount point (the tmpfs of §9) cannot be
     renamed, so the new tree is staged inside it and its entries are swapped in one by one.
     """
-    if dest.is_dir() and any(dest.iterdir()) and not (dest / MANIFEST_ENTRY).is_file():
-        raise EspError(
-            f"--install-to {dest} is not empty and holds no {MANIFEST_ENTRY}; it would be "
-            "replaced as a whole",
-            hint="use a dedicated directory such as /lib/firmware/vendor",
-        )
+    check_install_target(dest)
     try:
         if dest.is_dir() and os.path.ismount(dest):
             _install_into_mount(plan, dest)
