@@ -355,3 +355,20 @@ def test_space_options(server):
     assert not o.resize_offered
     assert o.why_not_resize.startswith("macOS needs 38.0 GB free after resize")
     assert space_options(model(full), server, expert=True).resize_offered
+
+
+def test_bug_uninstall_before_macos_does_not_resize_macos():
+    """A stub install placed before the macOS container: macOS cannot grow backwards, so the
+    plan must not resize it (it used to plan a negative size)."""
+    base = mac_disk(disk_size=500 * GB)
+    isc, mac, rec = base.partitions
+    stub = Partition("disk0s4", 4, PartKind.APFS, isc.end, STUB_SIZE, "Linux",
+                     container=stub_container(STUB_SIZE, "Linux", "disk5"))
+    esp = Partition("disk0s5", 5, PartKind.EFI, stub.end, 500 * MiB, "EFI")
+    start = align_up(esp.end, MiB)
+    moved = Partition(mac.ref, 2, PartKind.APFS, start, rec.start - start, "Container",
+                      container=mac.container, limits=mac.limits)
+    d = base.__class__(base.ref, base.size, 4096, True, True, (isc, stub, esp, moved, rec))
+    plan = plan_uninstall(model(d), "disk0s4")
+    assert [type(o) for o in plan.ops] == [DeletePartition, DeleteContainer]
+    assert "stays unpartitioned" in plan.notes[0]

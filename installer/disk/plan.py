@@ -353,7 +353,10 @@ def plan_uninstall(model: DiskModel, stub_ref: str, *, disk_ref: str | None = No
     remaining = [p for p in disk.partitions if p not in parts]
     mac = disk.macos_partition()
     notes: list[str] = []
-    if mac is not None and not any(mac.end <= p.start < inst.stub.start for p in remaining):
+    # Only a macOS container that ends before the install, with nothing in between, can
+    # grow into the freed space (APFS containers grow only at their end).
+    if (mac is not None and mac.end <= inst.stub.start
+            and not any(mac.end <= p.start < inst.stub.start for p in remaining)):
         new_size = align_down(freed_end - mac.start, 4096)
         ops.append(ResizeContainer(mac.ref, mac.size, new_size))
         owned += [(mac.start, mac.start + APFS_SUPERBLOCK), (mac.end, mac.start + new_size)]
