@@ -33,6 +33,7 @@ def test_ls_json_matches_the_zip(served, tmp_path):
             assert rows[zi.filename]["size"] == zi.file_size
             assert rows[zi.filename]["compressed"] == zi.compress_size
     assert rows["BuildManifest.plist"]["compression"] == "deflate"
+    assert any('"pippin/' in line for line in served.server.log_lines())  # User-Agent
 
 
 def test_identities_and_needed(served, tmp_path):

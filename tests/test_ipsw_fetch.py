@@ -20,7 +20,7 @@ from installer.ipsw.cache import BLOCK
 from installer.ipsw.fetch import FetchProgress, MemberState, fetch_members
 from installer.ipsw.member import DirectorySink, MemorySink
 from installer.ipsw.remote import open_archive
-from installer.net.session import NetConfig, make_session
+from installer.net.session import NetConfig, make_session, proxies_from_env
 from tests.support import faultproxy, ipswfix
 from tests.support.faultproxy import Fault, every, first
 from tests.support.ipswfix import assert_identical, fast_options
@@ -129,6 +129,23 @@ def test_hopeless_server_is_a_clear_error_and_no_wrong_bytes(served, session, na
         assert_identical(out, served.ipsw, [str(p.relative_to(out))])
 
 
+def test_a_stalled_connection_is_relieved_by_the_others(served, session, names, tmp_path):
+    """The first request stalls until its read timeout; meanwhile the other connection
+    finishes its own job and takes over half of the stalled one's range."""
+    with faultproxy.running(served.server.port,
+                            schedule=first(1, Fault("stall", at=0))) as px:
+        arc = open_archive(str(served.ipsw.path))
+        arc = arc.__class__(f"{px.url_base}/{served.ipsw.path.name}", arc.size,
+                            arc.cd_offset, arc.members)
+        opts = fast_options(connections=2, split_in_flight=1 << 20)
+        res = fetch_members(arc, names, DirectorySink(tmp_path / "out"), session=session,
+                            cache_root=tmp_path / "cache", options=opts,
+                            sleep=lambda _s: None)
+    assert_identical(tmp_path / "out", served.ipsw, names)
+    assert res.steals >= 1
+    assert res.downloaded_bytes == res.needed_bytes  # nothing fetched twice
+
+
 def test_directory_read_survives_faults_and_refuses_200(served, session):
     with faultproxy.running(served.server.port, schedule=first(3, Fault("status"))) as px:
         arc = open_archive(f"{px.url_base}/{served.ipsw.path.name}", session,
@@ -151,6 +168,21 @@ def test_proxy_settings_are_honoured(served, names, tmp_path):
         s2 = make_session(NetConfig(proxies={"http": px.url_base}, no_proxy=("127.0.0.1",)))
         open_archive(url, s2)
         assert len(px.records) == before  # NO_PROXY host: straight to nginx
+
+
+@pytest.mark.parametrize(
+    ("env", "proxies", "no_proxy"),
+    [
+        ({}, {}, ()),
+        ({"http_proxy": "http://p:3128"}, {"http": "http://p:3128"}, ()),
+        ({"HTTPS_PROXY": "http://s:1", "https_proxy": "http://l:2"}, {"https": "http://l:2"},
+         ()),
+        ({"ALL_PROXY": "socks5://a:1", "NO_PROXY": "example.org, .lan,"},
+         {"http": "socks5://a:1", "https": "socks5://a:1"}, ("example.org", "lan")),
+    ],
+)
+def test_proxies_from_env(env, proxies, no_proxy):
+    assert proxies_from_env(env) == (proxies, no_proxy)
 
 
 def _journal_bytes(cache_root):

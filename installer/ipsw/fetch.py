@@ -1,7 +1,8 @@
 """Fetch members of a restore image: parallel validated ranges, resumable, verified.
 
 :func:`fetch_members` plans the byte ranges of the wanted members
-(:mod:`installer.ipsw.ranges`), fetches them over ``connections`` parallel requests into
+(:mod:`installer.ipsw.ranges`), fetches them over ``connections`` parallel requests (an idle
+connection takes over half of a busy one's rest, :mod:`installer.ipsw.schedule`) into
 the persistent range cache (:mod:`installer.ipsw.cache`), and hands each member to a sink
 as soon as all its bytes are there and its CRC-32 checked. Every response is validated
 (206 + exact Content-Range); a failed or short response is retried from the last byte
@@ -39,6 +40,7 @@ from installer.ipsw.member import (
 )
 from installer.ipsw.ranges import Job, PlanOptions, coalesce, plan, subtract
 from installer.ipsw.remote import Archive, Member, local_path, open_archive
+from installer.ipsw.schedule import WorkQueue
 from installer.net.http import RetryableNetworkError, get_range
 
 log = logging.getLogger(__name__)
@@ -74,6 +76,9 @@ class FetchOptions:
     backoff: float = 0.2  # first retry delay (s); doubles up to max_backoff
     max_backoff: float = 5.0
     keep_cache: bool = False  # keep fetched ranges after success (default: remove them)
+    #: An idle connection cuts a busy one's range in flight only when this much is left
+    #: (what the server sent past the cut is wasted).
+    split_in_flight: int = 16 << 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +91,7 @@ class FetchResult:
     retries: int
     seconds: float
     refetched: tuple[str, ...] = ()  # members whose bytes failed CRC once and came again
+    steals: int = 0  # ranges an idle connection took over from a busy one
 
 
 def fetch_members(
@@ -168,7 +174,7 @@ class _Run:
         self.active_lock = threading.Lock()
         self.pending = list(members)
         self.refetched: set[str] = set()
-        self.requests = self.retries = self.downloaded = 0
+        self.requests = self.retries = self.downloaded = self.steals = 0
         spans = coalesce(((m.start, m.end) for m in members), opts.plan.max_gap)
         self.total = sum(e - s for s, e in spans)
         have = cache.intervals()
@@ -180,6 +186,9 @@ class _Run:
     # --- caller's thread -------------------------------------------------------------
 
     def run(self) -> FetchResult:
+        log.info("fetching %d members (%d bytes, %d cached) from %s over %d connections",
+                 len(self.members), self.total, self.cached, self.url,
+                 self.opts.plan.connections)
         self._report(None, None, force=True)
         self._deliver_ready()
         while self.pending:
@@ -192,20 +201,22 @@ class _Run:
                                         + ", ".join(m.name for m in self.pending))
             self._round(plan(missing, self.opts.plan))
         self._report(None, None, force=True)
+        log.info("fetched %d members from %s: %d bytes downloaded, %d requests, %d retries, "
+                 "%d steals", len(self.members), self.url, self.downloaded, self.requests,
+                 self.retries, self.steals)
         return FetchResult(tuple(m.name for m in self.members), self.total, self.downloaded,
                            self.cached, self.requests, self.retries, self.clock() - self.t0,
-                           tuple(sorted(self.refetched)))
+                           tuple(sorted(self.refetched)), self.steals)
 
     def _round(self, jobs: list[Job]) -> None:
-        todo: queue.Queue[Job] = queue.Queue()
-        for job in jobs:
-            todo.put(job)
         n = max(1, min(self.opts.plan.connections, len(jobs)))
-        threads = [threading.Thread(target=self._worker, args=(todo,), daemon=True,
+        work = WorkQueue(jobs, n, align=BLOCK, min_split=self.opts.split_in_flight,
+                         min_steal=max(BLOCK, 4 * self.opts.plan.request_cost))
+        threads = [threading.Thread(target=self._worker, args=(work, i), daemon=True,
                                     name=f"ipsw-fetch-{i}") for i in range(n)]
         for t in threads:
             t.start()
-        left = len(jobs)
+        left = n
         try:
             while left:
                 try:
@@ -220,8 +231,8 @@ class _Run:
                     self.requests += 1
                 elif kind == "retry":
                     self.retries += 1
-                elif kind in ("piece", "job"):
-                    left -= kind == "job"
+                elif kind in ("piece", "exit"):
+                    left -= kind == "exit"
                     self._deliver_ready()
                 else:
                     raise value
@@ -233,6 +244,7 @@ class _Run:
             for t in threads:
                 t.join()
             self.stop.clear()
+            self.steals += work.steals
         self._deliver_ready()
 
     def _deliver_ready(self) -> None:
@@ -270,27 +282,33 @@ class _Run:
 
     # --- worker threads --------------------------------------------------------------
 
-    def _worker(self, todo: queue.Queue[Job]) -> None:
-        while not self.stop.is_set():
-            try:
-                job = todo.get_nowait()
-            except queue.Empty:
-                return
-            try:
-                for piece in job:
-                    for s, e in subtract(piece.start, piece.end, self.cache.intervals()):
-                        self._fetch_range(s, e)
-                    self.events.put(("piece", piece))
-            except BaseException as exc:  # noqa: BLE001 - worker entry: hand over to caller
-                self.stop.set()
-                self.events.put(("error", exc))
-                return
-            self.events.put(("job", job))
+    def _worker(self, work: WorkQueue, me: int) -> None:
+        def advance(pos: int) -> int:
+            return work.advance(me, pos)
 
-    def _fetch_range(self, start: int, end: int) -> None:
+        try:
+            while not self.stop.is_set():
+                rng = work.next(me)
+                if rng is None:
+                    break
+                for s, e in subtract(rng[0], rng[1], self.cache.intervals()):
+                    self._fetch_range(s, e, advance)
+                self.events.put(("piece", rng))
+        except BaseException as exc:  # noqa: BLE001 - worker entry: hand over to caller
+            self.stop.set()
+            self.events.put(("error", exc))
+        finally:
+            self.events.put(("exit", me))
+
+    def _fetch_range(self, start: int, end: int, advance: Callable[[int], int]) -> None:
+        """Fetch ``[start, end)``; ``advance(pos)`` reports progress and returns where to
+        stop (earlier than ``end`` once another worker took over the rest)."""
         pos = blk = start
         crc = fails = 0
-        while pos < end and not self.stop.is_set():
+        while not self.stop.is_set():
+            end = min(end, advance(pos))
+            if pos >= end:
+                return
             attempt_from = before = pos
             try:
                 resp, _, _, _ = get_range(self.session, self.url, pos, end,
@@ -301,7 +319,8 @@ class _Run:
                 try:
                     with resp:
                         for chunk in resp.iter_content(CHUNK):
-                            if self.stop.is_set():
+                            end = min(end, advance(pos))
+                            if self.stop.is_set() or pos >= end:
                                 return
                             view = memoryview(chunk)[: end - pos]
                             while view:

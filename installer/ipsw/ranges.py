@@ -37,9 +37,9 @@ class Piece:
 class PlanOptions:
     connections: int = 8
     max_gap: int = 16 << 10
-    pieces_per_connection: int = 2
+    pieces_per_connection: int = 1  # the fetcher rebalances by stealing at the end
     min_piece: int = 1 * MiB
-    max_piece: int = 64 * MiB
+    max_piece: int = 1024 * MiB
     #: What one more request costs, in bytes one connection could have carried meanwhile
     #: (≈ RTT × per-connection rate); jobs are balanced on bytes + requests × this.
     request_cost: int = 128 << 10

@@ -26,7 +26,7 @@ pid {prefix}/nginx.pid;
 error_log {prefix}/error.log warn;
 events {{ worker_connections 256; }}
 http {{
-    log_format fmt '$request_method $uri "$http_range" $status $body_bytes_sent';
+    log_format fmt '$request_method $uri "$http_range" $status $body_bytes_sent "$http_user_agent"';
     access_log {prefix}/access.log fmt;
     client_body_temp_path {prefix}/body;
     proxy_temp_path {prefix}/proxy;
