@@ -333,3 +333,24 @@ def test_bug_update_deleted_foreign_files_in_esp_vendorfw(env, capsys):
     assert "hint: move those files elsewhere" in err
     assert (esp / "vendorfw" / "notes.txt").read_text() == "mine"
     assert sorted(os.listdir(esp)) == ["asahi", "vendorfw"]
+
+
+def test_bug_empty_dump_wiped_the_firmware(env, capsys):
+    """A raw dump that yields no firmware must not replace a package that has some."""
+    esp = env / "esp"
+    make_esp(esp)
+    rc, _, err = run(capsys, "update", "--esp", str(esp))
+    assert rc == 0, err
+    before = {p.name: p.read_bytes() for p in (esp / "vendorfw").iterdir() if p.is_file()}
+    empty = env / "empty-dump"
+    (empty / "firmware" / "wifi").mkdir(parents=True)
+    rawdump.pack(empty, esp / "asahi" / rawdump.RAWDUMP_NAME)
+    for kc in (esp / "asahi").glob("kernelcache*"):
+        kc.unlink()
+    for dry in ([], ["--dry-run"]):
+        rc, _, err = run(capsys, "update", "--esp", str(esp), *dry)
+        assert rc == 1
+        assert "no kernelcache" in err
+        assert "yields no firmware; keeping" in err
+        assert {p.name: p.read_bytes() for p in (esp / "vendorfw").iterdir()
+                if p.is_file()} == before

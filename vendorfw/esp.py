@@ -186,8 +186,16 @@ def update(
     if not dry_run:
         recover_interrupted(esp / "vendorfw")
     old = current_hashes(esp / "vendorfw")
+    if rawdump.find_kernelcache(asahi) is None:
+        log.warning("no kernelcache* in %s: the ASMedia xHCI firmware cannot be rebuilt", asahi)
     with plan_from_source(asahi, progress, tmp_parent) as (plan, problems):
         diff = diff_hashes(old, plan.manifest.hashes())
+        if not plan.files and old:
+            raise EspError(
+                f"{asahi / rawdump.RAWDUMP_NAME} yields no firmware; keeping "
+                f"{esp / 'vendorfw'} ({len(old)} files)",
+                hint="the raw dump looks damaged; see the warnings above",
+            )
         if not dry_run:
             write_vendorfw_dir(plan, esp / "vendorfw", progress)
             log.info("replaced %s", esp / "vendorfw")
