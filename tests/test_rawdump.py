@@ -227,3 +227,17 @@ def test_bug_repeated_member_rewrote_its_hard_link_target(tmp_path):
     rawdump.unpack(archive, dest)
     assert (dest / "firmware/a").read_bytes() == b"original"
     assert (dest / "firmware/b").read_bytes() == b"newer"
+
+
+def test_bug_dump_directory_named_like_the_kernelcache_was_an_internal_error(tmp_path):
+    """open_source used to unlink() a same-named member to put the kernelcache symlink in."""
+    src = make_dump_tree(tmp_path / "src")
+    (src / "kernelcache.release.mac13g").mkdir()
+    (src / "kernelcache.release.mac13g" / "x").write_bytes(b"x")
+    asahi = tmp_path / "asahi"
+    asahi.mkdir()
+    rawdump.pack(src, asahi / rawdump.RAWDUMP_NAME)
+    (asahi / "kernelcache.release.mac13g").write_bytes(b"kc")
+    with rawdump.open_source(asahi, tmp_parent=tmp_path) as source:
+        assert source.kernelcache == asahi / "kernelcache.release.mac13g"
+        assert source.firmware is not None

@@ -24,6 +24,7 @@ from vendorfw.manifest import MANIFEST_ENTRY, Diff, Manifest, diff_hashes
 from vendorfw.model import Problem
 from vendorfw.package import Plan, Progress, iter_chunks
 from vendorfw.readback import read_package
+from vendorfw.source import find_kernelcache
 
 log = logging.getLogger(__name__)
 
@@ -186,7 +187,7 @@ def update(
     if not dry_run:
         recover_interrupted(esp / "vendorfw")
     old = current_hashes(esp / "vendorfw")
-    if rawdump.find_kernelcache(asahi) is None:
+    if find_kernelcache(asahi) is None:
         log.warning("no kernelcache* in %s: the ASMedia xHCI firmware cannot be rebuilt", asahi)
     with plan_from_source(asahi, progress, tmp_parent) as (plan, problems):
         diff = diff_hashes(old, plan.manifest.hashes())

@@ -26,12 +26,11 @@ from vendorfw import archiveio
 from vendorfw.archiveio import DIR, FILE, SYMLINK
 from vendorfw.atomic import atomic_file
 from vendorfw.errors import ArchiveError
-from vendorfw.source import FirmwareSource
+from vendorfw.source import FirmwareSource, find_kernelcache
 
 log = logging.getLogger(__name__)
 
 RAWDUMP_NAME = "all_firmware.tar.gz"
-KERNELCACHE_PREFIX = "kernelcache"
 MAX_UNPACKED = 8 << 30  # a real dump is a few hundred MB; this stops a decompression bomb
 BLOCK = 1 << 20
 
@@ -186,15 +185,6 @@ def _empty(d: Path) -> None:
             child.unlink(missing_ok=True)
 
 
-def find_kernelcache(directory: Path) -> Path | None:
-    """The ``kernelcache*`` file beside a raw dump (first in byte order of the name)."""
-    found = sorted(
-        (p for p in directory.iterdir() if p.name.startswith(KERNELCACHE_PREFIX) and p.is_file()),
-        key=lambda p: p.name.encode(),
-    )
-    return found[0] if found else None
-
-
 @contextlib.contextmanager
 def open_source(
     src: Path, tmp_parent: Path | None = None, progress: Callable[[int], None] | None = None
@@ -206,14 +196,11 @@ def open_source(
     if not dump.is_file():
         yield FirmwareSource.from_dir(src)
         return
+    kernelcache = find_kernelcache(src)
     with tempfile.TemporaryDirectory(prefix="vendorfw-dump-", dir=tmp_parent) as tmp:
         root = Path(tmp)
         unpack(dump, root, progress)
-        kc = find_kernelcache(src)
-        if kc is not None:  # the collectors look for kernelcache* at the top of the tree
-            (root / kc.name).unlink(missing_ok=True)
-            os.symlink(kc.resolve(), root / kc.name)
-        yield FirmwareSource.from_dir(root)
+        yield FirmwareSource.from_dir(root, kernelcache)
 
 
 def pack(src_dir: Path, out: Path, progress: Callable[[int], None] | None = None) -> int:

@@ -62,15 +62,18 @@ class FirmwareSource:
     kernelcache: Path | None = None
 
     @classmethod
-    def from_dir(cls, root: Path) -> FirmwareSource:
-        """Find the inputs below ``root`` (raw-dump or macOS-style layout, see module doc)."""
+    def from_dir(cls, root: Path, kernelcache: Path | None = None) -> FirmwareSource:
+        """Find the inputs below ``root`` (raw-dump or macOS-style layout, see module doc).
+
+        ``kernelcache`` (e.g. the one beside a packed raw dump) wins over one in ``root``.
+        """
         root = Path(root)
         if not root.is_dir():
             raise CollectError(f"firmware source {root} is not a directory")
         found: dict[str, Path | None] = {}
         for name, candidates, kind in _LAYOUT:
             found[name] = _first(root, candidates, kind)
-        found["kernelcache"] = _kernelcache(root)
+        found["kernelcache"] = kernelcache or find_kernelcache(root)
         if all(p is None for p in found.values()):
             raise CollectError(
                 f"no firmware sources found in {root}",
@@ -96,7 +99,8 @@ def _first(root: Path, candidates: tuple[str, ...], kind: str) -> Path | None:
     return None
 
 
-def _kernelcache(root: Path) -> Path | None:
+def find_kernelcache(root: Path) -> Path | None:
+    """The ``kernelcache*`` regular file at the top of ``root`` (first in byte order)."""
     try:
         entries = list(root.iterdir())
     except OSError as exc:
