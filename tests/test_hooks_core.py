@@ -259,6 +259,14 @@ HOSTILE = {
     "outside": _newc([("etc", 0o40755, b""), ("etc/escape", REG, b"x")]),
     "symlink": _newc([("vendorfw", 0o40755, b""), ("vendorfw/evil", 0o120777, b"/etc"),
                       ("vendorfw/.vendorfw.manifest", REG, b"")]),
+    # bug: the listing check let a symlink member through, and GNU cpio then wrote the next
+    # member through it, outside the temp dir. The link leads from
+    # <root>/run/.vendorfw-new.PID/vendorfw to <base>/escape.
+    "bug-write-through-symlink": _newc([
+        ("vendorfw", 0o40755, b""), ("vendorfw/l", 0o120777, b"../../../../escape"),
+        ("vendorfw/l/pwned", REG, b"x"), ("vendorfw/.vendorfw.manifest", REG, b"")]),
+    "device-node": _newc([("vendorfw", 0o40755, b""), ("vendorfw/null", 0o20666, b""),
+                          ("vendorfw/.vendorfw.manifest", REG, b"")]),
     "no-manifest": _newc([("vendorfw", 0o40755, b""), ("vendorfw/a.bin", REG, b"a")]),
     "manifest-lies": _newc([("vendorfw", 0o40755, b""), ("vendorfw/a.bin", REG, b"a"),
                             ("vendorfw/.vendorfw.manifest", REG,
@@ -274,10 +282,12 @@ HOSTILE = {
 
 @pytest.mark.parametrize("kind", sorted(HOSTILE))
 def test_corrupt_or_hostile_cpio(fr, kind):
+    escape = fr.base / "escape"
+    escape.mkdir()  # a symlink member points here: nothing may land inside
     fr.add_disk({"vendorfw/firmware.cpio": HOSTILE[kind]})
     res = fr.run("early")
     assert_not_loaded(fr, res, "firmware not loaded")
-    assert not (fr.base / "escape").exists()
+    assert list(escape.iterdir()) == []
     assert not os.path.exists("/tmp/pippin-escape")
     assert len(fr.lines("umount")) == 1
 

@@ -223,15 +223,20 @@ pippin_wait_partuuid() {
     pippin_die "ESP $1 did not appear within ${VENDORFW_WAIT:-5}s: firmware will not be loaded"
 }
 
-# pippin_check_listing CPIO: every member is vendorfw or under vendorfw/, no "..", and the
-# archive reads to its trailer. Keeps a hostile ESP from writing outside the temp dir.
+# pippin_check_listing CPIO: every member is vendorfw or under vendorfw/, no "..", only
+# files and directories, and the archive reads to its trailer. Keeps a hostile ESP from
+# writing outside the temp dir: cpio -i writes a later member through an earlier symlink.
 pippin_check_listing() {
     local list
     list=$(cpio -t <"$1" 2>/dev/null) || return 1
     printf '%s\n' "$list" | awk '
         $0 != "vendorfw" && substr($0, 1, 9) != "vendorfw/" { bad = 1 }
         $0 ~ /(^|\/)\.\.(\/|$)/ { bad = 1 }
-        END { exit bad }'
+        END { exit bad }' || return 1
+    # `ls -l` style lines in GNU and busybox cpio alike: the type is the first character
+    # (a name with a newline makes a line that fails too)
+    list=$(cpio -t -v <"$1" 2>/dev/null) || return 1
+    printf '%s\n' "$list" | awk '!/^[-d]/ { bad = 1 } END { exit bad }'
 }
 
 # pippin_check_tree DIR: DIR/vendorfw holds only files and directories, and every file the
