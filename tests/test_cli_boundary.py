@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
@@ -11,7 +12,7 @@ import click
 import pytest
 
 from vendorfw import atomic
-from vendorfw.cliboundary import EXIT_ERROR, EXIT_INTERNAL, run_click
+from vendorfw.cliboundary import EXIT_ERROR, EXIT_INTERNAL, run_click, setup_logging
 from vendorfw.errors import VendorFwError
 
 
@@ -92,3 +93,26 @@ def test_console_scripts_help(prog):
     out = subprocess.run([exe, "--help"], capture_output=True, text=True, check=False)
     assert out.returncode == 0
     assert "Usage:" in out.stdout
+
+
+def test_bug_internal_error_printed_the_traceback_on_stderr(capsys, tmp_path):
+    """With the real log setup, stderr gets one line; the traceback goes to the log file."""
+    root = logging.getLogger()
+    saved = (list(root.handlers), root.level)
+    try:
+        log = setup_logging(tmp_path / "x.log")
+        rc = run_click("x", _cmd(ZeroDivisionError("oops")), [], log)
+        logging.getLogger("lib").warning("careful", exc_info=ValueError("why"))
+    finally:
+        for h in list(root.handlers):
+            root.removeHandler(h)
+            h.close()
+        for h in saved[0]:
+            root.addHandler(h)
+        root.setLevel(saved[1])
+    err = capsys.readouterr().err.splitlines()
+    assert rc == EXIT_INTERNAL
+    assert err == [f"x: internal error, details in {log}", "WARNING: careful"]
+    text = (tmp_path / "x.log").read_text()
+    assert "Traceback" in text
+    assert "ZeroDivisionError: oops" in text

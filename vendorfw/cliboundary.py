@@ -29,6 +29,18 @@ def default_log_path(env: dict[str, str] | os._Environ[str], name: str) -> Path:
     return Path(base) / "pippin" / f"{name}.log"
 
 
+class _OneLineFormatter(logging.Formatter):
+    """stderr gets the message only: tracebacks belong in the log file."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        record.message = record.getMessage()
+        return self.formatMessage(record)
+
+
+def _not_file_only(record: logging.LogRecord) -> bool:
+    return not getattr(record, "file_only", False)
+
+
 def setup_logging(log_path: Path | None, *, verbose: bool = False) -> Path | None:
     """DEBUG to the log file (when it can be opened), WARNING (or INFO) to stderr."""
     root = logging.getLogger()
@@ -38,7 +50,8 @@ def setup_logging(log_path: Path | None, *, verbose: bool = False) -> Path | Non
     root.setLevel(logging.DEBUG)
     err = logging.StreamHandler(sys.stderr)
     err.setLevel(logging.INFO if verbose else logging.WARNING)
-    err.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
+    err.setFormatter(_OneLineFormatter("%(levelname)s: %(message)s"))
+    err.addFilter(_not_file_only)
     root.addHandler(err)
     if log_path is None:
         return None
@@ -69,7 +82,7 @@ def run(prog: str, body: Callable[[], int | None], log_path: Path | None) -> int
         print(f"{prog}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     except Exception:  # noqa: BLE001 - the one boundary that catches everything
-        log.exception("internal error")
+        log.exception("internal error", extra={"file_only": True})  # stderr: one line below
         where = f", details in {log_path}" if log_path else ""
         print(f"{prog}: internal error{where}", file=sys.stderr)
         return EXIT_INTERNAL
