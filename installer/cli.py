@@ -10,6 +10,7 @@ import click
 from installer import __version__
 from installer.bootobj.cli import bootobj
 from installer.disk.cli import plan_cmd, sim
+from installer.install_cli import install_cmd
 from installer.ipsw.cli import ipsw
 from vendorfw.cliboundary import default_log_path, run_click, setup_logging
 
@@ -29,21 +30,11 @@ def cli(ctx: click.Context, verbose: bool) -> None:
     ctx.obj["cache_dir"] = default_log_path(os.environ, "pippin").parent
 
 
-@cli.command()
-def install() -> int:
-    """Install an OS (not built yet: the installer lands with its own issue)."""
-    click.echo(
-        "pippin install: the installer is not built yet. Available today: "
-        "`vendorfw` (firmware packaging). See README.md for the status of each part.",
-        err=True,
-    )
-    return 3
-
-
 cli.add_command(bootobj)
 cli.add_command(plan_cmd)
 cli.add_command(sim)
 cli.add_command(ipsw)
+cli.add_command(install_cmd)
 
 
 def main(argv: list[str] | None = None) -> int:

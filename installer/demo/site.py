@@ -1,0 +1,196 @@
+"""The demo site: a catalog in the real format, its OS packages and a restore image.
+
+Generated into ``<cache>/demo/www/`` on first use (again when an input changes) and served
+by :mod:`installer.demo.server`, so a demo install downloads everything over HTTP like a
+real one. Entries:
+
+- "UEFI environment only": one EFI partition; the package holds ``esp/m1n1/boot.bin`` =
+  Pippin's stage 2 (bootchain/prebuilt/stage2.bin).
+- "Pippin demo Linux": an EFI partition whose ``m1n1/boot.bin`` is stage 2 + a gzipped arm64
+  kernel + a busybox initramfs (from the test assets: a Debian kernel and static busybox),
+  and a small Linux partition written from an image. Left out, with the reason in
+  :attr:`Site.notes`, when the assets are missing.
+
+The restore image is :func:`installer.demo.restoreimage.make_image` output under the file
+name the pinned 13.5 image has, so ``IPSW_BASE=<site>`` resolves it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+import stat
+import struct
+import zipfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from urllib.parse import urlsplit
+
+from installer.bootobj.assemble import Compression, InitramfsMode, Stage2Parts, assemble_stage2
+from installer.bootobj.vars import Variable
+from installer.demo.restoreimage import make_image
+from installer.errors import PippinError
+from installer.ipsw.images import IMAGES
+from vendorfw.atomic import atomic_dir, write_bytes
+
+log = logging.getLogger(__name__)
+
+SITE_VERSION = "1"  # bump when the generated layout changes
+CATALOG_NAME = "installer_data.json"
+UEFI_ONLY = "UEFI environment only"
+DEMO_LINUX = "Pippin demo Linux"
+IMAGE_VERSION = "13.5"
+ROOT_IMAGE_SIZE = 4 << 20
+DEMO_MARKER = "PIPPIN-DEMO-DONE"
+
+#: /init of the demo initramfs: show what the boot chain handed over, then power off.
+DEMO_INIT = """#!/bin/sh
+/bin/busybox --install -s /bin
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+echo "PIPPIN-DEMO: Linux started by Pippin's boot chain"
+for f in /proc/device-tree/chosen/asahi,*; do
+    [ -e "$f" ] && printf 'PIPPIN-DEMO: chosen/%s=%s\\n' "${f##*/}" "$(tr -d '\\000' < "$f")"
+done
+echo PIPPIN-DEMO-DONE
+poweroff -f
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Site:
+    root: Path  # the directory to serve
+    catalog: str  # file name of the catalog inside root
+    entries: tuple[str, ...]
+    notes: tuple[str, ...]  # why an entry is missing
+
+
+def image_file_name() -> str:
+    img = next(i for i in IMAGES if i.version == IMAGE_VERSION)
+    assert img.url is not None  # pinned in the table
+    return PurePosixPath(urlsplit(img.url).path).name
+
+
+def newc(entries: Sequence[tuple[str, int, bytes]]) -> bytes:
+    """A newc cpio archive of (name, mode, data) entries (a symlink's data is its target)."""
+    out = bytearray()
+
+    def add(name: str, mode: int, data: bytes, ino: int) -> None:
+        raw = name.encode() + b"\0"
+        fields = (ino, mode, 0, 0, 1, 0, len(data), 0, 0, 0, 0, len(raw), 0)
+        out.extend(b"070701" + b"".join(b"%08X" % f for f in fields) + raw)
+        out.extend(bytes(-len(out) % 4))
+        out.extend(data)
+        out.extend(bytes(-len(out) % 4))
+
+    for i, (name, mode, data) in enumerate(entries, start=1):
+        add(name, mode, data, i)
+    add("TRAILER!!!", 0, b"", 0)
+    return bytes(out)
+
+
+def demo_initramfs(busybox: bytes) -> bytes:
+    d, x = stat.S_IFDIR | 0o755, stat.S_IFREG | 0o755
+    return newc([("bin", d, b""), ("dev", d, b""), ("proc", d, b""), ("sys", d, b""),
+                 ("bin/busybox", x, busybox), ("bin/sh", stat.S_IFLNK | 0o777, b"busybox"),
+                 ("init", x, DEMO_INIT.encode())])
+
+
+def _zip(members: dict[str, bytes]) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name in sorted(members):
+            info = zipfile.ZipInfo(name, date_time=(2024, 6, 1, 0, 0, 0))
+            info.compress_type = zipfile.ZIP_DEFLATED
+            info.external_attr = 0o644 << 16
+            zf.writestr(info, members[name])
+    return buf.getvalue()
+
+
+def _entry(name: str, package: str, data: bytes, partitions: list[dict[str, object]]) -> dict[
+        str, object]:
+    return {
+        "name": name, "default_os_name": name, "boot_object": "m1n1.bin",
+        "next_object": "m1n1/boot.bin", "package": package,
+        "supported_fw": [IMAGE_VERSION], "extras": [], "expert": False,
+        "external_boot": False, "partitions": partitions,
+        "sha256": hashlib.sha256(data).hexdigest(),
+    }
+
+
+def _esp(volume_id: str) -> dict[str, object]:
+    return {"name": "EFI", "type": "EFI", "size": "524288000B", "format": "fat",
+            "volume_id": volume_id, "copy_firmware": True, "copy_installer_data": True,
+            "source": "esp"}
+
+
+def root_image() -> bytes:
+    """The demo Linux partition image: a recognisable header, then zeros (4 KiB multiple)."""
+    head = b"PIPPIN-DEMO-ROOT\0" + struct.pack("<Q", ROOT_IMAGE_SIZE)
+    return head + bytes(ROOT_IMAGE_SIZE - len(head))
+
+
+def _key(prebuilt: Path, assets: Path | None) -> str:
+    h = hashlib.sha256(SITE_VERSION.encode())
+    h.update((prebuilt / "stage2.bin").read_bytes())
+    if assets is not None:
+        for name in ("kernel-version", "busybox"):
+            h.update((assets / name).read_bytes())
+        h.update(str((assets / "Image").stat().st_size).encode())
+    return h.hexdigest()[:16]
+
+
+def ensure_site(cache_dir: Path, *, prebuilt: Path, assets: Path | None,
+                assets_missing: str = "") -> Site:
+    """The demo site under ``cache_dir/demo/www`` (built when missing or stale).
+
+    ``assets``: a directory with ``Image`` and ``busybox`` (scripts/fetch-test-assets
+    output), or None, in which case the demo Linux entry is left out with
+    ``assets_missing`` as the reason.
+    """
+    if assets is not None and not all((assets / n).is_file() for n in ("Image", "busybox")):
+        assets_missing = f"{assets} lacks Image or busybox"
+        assets = None
+    try:
+        stage2 = (prebuilt / "stage2.bin").read_bytes()
+        key = _key(prebuilt, assets)
+    except OSError as exc:
+        raise PippinError(f"cannot read the prebuilt loaders in {prebuilt}: {exc.strerror}",
+                          hint="run from a Pippin checkout (bootchain/prebuilt/)") from exc
+    root = cache_dir / "demo" / "www"
+    notes = () if assets is not None else (f"{DEMO_LINUX!r} is left out: {assets_missing}",)
+    names = (UEFI_ONLY,) if assets is None else (UEFI_ONLY, DEMO_LINUX)
+    site = Site(root, CATALOG_NAME, names, notes)
+    if (root / f".complete-{key}").is_file():
+        return site
+    log.info("generating the demo site in %s", root)
+    root.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_dir(root) as new:
+        (new / "os").mkdir()
+        entries = []
+        uefi = _zip({"esp/m1n1/boot.bin": stage2})
+        write_bytes(new / "os" / "pippin-uefi-only.zip", uefi)
+        entries.append(_entry(UEFI_ONLY, "pippin-uefi-only.zip", uefi, [_esp("0x2E3F4A5B")]))
+        if assets is not None:
+            boot = assemble_stage2(Stage2Parts(
+                stage2, kernel=(assets / "Image").read_bytes(), compression=Compression.GZIP,
+                initramfs=demo_initramfs((assets / "busybox").read_bytes()),
+                initramfs_mode=InitramfsMode.GZIP,
+                variables=(Variable("chosen.bootargs", "console=ttyAMA0 panic=-1 quiet"),)))
+            img = root_image()
+            linux = _zip({"esp/m1n1/boot.bin": boot, "root.img": img})
+            write_bytes(new / "os" / "pippin-demo-linux.zip", linux)
+            root_part: dict[str, object] = {
+                "name": "Root", "type": "Linux", "size": "64MiB", "image": "root.img",
+                "sha256": hashlib.sha256(img).hexdigest()}
+            entries.append(_entry(DEMO_LINUX, "pippin-demo-linux.zip", linux,
+                                  [_esp("0x5B4A3F2E"), root_part]))
+        catalog = {"os_list": entries}
+        write_bytes(new / CATALOG_NAME, json.dumps(catalog, indent=1).encode() + b"\n")
+        make_image(new / image_file_name(), size=8 << 20, seed=7, decoy_size=256 << 20)
+        (new / f".complete-{key}").write_bytes(b"")
+    return site
