@@ -311,3 +311,54 @@ def test_device_facts_from_ioreg(tmp_path):
         "iBoot-10151.140.19", "iBoot-11881.1.1", "15.0")
     assert fake.argv(writes_only=False) == [["sw_vers", "-productVersion"],
                                             ["ioreg", "-alp", "IODeviceTree"]]
+
+
+def _set_fail(fake, fail):
+    state = fakemac.json.loads(fake.state_path.read_text())
+    state["fail"] = fail
+    fake.state_path.write_text(fakemac.json.dumps(state))
+
+
+def test_bug_uninstall_resumes_after_deletecontainer(tmp_path, catalog):
+    """Interrupted between `apfs deleteContainer` and `eraseVolume`: the resumed run used to
+    repeat deleteContainer on a partition that no longer held a container, and fail."""
+    from installer.platform.journal import resume
+
+    fake = Fake(tmp_path, "j314s-1tb", mac_size=700 * GB)
+    uefi = catalog.find("UEFI environment only (m1n1 + U-Boot + ESP)")
+    before = fake.backend.read_model().system_disk()
+    run_plan(fake.backend, plan_install(fake.backend.read_model(), uefi, Choices()),
+             _esp(tmp_path), tmp_path / "j1.json")
+    plan = plan_uninstall(fake.backend.read_model(), "disk0s4")
+    _set_fail(fake, {"diskutil eraseVolume free free disk0s4": "Error: -69877: busy"})
+    journal = tmp_path / "j2.json"
+    with pytest.raises(CommandError, match="busy"):
+        run_plan(MacBackend(SubprocessRunner(fake.env)), plan, None, journal)
+    _set_fail(fake, {})
+    fake.clear()
+    resume(MacBackend(SubprocessRunner(fake.env)), journal, None)
+    assert fake.argv() == [
+        ["diskutil", "eraseVolume", "free", "free", "disk0s4"],
+        ["diskutil", "apfs", "resizeContainer", "disk0s2",
+         str(before.part("disk0s3").start - before.part("disk0s2").start)],
+    ]
+    assert [p.ref for p in fake.backend.read_model().system_disk().ordered()] == [
+        "disk0s1", "disk0s2", "disk0s3"]
+
+
+def test_bug_rollback_removes_a_partition_the_journal_never_recorded(tmp_path, catalog):
+    """addPartition succeeded, then the run stopped before the journal recorded the new ref:
+    the rollback used to leave that partition behind."""
+    fake = Fake(tmp_path, "j314s-1tb", mac_size=700 * GB)
+    before = fake.backend.read_model().system_disk()
+    uefi = catalog.find("UEFI environment only (m1n1 + U-Boot + ESP)")
+    plan = plan_install(fake.backend.read_model(), uefi, Choices())
+    _set_fail(fake, {"diskutil info -plist disk0s5": "Error: interrupted"})
+    journal = tmp_path / "journal.json"
+    with pytest.raises(CommandError, match="interrupted"):
+        run_plan(fake.backend, plan, _esp(tmp_path), journal)
+    _set_fail(fake, {})
+    fake.clear()
+    rollback(MacBackend(SubprocessRunner(fake.env)), journal)
+    assert ["diskutil", "eraseVolume", "free", "free", "disk0s5"] in fake.argv()
+    assert fake.backend.read_model().system_disk().ordered() == before.ordered()

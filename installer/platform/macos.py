@@ -114,12 +114,12 @@ class MacBackend(Backend):
     def _add(self, ref: str, after: str, args: list[str], start: int) -> str:
         if ref in self._refs:  # created before an interruption
             return self._refs[ref]
+        found = self._find_at(start)  # created, but the run stopped before the journal said so
+        if found is not None:
+            log.info("adopting %s at byte %d as %s", found, start, ref)
+            self._refs[ref] = found
+            return found
         before = set(self._partition_ids())
-        for pid in sorted(before):  # created, but the run stopped before the journal said so
-            if parse_info(self._du("info", "-plist", pid)).offset == start:
-                log.info("adopting %s at byte %d as %s", pid, start, ref)
-                self._refs[ref] = pid
-                return pid
         self._du("addPartition", self._real(after), *args)
         new = [p for p in self._partition_ids() if p not in before]
         if len(new) != 1:
@@ -172,13 +172,34 @@ class MacBackend(Backend):
             case WriteImage():
                 self._write_image(op, payloads)
             case DeletePartition():
-                self._du("eraseVolume", "free", "free", self._real(op.ref))
+                self._delete(self._real(op.ref), op.start, container=False)
             case DeleteContainer():
-                part = self._real(op.ref)
-                self._du("apfs", "deleteContainer", part)
-                self._du("eraseVolume", "free", "free", part)
+                self._delete(self._real(op.ref), op.start, container=True)
             case _:
                 assert_never(op)
+
+    def _at(self, part: str, start: int) -> bool:
+        """Does ``part`` still exist, at byte ``start``? (A repeated delete finds it gone.)"""
+        if part not in self._partition_ids():
+            return False
+        return parse_info(self._du("info", "-plist", part)).offset == start
+
+    def _find_at(self, start: int) -> str | None:
+        for pid in self._partition_ids():
+            if parse_info(self._du("info", "-plist", pid)).offset == start:
+                return pid
+        return None
+
+    def _delete(self, part: str, start: int, *, container: bool) -> None:
+        """Idempotent: an interruption may come between deleteContainer and eraseVolume,
+        or after the partition is gone but before the journal recorded it."""
+        if not self._at(part, start):
+            log.info("%s at byte %d is already gone", part, start)
+            return
+        if container and any(part in c.stores
+                             for c in parse_apfs_list(self._du("apfs", "list", "-plist"))):
+            self._du("apfs", "deleteContainer", part)
+        self._du("eraseVolume", "free", "free", part)
 
     def _stub_volumes(self, op: CreateStubVolumes) -> None:
         part = self._real(op.ref)
@@ -225,14 +246,12 @@ class MacBackend(Backend):
         match op:
             case ResizeContainer():
                 self._du("apfs", "resizeContainer", self._real(op.ref), str(op.old_size))
-            case CreateStubContainer():
-                if op.ref in self._refs:
-                    part = self._refs.pop(op.ref)
-                    self._du("apfs", "deleteContainer", part)
-                    self._du("eraseVolume", "free", "free", part)
-            case CreatePartition():
-                if op.ref in self._refs:
-                    self._du("eraseVolume", "free", "free", self._refs.pop(op.ref))
+            case CreateStubContainer() | CreatePartition():
+                # Found by offset when the run stopped before the journal recorded the ref.
+                part = self._refs.pop(op.ref, None) or self._find_at(op.start)
+                if part is not None:
+                    self._delete(part, op.start,
+                                 container=isinstance(op, CreateStubContainer))
             case CreateStubVolumes() | FormatFat32() | CopyTree() | WriteImage():
                 pass
             case DeletePartition() | DeleteContainer():
