@@ -191,3 +191,32 @@ def test_verify_needs_an_archive(env, capsys):
     assert rc == 1
     assert err.splitlines() == [f"vendorfw: error: {m} is a manifest: verify checks a "
                                 "firmware.cpio or firmware.tar against one"]
+
+
+def test_bug_os_errors_were_internal_errors(env, capsys, raw_dump):
+    """An uncreatable DEST parent and a missing --tmpdir gave exit 70 and a traceback."""
+    root, _ = raw_dump
+    blocker = env / "file"
+    blocker.write_text("x")
+    rc, _, err = run(capsys, "extract", root, blocker / "sub" / "out")
+    assert rc == 1
+    assert err.strip().splitlines() == [f"vendorfw: error: cannot create {blocker / 'sub'}: "
+                                        "Not a directory"]
+    esp = env / "esp"
+    make_esp(esp)
+    rc, _, err = run(capsys, "update", "--esp", esp, "--tmpdir", env / "missing")
+    assert rc == 1
+    assert "cannot unpack" in err
+    assert "hint: pass --tmpdir DIR" in err
+    assert "Traceback" not in err
+
+
+def test_symlinked_dest_is_refused(env, capsys, raw_dump):
+    root, _ = raw_dump
+    real = env / "real"
+    real.mkdir()
+    os.symlink(real, env / "link")
+    rc, _, err = run(capsys, "extract", root, env / "link")
+    assert rc == 1
+    assert "is a symlink" in err
+    assert (env / "link").is_symlink()

@@ -71,11 +71,16 @@ def check_replaceable(
     out_dir: Path, hint: str = "give a new or empty directory, or a vendorfw/ directory"
 ) -> None:
     """Refuse to replace a directory that is not a vendorfw/ package (e.g. a typo'd $HOME)."""
-    if not out_dir.exists():
+    if not os.path.lexists(out_dir):
         return
+    if out_dir.is_symlink():  # replacing it would swap the link for a directory
+        raise ArchiveError(f"{out_dir} is a symlink", hint=f"give its target, {out_dir.resolve()}")
     if not out_dir.is_dir():
         raise ArchiveError(f"{out_dir} exists and is not a directory")
-    foreign = sorted(n for n in os.listdir(out_dir) if n not in PACKAGE_ENTRIES)
+    try:
+        foreign = sorted(n for n in os.listdir(out_dir) if n not in PACKAGE_ENTRIES)
+    except OSError as exc:
+        raise ArchiveError(f"cannot list {out_dir}: {exc.strerror or exc}") from exc
     if foreign:
         raise ArchiveError(
             f"{out_dir} holds other files ({', '.join(foreign[:3])}"

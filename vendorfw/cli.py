@@ -93,7 +93,10 @@ def extract(src: Path, dest: Path, show_progress: bool | None, as_json: bool) ->
     """
     _dir_arg(src, "firmware source")
     check_replaceable(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise VendorFwError(f"cannot create {dest.parent}: {exc.strerror or exc}") from exc
     with _meter(show_progress, "extract") as meter:
         report = build_vendorfw(src, dest, meter)
     if as_json:

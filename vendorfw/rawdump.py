@@ -197,7 +197,13 @@ def open_source(
         yield FirmwareSource.from_dir(src)
         return
     kernelcache = find_kernelcache(src)
-    with tempfile.TemporaryDirectory(prefix="vendorfw-dump-", dir=tmp_parent) as tmp:
+    try:
+        tmpdir = tempfile.TemporaryDirectory(prefix="vendorfw-dump-", dir=tmp_parent)
+    except OSError as exc:
+        where = tmp_parent or tempfile.gettempdir()
+        raise ArchiveError(f"cannot unpack {dump} into {where}: {exc.strerror or exc}",
+                           hint="pass --tmpdir DIR (an existing, writable directory)") from exc
+    with tmpdir as tmp:
         root = Path(tmp)
         unpack(dump, root, progress)
         yield FirmwareSource.from_dir(root, kernelcache)
