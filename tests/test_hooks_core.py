@@ -187,6 +187,31 @@ def test_image_config_file_is_read(fr):
     assert len(fr.lines("sleep")) == 30
 
 
+@pytest.mark.parametrize("wait", ["1.5", "5s", "-1", "99999999999999999999"])
+def test_bug_non_integer_wait_killed_the_core(fr, wait):
+    """bug: shell arithmetic on VENDORFW_WAIT=1.5 aborted the script (rc 2, no pippin line)."""
+    res = fr.run("early", env={"VENDORFW_WAIT": wait})
+    assert_not_loaded(fr, res, f"VENDORFW_WAIT='{wait}' is not a whole number: using 5")
+    assert "did not appear within 5s" in res.kmsg
+    assert len(fr.lines("sleep")) == 50
+
+
+def test_wait_with_leading_zeros_is_decimal(fr):
+    res = fr.run("early", env={"VENDORFW_WAIT": "08"})
+    assert_not_loaded(fr, res, "did not appear within 8s")
+    assert len(fr.lines("sleep")) == 80
+
+
+@pytest.mark.parametrize("max_mb", ["1.5", "256MB"])
+def test_bug_non_integer_max_mb_left_the_esp_mounted(fr, max_mb):
+    """bug: VENDORFW_MAX_MB=1.5 aborted the script while the ESP was mounted."""
+    fr.add_disk({"vendorfw/firmware.cpio": CPIO})
+    res = fr.run("early", env={"VENDORFW_MAX_MB": max_mb})
+    assert res.rc == 0
+    assert f"VENDORFW_MAX_MB='{max_mb}' is not a whole number: using 256" in res.kmsg
+    assert_loaded(fr)
+
+
 def test_disk_appears_while_waiting(fr):
     fr.add_disk({"vendorfw/firmware.cpio": CPIO}, now=False)
     fr.env["SHIM_DISK_AFTER_SLEEPS"] = "3"

@@ -61,6 +61,27 @@ pippin_getarg() {
     printf '%s\n' "$value"
 }
 
+# pippin_uint NAME VALUE DEFAULT: print VALUE as a decimal number (leading zeros dropped,
+# at most 6 digits), else log that DEFAULT is used and print it. Shell arithmetic on a bad
+# value would abort the whole script, perhaps with the ESP still mounted.
+pippin_uint() {
+    local v
+    v=$2
+    while :; do
+        case "$v" in
+            0?*) v=${v#0} ;;
+            *) break ;;
+        esac
+    done
+    case "$v" in
+        '' | *[!0-9]* | ???????*)
+            pippin_log warn "$1='$2' is not a whole number: using $3"
+            v=$3
+            ;;
+    esac
+    printf '%s\n' "$v"
+}
+
 # pippin_valid_partuuid STRING: true when STRING is a lowercase GPT unique GUID, not zero.
 pippin_valid_partuuid() {
     local h
@@ -209,7 +230,7 @@ pippin_find_partuuid() {
 # the storage driver probes. Prints the device node.
 pippin_wait_partuuid() {
     local tries
-    tries=$((${VENDORFW_WAIT:-5} * 10))
+    tries=$((VENDORFW_WAIT * 10))
     while :; do
         pippin_find_partuuid "$1" && return 0
         [ "$tries" -gt 0 ] || break
@@ -220,7 +241,7 @@ pippin_wait_partuuid() {
             tries=$((tries - 10))
         fi
     done
-    pippin_die "ESP $1 did not appear within ${VENDORFW_WAIT:-5}s: firmware will not be loaded"
+    pippin_die "ESP $1 did not appear within ${VENDORFW_WAIT}s: firmware will not be loaded"
 }
 
 # pippin_check_listing CPIO: every member is vendorfw or under vendorfw/, no "..", only
