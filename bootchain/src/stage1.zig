@@ -5,6 +5,7 @@ const std = @import("std");
 const core = @import("core");
 const rt = @import("rt.zig");
 
+/// Safety-check failures print and halt; they never fall through to a boot.
 pub const panic = std.debug.FullPanic(rt.panicFn);
 
 comptime {

@@ -7,6 +7,7 @@ const core = @import("core");
 const rt = @import("rt.zig");
 const payload = core.payload;
 
+/// Safety-check failures print and halt; they never fall through to a boot.
 pub const panic = std.debug.FullPanic(rt.panicFn);
 
 comptime {

@@ -12,19 +12,26 @@
 //! - `halt`: the PMGR/`wdt` reboot or a spin; there is no PSCI.
 const core = @import("core");
 
+/// Platform name printed in the banner.
 pub const name = "apple (stub)";
+/// Real value: `apple,<target-type lowercase>` from the ADT (e.g. `apple,j274`).
 pub const machine_compatible = "apple,unknown";
+/// Errors of `init`.
 pub const InitError = core.fdt.Error || error{ NoMemoryNode, Unsupported };
+/// Errors of a block read.
 pub const BlockError = error{IoError};
 
+/// An ANS2 NVMe namespace (not implemented).
 pub const Disk = struct {
     block_size: u32 = 4096,
     block_count: u64 = 0,
+    /// Always fails in the stub.
     pub fn readBlocks(_: *Disk, _: u64, _: []u8) BlockError!void {
         return error.IoError;
     }
 };
 
+/// Same shape as qemu_virt.Machine.
 pub const Machine = struct {
     ram_base: u64,
     ram_size: u64,
@@ -32,16 +39,20 @@ pub const Machine = struct {
     disk_count: usize = 0,
 };
 
+/// No console in the stub.
 pub fn consoleWrite(_: []const u8) void {}
 
+/// Spin (no PSCI on Apple machines).
 pub fn halt() noreturn {
     while (true) asm volatile ("wfe");
 }
 
+/// Would read boot_args; unsupported in the stub.
 pub fn ramOf(_: core.fdt.Fdt) InitError!struct { base: u64, size: u64 } {
     return error.Unsupported;
 }
 
+/// Would bring up ADT, console and NVMe; unsupported in the stub.
 pub fn init(_: core.fdt.Fdt, _: []align(4096) u8) InitError!Machine {
     return error.Unsupported;
 }
