@@ -247,7 +247,12 @@ class _Gen:
                 body[4096:4096 + len(rcfg)] = rcfg
                 self.member(f"{p}{path}", self.im4p("krnl", bytes(body), lzfse=True))
             elif key == "Multitouch":
-                pl = plistlib.dumps({"C1FD0000": [{"Type": "Config"}]}, fmt=plistlib.FMT_XML)
+                # A trackpad the vendorfw collector converts (one interface to renumber).
+                pl = plistlib.dumps({"C1FD0000": [
+                    {"Type": "Config", "Config": {"Interface Config": [
+                        {"bInterfaceNumber": 2, "Name": "multitouch interface"}]}},
+                    {"Type": "Binary", "Address": 0x20000, "Payload": self.rand(32)},
+                ]}, fmt=plistlib.FMT_XML)
                 self.member(f"{p}{path}", self.im4p("mtfw", pl + bytes(64)), DEFLATED)
             else:
                 fourcc = {"DeviceTree": "dtre", "iBoot": "ibot", "LLB": "illb",
