@@ -220,3 +220,17 @@ def test_symlinked_dest_is_refused(env, capsys, raw_dump):
     assert rc == 1
     assert "is a symlink" in err
     assert (env / "link").is_symlink()
+
+
+def test_bug_problems_in_a_packed_dump_named_a_vanished_temp_dir(env, capsys):
+    """Skipped files inside all_firmware.tar.gz are shown as <archive>:<member>."""
+    esp = env / "esp"
+    make_esp(esp, seed=5)
+    dump = esp / "asahi" / "all_firmware.tar.gz"
+    rc, out, err = run(capsys, "extract", esp / "asahi", env / "out", "--json")
+    assert rc == 0, err
+    paths = [p["path"] for p in json.loads(out)["problems"]]
+    assert f"{dump}:firmware/wifi/C-4355__s-C1_Z-9/borneo.trx" in paths
+    assert all(p.startswith(f"{dump}:") for p in paths), paths
+    assert f"WARNING: wifi: {dump}:firmware/wifi/C-4355__s-C1_Z-9/borneo.trx" in err
+    assert "vendorfw-dump-" not in err

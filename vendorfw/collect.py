@@ -44,8 +44,9 @@ def collect(
             seen[f.name] = name
             files.append(f)
         for p in trouble:
+            p = Problem(source.shown(p.path), p.reason)
             log.warning("%s: %s: %s", name, p.path, p.reason)
-        problems.extend(trouble)
+            problems.append(p)
         log.info("collector %s: %d files, %d problems", name, len(got), len(trouble))
     log.info("collected %d firmware files (%d problems)", len(files), len(problems))
     return files, problems

@@ -206,7 +206,7 @@ def open_source(
     with tmpdir as tmp:
         root = Path(tmp)
         unpack(dump, root, progress)
-        yield FirmwareSource.from_dir(root, kernelcache)
+        yield FirmwareSource.from_dir(root, kernelcache, archive=dump)
 
 
 def pack(src_dir: Path, out: Path, progress: Callable[[int], None] | None = None) -> int:

@@ -29,6 +29,7 @@ exist is an error, so a mistyped path does not produce an empty firmware package
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass, fields
 from pathlib import Path
 
@@ -60,12 +61,18 @@ class FirmwareSource:
     factorydata: Path | None = None
     als_cal: Path | None = None
     kernelcache: Path | None = None
+    # set when ``root`` is a temporary unpack of ``archive``: problems then name the member
+    root: Path | None = None
+    archive: Path | None = None
 
     @classmethod
-    def from_dir(cls, root: Path, kernelcache: Path | None = None) -> FirmwareSource:
+    def from_dir(
+        cls, root: Path, kernelcache: Path | None = None, archive: Path | None = None
+    ) -> FirmwareSource:
         """Find the inputs below ``root`` (raw-dump or macOS-style layout, see module doc).
 
         ``kernelcache`` (e.g. the one beside a packed raw dump) wins over one in ``root``.
+        ``archive`` says ``root`` is a temporary unpack of it (see :meth:`shown`).
         """
         root = Path(root)
         if not root.is_dir():
@@ -81,14 +88,25 @@ class FirmwareSource:
                 "appleh13camerad, com.apple.factorydata/, apple/aop-als-cal.bin, "
                 "kernelcache*) or a macOS-style tree (usr/share/firmware/, …)",
             )
-        source = cls(**found)
-        log.info("firmware source %s: %s", root, source.describe())
+        source = cls(**found, root=root if archive else None, archive=archive)
+        log.info("firmware source %s: %s", archive or root, source.describe())
         return source
 
     def describe(self) -> str:
         """One line naming the inputs that are present."""
-        present = [f"{f.name}={getattr(self, f.name)}" for f in fields(self)]
+        present = [f"{f.name}={getattr(self, f.name)}" for f in fields(self)
+                   if f.name not in ("root", "archive")]
         return ", ".join(p for p in present if not p.endswith("=None")) or "nothing"
+
+    def shown(self, path: str) -> str:
+        """``path`` as a user can find it: ``<archive>:<member>`` inside an unpacked dump
+        (the temporary directory is gone once the command ends), else unchanged."""
+        if self.archive is None or self.root is None:
+            return path
+        rel = os.path.relpath(path, self.root)
+        if rel == os.curdir or rel.startswith(os.pardir):
+            return path
+        return f"{self.archive}:{rel}"
 
 
 def _first(root: Path, candidates: tuple[str, ...], kind: str) -> Path | None:
