@@ -245,6 +245,19 @@ def test_no_modprobe_at_all(tmp_path, disk_cache):
     assert "no modprobe: relying on built-in drivers" in res.kmsg
 
 
+def test_bug_unwritable_run_printed_a_second_line(fr):
+    """bug: a failed mkdir printed its own message besides the pippin line."""
+    fr.add_disk({"vendorfw/firmware.cpio": CPIO})
+    (fr.root / "run").rmdir()
+    (fr.root / "run").write_text("")  # mkdir -p run/.system-efi fails: not a directory
+    res = fr.run("early")
+    assert res.rc == 0
+    assert res.stderr == ""
+    assert res.kmsg.splitlines()[-1] == f"<3>pippin: cannot create {fr.root}/run/.system-efi"
+    assert fr.lines("mount") == []
+    assert not (fr.root / "vendorfw").exists()
+
+
 def test_esp_is_not_fat(fr):
     fr.add_disk({}, esp_fat=False)
     res = fr.run("early")

@@ -280,8 +280,8 @@ pippin_check_tree() {
 pippin_extract() {
     local tmp rc
     tmp=$VENDORFW_ROOT/run/.vendorfw-new.$$
-    rm -rf "$tmp"
-    mkdir -p "$tmp" || pippin_die "cannot create $tmp" || return 1
+    rm -rf "$tmp" 2>/dev/null
+    mkdir -p "$tmp" 2>/dev/null || pippin_die "cannot create $tmp" || return 1
     rc=0
     if ! pippin_check_listing "$1"; then
         pippin_log err "$1 is corrupt or has members outside vendorfw/: firmware not loaded"
@@ -292,11 +292,11 @@ pippin_extract() {
     elif ! pippin_check_tree "$tmp"; then
         pippin_log err "$1 does not match its manifest: firmware not loaded"
         rc=1
-    elif ! mv "$tmp/vendorfw" "$VENDORFW_ROOT/vendorfw"; then
+    elif ! mv "$tmp/vendorfw" "$VENDORFW_ROOT/vendorfw" 2>/dev/null; then
         pippin_log err "cannot move the firmware to $VENDORFW_ROOT/vendorfw"
         rc=1
     fi
-    rm -rf "$tmp"
+    rm -rf "$tmp" 2>/dev/null
     return "$rc"
 }
 
@@ -308,7 +308,7 @@ pippin_link_initramfs() {
     if [ -e "$fw/vendor" ] || [ -L "$fw/vendor" ]; then
         return 0
     fi
-    { mkdir -p "$fw" && ln -s /vendorfw "$fw/vendor"; } ||
+    { mkdir -p "$fw" && ln -s /vendorfw "$fw/vendor"; } 2>/dev/null ||
         pippin_log warn "cannot link $fw/vendor to /vendorfw"
 }
 
