@@ -280,7 +280,8 @@ def _install(request: InstallRequest, deps: InstallDeps, st: _Stages,
              capture: _LogCapture) -> InstallResult:
     answers = request.answers
     target_ref = answers.target or f"sim:{default_sim(deps.cache_dir)}"
-    with st.stage("catalog"), open_source(answers, deps) as src:
+    t0 = deps.clock()
+    with open_source(answers, deps) as src:
         target = deps.target or make_target(target_ref, deps.runner)
         facts = target.facts()
         entry = pick_entry(src.catalog, answers, demo=src.demo)
@@ -295,6 +296,7 @@ def _install(request: InstallRequest, deps: InstallDeps, st: _Stages,
                  img.version, ipsw_url)
         result = InstallResult(plan, target_ref, entry.name.strip(), ipsw_url,
                                request.dry_run, notes=src.notes)
+        st.seconds["plan"] = deps.clock() - t0
         if request.dry_run:
             return replace(result, seconds=dict(st.seconds))
         deps.cache_dir.mkdir(parents=True, exist_ok=True)
