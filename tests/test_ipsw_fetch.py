@@ -146,6 +146,18 @@ def test_a_stalled_connection_is_relieved_by_the_others(served, session, names, 
     assert res.downloaded_bytes == res.needed_bytes  # nothing fetched twice
 
 
+def test_warm_up_opens_the_connections_a_fetch_will_use(served, session, names, tmp_path):
+    with faultproxy.running(served.server.port, rtt=0.05) as px:  # requests overlap
+        arc = open_archive(f"{px.url_base}/{served.ipsw.path.name}", session, warm=4)
+        heads = len([r for r in px.records if r.range is None])
+        assert heads == 3
+        assert px.connections == 4
+        before = px.connections
+        fetch_members(arc, names, MemorySink(), session=session, cache_root=tmp_path,
+                      options=fast_options(connections=4))
+        assert px.connections == before  # the fetch reused the warm connections
+
+
 def test_directory_read_survives_faults_and_refuses_200(served, session):
     with faultproxy.running(served.server.port, schedule=first(3, Fault("status"))) as px:
         arc = open_archive(f"{px.url_base}/{served.ipsw.path.name}", session,

@@ -43,10 +43,10 @@ class _Ctx:
         self.cache_root = cache or Path(base) / "pippin" / "ranges"
         self.ipsw_base = env.get("IPSW_BASE") or None
 
-    def open(self, url: str) -> Archive:
+    def open(self, url: str, warm: int = 0) -> Archive:
         source = resolve_source(url, self.ipsw_base)
         return open_archive(source, self.session if is_url(source) else None,
-                            timeout=self.net.timeout)
+                            timeout=self.net.timeout, warm=warm)
 
     def fetch(self, archive: Archive, names: list[str], sink: Any,
               options: FetchOptions | None = None, progress: Any = None) -> FetchResult:
@@ -193,7 +193,7 @@ def fetch_cmd(ctx: click.Context, url: str, members: tuple[str, ...],
     if not names:
         raise click.UsageError("give --member NAME or --members-from FILE")
     st = _state(ctx)
-    arc = st.open(url)
+    arc = st.open(url, warm=connections)
     for n in names:
         arc.get(n)
     try:

@@ -10,8 +10,10 @@ or reach past the central directory, impossible sizes.
 from __future__ import annotations
 
 import io
+import logging
 import os
 import struct
+import threading
 import time
 import zipfile
 from collections.abc import Callable, Sequence
@@ -25,6 +27,8 @@ import requests
 
 from installer.errors import NetworkError, RestoreImageError
 from installer.net.http import RetryableNetworkError, get_range
+
+log = logging.getLogger(__name__)
 
 LOCAL_HEADER = 30
 LOCAL_SIG = b"PK\x03\x04"
@@ -139,6 +143,26 @@ class _ValidatingFetcher(remotezip.RemoteFetcher):  # type: ignore[misc]
                            hint=err.hint) from err
 
 
+def _warm(session: requests.Session, url: str, timeout: tuple[float, float]) -> None:
+    try:
+        session.head(url, timeout=timeout).close()
+    except requests.RequestException as exc:  # best effort: the fetch will connect anyway
+        log.debug("warm-up HEAD %s failed: %s", url, exc)
+
+
+def _open_remote(source: str, session: requests.Session, timeout: tuple[float, float],
+                 retries: int, sleep: Callable[[float], None]) -> Archive:
+    try:
+        with remotezip.RemoteZip(source, session=session, fetcher=_ValidatingFetcher,
+                                 timeout=timeout, retries=retries, sleep=sleep) as rz:
+            infos, cd_offset = rz.infolist(), rz.start_dir
+            size = rz.size()
+    except (zipfile.BadZipFile, remotezip.RemoteZipError, ValueError, EOFError,
+            struct.error, OSError) as exc:
+        raise RestoreImageError(f"{source} is not a readable zip: {exc}") from exc
+    return _checked(source, int(size), cd_offset, infos)
+
+
 def open_archive(
     source: str,
     session: requests.Session | None = None,
@@ -146,20 +170,25 @@ def open_archive(
     timeout: tuple[float, float] = (10.0, 30.0),
     retries: int = 5,
     sleep: Callable[[float], None] = time.sleep,
+    warm: int = 0,
 ) -> Archive:
-    """Read and check the directory of the zip at ``source`` (http(s) URL or local path)."""
+    """Read and check the directory of the zip at ``source`` (http(s) URL or local path).
+
+    ``warm=N`` opens N-1 more connections (HEAD requests) while the directory is read, so
+    that a parallel fetch right after does not pay a connection set-up round trip.
+    """
     if is_url(source):
         if session is None:
             raise ValueError("a session is needed for URLs")
+        warmers = [threading.Thread(target=_warm, args=(session, source, timeout),
+                                    daemon=True) for _ in range(max(0, warm - 1))]
+        for t in warmers:
+            t.start()
         try:
-            with remotezip.RemoteZip(source, session=session, fetcher=_ValidatingFetcher,
-                                     timeout=timeout, retries=retries, sleep=sleep) as rz:
-                infos, cd_offset = rz.infolist(), rz.start_dir
-                size = rz.size()
-        except (zipfile.BadZipFile, remotezip.RemoteZipError, ValueError, EOFError,
-                struct.error, OSError) as exc:
-            raise RestoreImageError(f"{source} is not a readable zip: {exc}") from exc
-        return _checked(source, int(size), cd_offset, infos)
+            return _open_remote(source, session, timeout, retries, sleep)
+        finally:
+            for t in warmers:
+                t.join()
     path = local_path(source)
     try:
         with zipfile.ZipFile(path) as zf:

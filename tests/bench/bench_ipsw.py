@@ -121,7 +121,7 @@ def naive(url: str, names: list[str], out: Path) -> None:
 def pippin(connections: int) -> Callable[[str, list[str], Path], None]:
     def run(url: str, names: list[str], out: Path) -> None:
         s = make_session(NetConfig())
-        arc = open_archive(url, s)
+        arc = open_archive(url, s, warm=connections)
         opts = FetchOptions(plan=PlanOptions(connections=connections))
         fetch_members(arc, names, DirectorySink(out), session=s, cache_root=out / ".cache",
                       options=opts)
