@@ -73,12 +73,7 @@ class Manifest:
         out: list[ManifestEntry] = []
         seen: set[str] = set()
         for name, digest in named_hashes:
-            why = check_name(name)
-            if why is not None:
-                raise ManifestError(f"bad firmware name {name!r}: {why}")
-            if name in seen:
-                raise ManifestError(f"firmware name {name!r} appears twice")
-            seen.add(name)
+            _admit(name, seen, "firmware name")
             target = first.setdefault(digest, name)
             out.append(ManifestEntry(name, digest, None if target == name else target))
         _check_tree(seen)
@@ -105,16 +100,21 @@ class Manifest:
                 entry = ManifestEntry(name, files[target], target)
             else:
                 raise ManifestError(f"{where}:{no}: not a FILE or LINK line: {line[:80]!r}")
-            why = check_name(name)
-            if why is not None:
-                raise ManifestError(f"{where}:{no}: bad name {name!r}: {why}")
-            if name in seen:
-                raise ManifestError(f"{where}:{no}: {name} listed twice")
-            seen.add(name)
+            _admit(name, seen, f"{where}:{no}: name")
             entries.append(entry)
         if text and not text.endswith("\n"):
             raise ManifestError(f"{where}: truncated (no newline after the last line)")
         return cls(tuple(entries))
+
+
+def _admit(name: str, seen: set[str], what: str) -> None:
+    """Add ``name`` to ``seen``; a bad or repeated name is a :class:`ManifestError`."""
+    why = check_name(name)
+    if why is not None:
+        raise ManifestError(f"bad {what} {name!r}: {why}")
+    if name in seen:
+        raise ManifestError(f"{what} {name!r} appears twice")
+    seen.add(name)
 
 
 def _check_tree(names: set[str]) -> None:
@@ -125,7 +125,6 @@ def _check_tree(names: set[str]) -> None:
             parent = "/".join(parts[:i])
             if parent in names:
                 raise ManifestError(f"firmware name {parent!r} is also a directory of {name!r}")
-
 
 
 @dataclass(frozen=True, slots=True)
