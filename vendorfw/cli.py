@@ -114,7 +114,8 @@ def extract(src: Path, dest: Path, show_progress: bool | None, as_json: bool) ->
 @click.option("--esp", type=click.Path(path_type=Path), help="Mounted ESP (default: found "
               "from the device tree).")
 @click.option("--install-to", type=click.Path(path_type=Path),
-              help="Also install the files here, e.g. /lib/firmware/vendor.")
+              help="Also install the files here, e.g. /lib/firmware/vendor (replaced as a "
+              "whole; refused unless empty or installed by vendorfw).")
 @click.option("--dry-run", is_flag=True, help="Show what would change; write nothing.")
 @click.option("--dt-property", type=click.Path(path_type=Path), hidden=True,
               default=DT_ESP_PROPERTY)
@@ -122,7 +123,8 @@ def extract(src: Path, dest: Path, show_progress: bool | None, as_json: bool) ->
               default=BY_PARTUUID)
 @click.option("--mountinfo", type=click.Path(path_type=Path), hidden=True,
               default=MOUNTINFO)
-@click.option("--tmpdir", type=click.Path(path_type=Path), help="Where to unpack the raw dump.")
+@click.option("--tmpdir", type=click.Path(path_type=Path),
+              help="Where to unpack the raw dump (default: the system temporary directory).")
 @_progress_opt
 @_json_opt
 def update_cmd(
@@ -138,8 +140,11 @@ def update_cmd(
 ) -> None:
     """Re-extract firmware on the ESP from asahi/all_firmware.tar.gz + kernelcache.
 
-    vendorfw/ is rebuilt in a new directory and swapped in when complete; the old one
-    stays in place until then.
+    The ESP is the mounted partition whose PARTUUID the bootloader put in
+    /proc/device-tree/chosen/asahi,efi-system-partition (or --esp PATH). vendorfw/ is
+    rebuilt in a new directory and swapped in when complete; the old one stays in place
+    until then. Run with --dry-run first to see which files would be added, removed or
+    changed.
     """
     if esp is None:
         esp = find_esp(EspLocator(dt_property, by_partuuid, mountinfo))
