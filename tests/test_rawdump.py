@@ -13,7 +13,7 @@ import pytest
 
 from tests.conftest import require_tool
 from vendorfw import rawdump
-from vendorfw.errors import ArchiveError
+from vendorfw.errors import ArchiveError, CollectError
 
 
 def make_dump_tree(root: Path) -> Path:
@@ -241,3 +241,13 @@ def test_bug_dump_directory_named_like_the_kernelcache_was_an_internal_error(tmp
     with rawdump.open_source(asahi, tmp_parent=tmp_path) as source:
         assert source.kernelcache == asahi / "kernelcache.release.mac13g"
         assert source.firmware is not None
+
+
+def test_bug_empty_dump_error_named_the_temporary_directory(tmp_path):
+    asahi = tmp_path / "asahi"
+    asahi.mkdir()
+    (tmp_path / "empty" / "unrelated").mkdir(parents=True)
+    rawdump.pack(tmp_path / "empty", asahi / rawdump.RAWDUMP_NAME)
+    with pytest.raises(CollectError) as ei, rawdump.open_source(asahi, tmp_parent=tmp_path):
+        pass
+    assert ei.value.message == f"no firmware sources found in {asahi / rawdump.RAWDUMP_NAME}"

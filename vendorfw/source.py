@@ -83,7 +83,7 @@ class FirmwareSource:
         found["kernelcache"] = kernelcache or find_kernelcache(root)
         if all(p is None for p in found.values()):
             raise CollectError(
-                f"no firmware sources found in {root}",
+                f"no firmware sources found in {archive or root}",
                 hint="expected an unpacked all_firmware.tar.gz (firmware/, fud_firmware/, "
                 "appleh13camerad, com.apple.factorydata/, apple/aop-als-cal.bin, "
                 "kernelcache*) or a macOS-style tree (usr/share/firmware/, …)",
