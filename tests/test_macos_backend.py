@@ -10,6 +10,7 @@ import pytest
 from installer.catalog import STUB_SIZE, load_catalog
 from installer.disk.diskutil import (
     build_model,
+    group_of,
     parse_apfs_list,
     parse_info,
     parse_limits,
@@ -28,7 +29,7 @@ from tests.support import fakemac
 FIXTURES = Path(__file__).parent / "fixtures" / "diskutil"
 ROOT = Path(__file__).resolve().parent.parent
 READS = (("diskutil", "list"), ("diskutil", "apfs", "list"), ("diskutil", "info"),
-         ("test", "-d"))
+         ("diskutil", "apfs", "listVolumeGroups"), ("test", "-d"))
 
 
 def fixture_model(machine):
@@ -36,8 +37,12 @@ def fixture_model(machine):
     listed = parse_list((d / "list.plist").read_bytes())
     infos = {f.stem[5:]: parse_info(f.read_bytes()) for f in d.glob("info-*.plist")}
     limits = {"disk0s2": parse_limits((d / "limits-disk0s2.plist").read_bytes())}
-    return build_model(listed, parse_apfs_list((d / "apfs-list.plist").read_bytes()), infos,
-                       limits, {"disk3": False})
+    containers = parse_apfs_list((d / "apfs-list.plist").read_bytes())
+    system = next(v for c in containers if c.ref == "disk3" for v in c.volumes
+                  if "System" in v.roles)
+    groups = parse_volume_groups((d / "volume-groups-disk3.plist").read_bytes())
+    return build_model(listed, containers, infos, limits, {"disk3": False},
+                       {"disk3": group_of(groups, system.uuid)})
 
 
 @pytest.fixture(scope="module")
@@ -92,6 +97,8 @@ def test_recorded_fixtures_parse(machine):
     assert mac.container.ref == "disk3"
     assert {v.name for v in isc.container.volumes} >= {"iSCPreboot", "xART"}
     assert mac.limits.min_preferred > mac.container.used
+    assert mac.container.volume_group  # the System volume's VGID, for bputil and kmutil
+    assert isc.container.volume_group == ""
 
 
 def test_volume_groups_fixture():
@@ -362,3 +369,46 @@ def test_bug_rollback_removes_a_partition_the_journal_never_recorded(tmp_path, c
     rollback(MacBackend(SubprocessRunner(fake.env)), journal)
     assert ["diskutil", "eraseVolume", "free", "free", "disk0s5"] in fake.argv()
     assert fake.backend.read_model().system_disk().ordered() == before.ordered()
+
+
+def test_volume_group_of_the_recorded_mac():
+    mac = fixture_model("m1-256gb").system_disk().part("disk0s2")
+    assert mac.container.volume_group == "0DAB1407-0283-408E-88EE-CD41CE9E7BCA"
+
+
+def test_bless_and_boot_policy_argv(tmp_path, catalog):
+    """formats.md §12: the new install's System volume is blessed with the admin user, the
+    password on stdin (never in argv); bputil reads the install's policy by its VGID."""
+    fake = Fake(tmp_path, "j314s-1tb", mac_size=700 * GB)
+    uefi = catalog.find("UEFI environment only (m1n1 + U-Boot + ESP)")
+    plan = plan_install(fake.backend.read_model(), uefi, Choices())
+    run_plan(fake.backend, plan, _esp(tmp_path), tmp_path / "journal.json")
+    fake.clear()
+    fake.backend.set_boot("new:0", "alice", "s3cret pass")
+    (inst,) = find_stub_installs(fake.backend.read_model().system_disk())
+    system = inst.stub.container.system_volume()
+    assert system.name == "UEFI boot"
+    assert fake.argv() == [["bless", "--setBoot", "--device", f"/dev/{system.device}",
+                            "--user", "alice", "--stdinpass"]]
+    state = fakemac.json.loads(fake.state_path.read_text())
+    assert state["blessed"]["stdin"] == "s3cret pass\n"
+    vgid = inst.stub.container.volume_group
+    data = next(v for v in inst.stub.container.volumes if "Data" in v.roles)
+    assert vgid == data.uuid
+    fake.clear()
+    assert "Security Mode" in fake.backend.boot_policy(vgid)
+    assert fake.argv() == [["bputil", "-d", "-v", vgid]]
+
+
+def test_bless_failure_is_one_line_with_hint(tmp_path, catalog):
+    fake = Fake(tmp_path, "j314s-1tb", mac_size=700 * GB)
+    uefi = catalog.find("UEFI environment only (m1n1 + U-Boot + ESP)")
+    plan = plan_install(fake.backend.read_model(), uefi, Choices())
+    run_plan(fake.backend, plan, _esp(tmp_path), tmp_path / "journal.json")
+    _set_fail(fake, {"bless": "Could not authenticate user alice"})
+    with pytest.raises(CommandError) as info:
+        fake.backend.set_boot("new:0", "alice", "wrong")
+    assert info.value.message == "bless failed (exit 1): Could not authenticate user alice"
+    assert "alice is an administrator" in info.value.hint
+    with pytest.raises(BackendError, match="no System volume to bless"):
+        fake.backend.set_boot("disk0s1", "alice", "x")

@@ -179,12 +179,31 @@ def test_uninstall_restores_the_factory_layout(tmp_path, base_sim, server, packa
     run_plan(backend, plan, DirPayloads(package), tmp_path / "j1.json")
     backend = SimBackend(img)
     (inst,) = find_stub_installs(backend.read_model().system_disk())
+    backend.set_boot(inst.stub.ref, "alice", "pw")  # the sim's bless
+    shown = inspect_json(img)
+    assert shown["boot"] == "Fedora Linux Server"
+    groups = {c["partition"]: c["volume_group"] for c in shown["containers"]}
+    assert groups[inst.stub.ref]
+    assert groups["disk0s2"]
+    assert groups["disk0s1"] == ""
+    assert groups[inst.stub.ref] != groups["disk0s2"]
     plan = plan_uninstall(backend.read_model(), inst.stub.ref)
     run_plan(backend, plan, None, tmp_path / "j2.json")
+    assert inspect_json(img)["boot"] == "Macintosh HD"  # the blessed install is gone
     assert sgdisk_p(img) == original
     assert find_stub_installs(SimBackend(img).read_model().system_disk()) == ()
     assert sorted(p.name for p in sidecar(img).iterdir()) == sorted(
         p.name for p in sidecar(base_sim).iterdir())
+
+
+def inspect_json(img):
+    from click.testing import CliRunner
+
+    from installer.cli import cli
+
+    r = CliRunner().invoke(cli, ["sim", "inspect", str(img), "--json"], obj={"env": ENV})
+    assert r.exit_code == 0, r.output
+    return json.loads(r.output)
 
 
 def test_write_outside_the_plan_is_detected(tmp_path, base_sim, server, package):

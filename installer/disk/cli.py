@@ -14,7 +14,7 @@ import click
 from installer.answers import Answers, check_choice, check_target, load_answers
 from installer.catalog import load_catalog
 from installer.device import DeviceFacts
-from installer.disk.model import DiskModel, find_stub_installs
+from installer.disk.model import Disk, DiskModel, find_stub_installs
 from installer.disk.plan import Choices, Plan, Space, layout, plan_install, plan_uninstall
 from installer.disk.render import plan_to_dict, render_plan, rows
 from installer.errors import AnswersError, CatalogError
@@ -23,7 +23,7 @@ from installer.platform.journal import resume, rollback, run_plan
 from installer.platform.macos import MacBackend
 from installer.platform.sim import SimBackend
 from installer.platform.simmac import SimMac
-from installer.platform.simstate import sidecar
+from installer.platform.simstate import SimState, sidecar
 from installer.sizes import format_size, parse_size
 
 
@@ -159,15 +159,26 @@ def sim_create(ctx: click.Context, /, path: Path | None, device: str, disk_size:
     return 0
 
 
-def inspect_dict(model: DiskModel, facts: DeviceFacts) -> dict[str, Any]:
+def _boot_name(disk: Disk, boot_uuid: str) -> str:
+    """Name of the blessed install ("" or unknown: macOS, as shipped)."""
+    for i in find_stub_installs(disk):
+        if boot_uuid and i.stub.uuid == boot_uuid:
+            return i.name
+    mac = disk.macos_partition()
+    system = mac.container.system_volume() if mac and mac.container else None
+    return system.name if system else "macOS"
+
+
+def inspect_dict(model: DiskModel, facts: DeviceFacts, boot_uuid: str = "") -> dict[str, Any]:
     disk = model.disks[0]
     return {
+        "boot": _boot_name(disk, boot_uuid),
         "device": facts.to_json(),
         "disk": {"ref": disk.ref, "size": disk.size, "system": disk.is_system},
         "layout": [vars_slot(s) for s in layout(disk)],
         "containers": [
             {"partition": p.ref, "ceiling": p.container.ceiling, "free": p.container.free,
-             "stub": p.container.is_stub,
+             "stub": p.container.is_stub, "volume_group": p.container.volume_group,
              "volumes": [{"name": v.name, "roles": list(v.roles), "used": v.used}
                          for v in p.container.volumes]}
             for p in disk.ordered() if p.container is not None
@@ -191,8 +202,9 @@ def sim_inspect(ctx: click.Context, /, path: Path | None, as_json: bool) -> int:
     path = _sim_path(ctx, path)
     mac = SimMac.open(path)
     model = mac.backend().read_model()
+    boot = SimState(path).boot
     if as_json:
-        click.echo(json.dumps(inspect_dict(model, mac.facts), indent=1))
+        click.echo(json.dumps(inspect_dict(model, mac.facts, boot), indent=1))
         return 0
     f = mac.facts
     disk = model.disks[0]
@@ -211,6 +223,7 @@ def sim_inspect(ctx: click.Context, /, path: Path | None, as_json: bool) -> int:
             click.echo(f"    {v.name} [{', '.join(v.roles)}] {format_size(v.used)}")
     for i in find_stub_installs(disk):
         click.echo(f"  installed: {i.name!r} ({', '.join(p.ref for p in i.partitions)})")
+    click.echo(f"  boots: {_boot_name(disk, boot)!r}")
     return 0
 
 

@@ -162,6 +162,11 @@ def parse_limits(data: bytes, current_default: int = 0) -> ResizeLimits:
     return ResizeLimits(current, pref, maximum)
 
 
+def group_of(groups: Mapping[str, tuple[str, ...]], volume_uuid: str) -> str:
+    """The VGID of the group holding ``volume_uuid``, or ""."""
+    return next((g for g, vols in groups.items() if volume_uuid in vols), "")
+
+
 def parse_volume_groups(data: bytes) -> dict[str, tuple[str, ...]]:
     """``diskutil apfs listVolumeGroups <ctr> -plist`` → {group UUID: volume UUIDs}."""
     what = "diskutil apfs listVolumeGroups -plist"
@@ -179,10 +184,12 @@ def build_model(
     infos: Mapping[str, DiskInfo],
     limits: Mapping[str, ResizeLimits],
     stubs: Mapping[str, bool],
+    groups: Mapping[str, str] | None = None,
 ) -> DiskModel:
     """Join the outputs: physical disks with partitions (offsets from ``infos``) and the
-    APFS container each partition backs. Synthesized container disks are not listed as
-    disks of their own."""
+    APFS container each partition backs (``groups``: container ref → VGID of its System
+    volume). Synthesized container disks are not listed as disks of their own."""
+    groups = groups or {}
     by_store = {s: c for c in containers for s in c.stores}
     synthesized = {d.ref for d in listed if d.apfs_stores}
     disks = []
@@ -200,7 +207,7 @@ def build_model(
             ac = by_store.get(pid)
             if ac is not None:
                 ctr = Container(ac.ref, ac.uuid, ac.ceiling, ac.free, ac.volumes,
-                                stubs.get(ac.ref))
+                                stubs.get(ac.ref), groups.get(ac.ref, ""))
             index = int(pid.rsplit("s", 1)[1]) if "s" in pid[4:] else 0
             parts.append(Partition(
                 ref=pid, index=index, kind=kind, start=pinfo.offset, size=size,

@@ -79,6 +79,12 @@ class Container:
     volumes: tuple[Volume, ...] = ()
     #: A System volume without /Library (formats.md §1); None when nobody looked.
     is_stub: bool | None = None
+    #: APFS volume group UUID (VGID) of the System/Data pair; "" when there is none. bputil,
+    #: kmutil and stub_info.json name an install by it (formats.md §2, §5).
+    volume_group: str = ""
+
+    def system_volume(self) -> Volume | None:
+        return next((v for v in self.volumes if "System" in v.roles), None)
 
     @property
     def used(self) -> int:

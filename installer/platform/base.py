@@ -128,3 +128,8 @@ class Backend(ABC):
     @abstractmethod
     def verify(self, owned: Sequence[tuple[int, int]], snapshot: dict[str, Any]) -> None:
         """Raise ``BackendError`` naming what changed outside the ``owned`` ranges."""
+
+    def set_boot(self, stub_ref: str, admin_user: str, password: str) -> None:
+        """Make the System volume of the stub container on ``stub_ref`` (a partition ref or
+        a plan ref such as ``new:0``) the default boot volume (macOS: ``bless``)."""
+        raise BackendError(f"the {self.name} backend cannot set the boot volume")

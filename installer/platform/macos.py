@@ -15,10 +15,12 @@ from typing import Any, assert_never
 from installer.disk.diskutil import (
     DiskInfo,
     build_model,
+    group_of,
     parse_apfs_list,
     parse_info,
     parse_limits,
     parse_list,
+    parse_volume_groups,
 )
 from installer.disk.model import TYPE_GUIDS, DiskModel, PartKind, ResizeLimits
 from installer.disk.ops import (
@@ -71,17 +73,20 @@ class MacBackend(Backend):
                 infos[pid] = parse_info(self._du("info", "-plist", pid))
         stubs: dict[str, bool] = {}
         limits: dict[str, ResizeLimits] = {}
+        groups: dict[str, str] = {}
         for c in containers:
             self._containers.update({s: c.ref for s in c.stores})
             system = [v for v in c.volumes if "System" in v.roles]
             if not system:
                 continue
             stubs[c.ref] = self._is_stub(system[0].device, c.ceiling)
+            groups[c.ref] = group_of(parse_volume_groups(
+                self._du("apfs", "listVolumeGroups", c.ref, "-plist")), system[0].uuid)
             if not stubs[c.ref] and {"Data"} <= {r for v in c.volumes for r in v.roles}:
                 store = c.stores[0]
                 limits[store] = parse_limits(
                     self._du("apfs", "resizeContainer", store, "limits", "-plist"))
-        return build_model(listed, containers, infos, limits, stubs)
+        return build_model(listed, containers, infos, limits, stubs, groups)
 
     def _is_stub(self, system_volume: str, ceiling: int) -> bool:
         """formats.md §1: a System volume without /Library. Unmounted: judge by size."""
@@ -240,6 +245,29 @@ class MacBackend(Backend):
                     out.write(buf)
         except OSError as exc:
             raise BackendError(f"writing {op.image} to {dev}: {exc.strerror}") from exc
+
+    # -- boot policy -------------------------------------------------------------------------
+    def set_boot(self, stub_ref: str, admin_user: str, password: str) -> None:
+        """formats.md §12: ``bless --setBoot --device /dev/<system volume> --user <admin>
+        --stdinpass``; the password goes to stdin, never into argv or the log."""
+        part = self._real(stub_ref)
+        ctr = self._containers.get(part) or self._container_of(part)
+        system = next((v for c in parse_apfs_list(self._du("apfs", "list", "-plist"))
+                       if c.ref == ctr for v in c.volumes if "System" in v.roles), None)
+        if system is None:
+            raise BackendError(f"{part}: the container {ctr} has no System volume to bless")
+        self.runner.check(
+            ["bless", "--setBoot", "--device", f"/dev/{system.device}", "--user", admin_user,
+             "--stdinpass"],
+            stdin=(password + "\n").encode(),
+            hint=f"check that {admin_user} is an administrator and the password is right",
+        )
+
+    def boot_policy(self, vgid: str) -> str:
+        """``bputil -d -v <vgid>``: the boot policy of one install, as bputil prints it."""
+        out = self.runner.check(["bputil", "-d", "-v", vgid],
+                                hint="bputil needs the install's volume group UUID")
+        return out.decode(errors="replace")
 
     # -- rollback ----------------------------------------------------------------------------
     def undo(self, op: Op) -> None:

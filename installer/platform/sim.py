@@ -60,6 +60,11 @@ def container_uuid(part_uuid: str) -> str:
     return str(uuid.uuid5(uuid.NAMESPACE_OID, "apfs:" + part_uuid)).upper()
 
 
+def volume_group(part_uuid: str) -> str:
+    """The simulated VGID of a container's System/Data group (stable across reads)."""
+    return str(uuid.uuid5(uuid.NAMESPACE_OID, "vgid:" + part_uuid)).upper()
+
+
 class SimBackend(Backend):
     name = "sim"
 
@@ -120,10 +125,12 @@ class SimBackend(Backend):
         )
         system = [v for v in sc.volumes if "System" in v.roles]
         stub = None
+        group = ""
         if system:
             stub = not (state.volume_dir(e.uuid, system[0].name) / "Library").is_dir()
+            group = volume_group(e.uuid)
         return Container(f"{DISK_REF}s{e.number}.apfs", sc.uuid, e.size,
-                         max(0, e.size - sc.used), vols, stub)
+                         max(0, e.size - sc.used), vols, stub, group)
 
     # -- refs ------------------------------------------------------------------------------
     def refs(self) -> dict[str, str]:
@@ -206,6 +213,8 @@ class SimBackend(Backend):
         state = SimState(self.image)
         if old.uuid in state.containers or state.dir.joinpath(old.uuid).exists():
             state.drop(old.uuid)
+            if state.boot == old.uuid:  # the blessed install is gone: macOS boots again
+                state.boot = ""
             state.save()
 
     def _resize(self, ref: str, new_size: int) -> None:
@@ -323,6 +332,19 @@ class SimBackend(Backend):
                     self._fault("WriteImage:chunk")
         finally:
             os.close(fd)
+
+    # -- boot policy -----------------------------------------------------------------------
+    def set_boot(self, stub_ref: str, admin_user: str, password: str) -> None:
+        """The sim's ``bless``: records the blessed container in state.json."""
+        e = self._need(stub_ref)
+        state = SimState(self.image)
+        sc = state.containers.get(e.uuid)
+        if sc is None or not any("System" in v.roles for v in sc.volumes):
+            raise BackendError(f"{stub_ref}: no System volume to bless on {self.image}")
+        if not admin_user:
+            raise BackendError("blessing needs an admin user name")
+        state.boot = e.uuid
+        state.save()
 
     # -- rollback --------------------------------------------------------------------------
     def undo(self, op: Op) -> None:

@@ -49,6 +49,7 @@ class SimState:
         self.dir = sidecar(image)
         self.path = self.dir / "state.json"
         self.containers: dict[str, SimContainer] = {}
+        self.boot = ""  # partition UUID of the blessed container ("" = macOS, as shipped)
         if self.path.exists():
             self._load()
 
@@ -61,6 +62,7 @@ class SimState:
                 self.containers[partuuid] = SimContainer(
                     c["uuid"], int(c["used"]), int(c.get("overhead", 0)), vols
                 )
+            self.boot = str(doc.get("boot", ""))
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise BackendError(f"{self.path}: unreadable sim state ({exc})") from exc
 
@@ -70,6 +72,8 @@ class SimState:
                 "volumes": [vars(v) for v in c.volumes]}
             for k, c in sorted(self.containers.items())
         }}
+        if self.boot:
+            doc["boot"] = self.boot
         self.dir.mkdir(exist_ok=True)
         write_bytes(self.path, json.dumps(doc, indent=1).encode() + b"\n")
 

@@ -159,6 +159,20 @@ class FakeMac:
                         for v in c["volumes"]],
         } for c in self.s["containers"]]}
 
+    def render_groups(self, ref: str) -> dict[str, Any]:
+        """One group per Data volume, with the System volume(s) grouped with it; its UUID
+        is the Data volume's (as in the recorded fixture)."""
+        c = self.container(ref)
+        groups = []
+        for d in (v for v in c["volumes"] if "Data" in v["roles"]):
+            members = [d] + [v for v in c["volumes"] if "System" in v["roles"]
+                             and v.get("group") in (None, d["id"])]
+            c["group"] = d["uuid"]
+            groups.append({"APFSVolumeGroupUUID": d["uuid"], "Volumes": [
+                {"APFSVolumeUUID": v["uuid"], "DeviceIdentifier": v["id"], "Name": v["name"],
+                 "Roles": v["roles"]} for v in members]})
+        return {"Groups": groups}
+
     def render_info(self, dev: str) -> dict[str, Any]:
         dev = dev.removeprefix("/dev/")
         try:
@@ -242,7 +256,17 @@ class FakeMac:
 
         if cmd == "test":
             return (0 if a[:1] == ["-d"] and a[1] in self.s["dirs"] else 1), b""
-        if cmd in ("newfs_msdos", "ditto", "bless", "bputil", "hdiutil", "kmutil"):
+        if cmd == "bless":  # the password arrives on stdin; keep it to check it did
+            dev = a[a.index("--device") + 1].removeprefix("/dev/")
+            self.volume(dev)
+            self.s["blessed"] = {"device": dev, "user": a[a.index("--user") + 1],
+                                 "stdin": sys.stdin.read()}
+            return 0, b""
+        if cmd == "bputil" and a[:2] == ["-d", "-v"]:
+            if not any(c.get("group") == a[2] for c in self.s["containers"]):
+                raise Fail(f"bputil: no volume group {a[2]}")
+            return 0, f"Current local policy for {a[2]}:\nSecurity Mode: Full\n".encode()
+        if cmd in ("newfs_msdos", "ditto", "bputil", "hdiutil", "kmutil"):
             return 0, b""
         if cmd == "sw_vers" and "device" in self.s:
             return 0, (self.s["device"]["macos"] + "\n").encode()
@@ -267,6 +291,8 @@ class FakeMac:
                 return pl(self.render_list(self.disk_of(dev)["id"]))
             case ["apfs", "list", "-plist"]:
                 return pl(self.render_apfs_list())
+            case ["apfs", "listVolumeGroups", ref, "-plist"]:
+                return pl(self.render_groups(ref))
             case ["info", "-plist", dev]:
                 return pl(self.render_info(dev))
             case ["apfs", "resizeContainer", pid, "limits", "-plist"]:
