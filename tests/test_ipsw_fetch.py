@@ -230,7 +230,7 @@ def test_killed_fetch_resumes_without_downloading_twice(served, names, tmp_path)
             got = _journal_bytes(cache) if cache.exists() else 0
             if got != last:
                 last, stable_since = got, time.monotonic()
-            elif px.stalled and time.monotonic() - stable_since > 1.0:
+            elif px.stalled and time.monotonic() - stable_since > 1.5:
                 break
             time.sleep(0.05)
         else:
