@@ -146,16 +146,26 @@ def test_resize_min_uses_policy_and_limits(server):
     d = mac_disk(used=100 * GB, preferred=160 * GB)  # snapshots: diskutil wants more
     plan = plan_install(model(d), server, Choices(space=Space.RESIZE, resize_to="min"))
     assert plan.ops[0].new_size == align_up(160 * GB, MiB)
-    assert "is 22.0 GB" in plan.warnings[0]  # 160 GB - (100 GB + 38 GB) of overhead
+    assert "is 60.0 GB" in plan.warnings[0]  # 160 GB - 100 GB of data
 
 
 def test_overhead_warning(server):
     d = mac_disk(used=100 * GB, preferred=100 * GB + 38 * GB + 17 * GB)
     plan = plan_install(model(d), server, Choices(space=Space.RESIZE, resize_to="min"))
-    assert re.search(r"APFS overhead .* is 17\.0 GB", plan.warnings[0])
-    d = mac_disk(used=100 * GB, preferred=100 * GB + 38 * GB + 15 * GB)
+    assert re.search(r"APFS overhead .* is 55\.0 GB", plan.warnings[0])
+    d = mac_disk(used=100 * GB, preferred=100 * GB + 16 * GB)
     plan = plan_install(model(d), server, Choices(space=Space.RESIZE, resize_to="min"))
     assert not any("overhead" in w for w in plan.warnings)
+
+
+def test_bug_overhead_below_the_free_policy_still_warns(server):
+    """17 GB of snapshots is overhead above 16 GB even though used + 17 GB is below the
+    38 GB free-space minimum (it used to count only what exceeded used + 38 GB)."""
+    d = mac_disk(used=100 * GB, preferred=100 * GB + 17 * GB)
+    plan = plan_install(model(d), server, Choices(space=Space.RESIZE, resize_to="min"))
+    assert plan.ops[0].new_size == align_up(138 * GB, MiB)  # the policy still decides
+    assert re.search(r"APFS overhead \(snapshots, pending updates\) is 17\.0 GB",
+                     plan.warnings[0])
 
 
 def test_resize_refused_when_macos_is_full(server):

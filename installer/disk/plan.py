@@ -263,11 +263,14 @@ def _plan_resize(disk: Disk, choices: Choices) -> tuple[int, int, ResizeContaine
     preferred = align_up(mac.limits.min_preferred, ALIGN) if mac.limits else 0
     min_size = max(raw_min, preferred)
     warnings = []
-    overhead = min_size - raw_min
+    # Overhead: what diskutil keeps beyond the data (snapshots, pending updates), whether
+    # or not it exceeds our own free-space policy (formats.md §1 warns above 16 GB).
+    overhead = mac.limits.min_preferred - c.used if mac.limits else 0
     if overhead > OVERHEAD_WARN:
         warnings.append(
-            f"APFS overhead (snapshots, pending updates) is {format_size(overhead)}: macOS "
-            "could be shrunk further after deleting local snapshots or finishing updates"
+            f"APFS overhead (snapshots, pending updates) is {format_size(overhead)}: "
+            "deleting local snapshots (tmutil deletelocalsnapshots /) or finishing macOS "
+            "updates gives that space back"
         )
     try:
         new_size = parse_choice(
