@@ -178,6 +178,16 @@ def test_disk_never_appears_bounded_wait(fr):
     assert fr.lines("sleep") == ["0.1"] * 20
 
 
+def test_bug_slow_lookups_stretched_the_bounded_wait(fr):
+    """bug: the wait counted 0.1 s polls, so time spent between polls (a GPT scan of every
+    disk) made it last longer than VENDORFW_WAIT. Here each poll costs 0.5 s of guest time:
+    the wait stops at the deadline (4 polls), not after 20."""
+    (fr.root / "proc" / "uptime").write_text("100.00 50.00\n")
+    res = fr.run("early", env={"VENDORFW_WAIT": "2", "SHIM_UPTIME_STEP": "0.5"})
+    assert_not_loaded(fr, res, f"ESP {UUID} did not appear within 2s")
+    assert len(fr.lines("sleep")) == 4
+
+
 def test_image_config_file_is_read(fr):
     """/etc/pippin/vendorfw.conf in the image sets the variables (here: the wait)."""
     (fr.root / "etc" / "pippin").mkdir(parents=True)

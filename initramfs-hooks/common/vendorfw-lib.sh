@@ -226,14 +226,39 @@ pippin_find_partuuid() {
     pippin_scan_gpt "$1"
 }
 
+# pippin_centisec: the time since boot in hundredths of a second, from /proc/uptime.
+pippin_centisec() {
+    local t rest frac
+    [ -r "$VENDORFW_ROOT/proc/uptime" ] || return 1
+    read -r t rest <"$VENDORFW_ROOT/proc/uptime" || return 1
+    case "$t" in
+        *[!0-9.]* | .*) return 1 ;;
+        *.[0-9][0-9]) ;;
+        *) return 1 ;;
+    esac
+    frac=${t#*.}
+    # digit by digit: "08" would be a bad octal number to the shell
+    printf '%s\n' "$((${t%.*} * 100 + ${frac%?} * 10 + ${frac#?}))"
+}
+
 # pippin_wait_partuuid UUID: resolve UUID, retrying for up to VENDORFW_WAIT seconds while
-# the storage driver probes. Prints the device node.
+# the storage driver probes. Prints the device node. The deadline is on the clock when
+# /proc/uptime is there, since a lookup (a GPT scan of every disk) takes time of its own;
+# otherwise the polls are counted.
 pippin_wait_partuuid() {
-    local tries
+    local tries now end
     tries=$((VENDORFW_WAIT * 10))
+    end=""
+    if now=$(pippin_centisec); then
+        end=$((now + VENDORFW_WAIT * 100))
+    fi
     while :; do
         pippin_find_partuuid "$1" && return 0
-        [ "$tries" -gt 0 ] || break
+        if [ -n "$end" ] && now=$(pippin_centisec); then
+            [ "$now" -lt "$end" ] || break
+        else
+            [ "$tries" -gt 0 ] || break
+        fi
         if sleep 0.1 2>/dev/null; then
             tries=$((tries - 1))
         else # a sleep without fractions

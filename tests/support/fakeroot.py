@@ -7,7 +7,8 @@ made by sgdisk/mkfs.fat/mtools). The host kernel here cannot mount vfat, so ``mo
 is the one shim: it reads the real FAT image with mtools into the mount point (refusing a
 non-FAT image as mount would) and insists on ``-o ro``. tmpfs mounts are real. ``modprobe``
 and ``sleep`` are shims too: modprobe records modules and can make the disk appear (a driver
-binding), sleep counts polls without sleeping and can make the disk appear on the Nth poll.
+binding), sleep counts polls without sleeping and can make the disk appear on the Nth poll
+or move a fake ``proc/uptime`` on (a slow lookup between polls).
 
 ``shell`` is ``dash`` (with only the host tools a generator must install, GNU cpio, mawk)
 or ``busybox`` (busybox sh with busybox applets only, as in a busybox initramfs).
@@ -62,6 +63,11 @@ exit 1
 
 SLEEP_SHIM = r"""#!/bin/sh
 printf '%s\n' "$1" >>"$SHIM_LOG/sleep.log"
+if [ -n "${SHIM_UPTIME_STEP-}" ]; then  # the guest clock moves by this much per poll
+    read -r t _ <"$VENDORFW_ROOT/proc/uptime"
+    /usr/bin/awk -v t="$t" -v s="$SHIM_UPTIME_STEP" 'BEGIN { printf "%.2f 0.00\n", t + s }' \
+        >"$VENDORFW_ROOT/proc/uptime"
+fi
 n=$(/usr/bin/wc -l <"$SHIM_LOG/sleep.log")
 if [ "$n" = "${SHIM_DISK_AFTER_SLEEPS-x}" ]; then /bin/sh "$SHIM_LOG/attach"; fi
 exit 0
