@@ -67,6 +67,16 @@ def test_install_hooks_is_idempotent_and_selective(tmp_path):
     assert [p.name for p in (prefix / hooks._DRACUT).iterdir() if p.name.startswith(".")] == []
 
 
+def test_install_hooks_dry_run_writes_nothing(tmp_path, capsys):
+    prefix = tmp_path / "p"
+    assert cli.main(["install-hooks", "--prefix", str(prefix), "--generator", "grub",
+                     "--dry-run"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out == [f"would write {prefix / f.dest}" for f in hooks.HOOK_FILES
+                   if f.generator in ("common", "grub")]
+    assert not prefix.exists()
+
+
 def test_install_hooks_missing_source_writes_nothing(tmp_path, capsys):
     src = tmp_path / "src"
     src.mkdir()

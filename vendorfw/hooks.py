@@ -82,11 +82,12 @@ def select(generators: Iterable[Generator]) -> list[HookFile]:
 
 
 def install_hooks(prefix: Path, generators: Iterable[Generator] = (),
-                  source: Path = DEFAULT_SOURCE) -> list[Path]:
+                  source: Path = DEFAULT_SOURCE, *, dry_run: bool = False) -> list[Path]:
     """Install the hook files below ``prefix`` and create the firmware mount point.
 
-    Returns the paths written. Raises :class:`VendorFwError` on a missing source or an
-    unwritable destination.
+    Returns the paths written (with ``dry_run``: that would be written; the sources are
+    still read, nothing is written). Raises :class:`VendorFwError` on a missing source or
+    an unwritable destination.
     """
     files = select(generators)
     contents: list[tuple[HookFile, bytes]] = []
@@ -99,6 +100,8 @@ def install_hooks(prefix: Path, generators: Iterable[Generator] = (),
                 hint="run from a Pippin checkout or release bundle, or pass --from "
                 "<path to initramfs-hooks>",
             ) from exc
+    if dry_run:
+        return [prefix / f.dest for f in files]
     written: list[Path] = []
     try:
         for f, data in contents:
@@ -126,11 +129,20 @@ def install_hooks(prefix: Path, generators: Iterable[Generator] = (),
 @click.option("--from", "source", type=click.Path(file_okay=False, path_type=Path),
               default=DEFAULT_SOURCE, show_default=True,
               help="The initramfs-hooks directory to install from.")
-def install_hooks_command(prefix: Path, generators: tuple[str, ...], source: Path) -> None:
+@click.option("--dry-run", is_flag=True,
+              help="List the files that would be written (replacing any there); write nothing.")
+def install_hooks_command(prefix: Path, generators: tuple[str, ...], source: Path,
+                          dry_run: bool) -> None:
     """Install the initramfs hooks (dracut, mkinitcpio, initramfs-tools) and GRUB snippet
-    that load vendor firmware from the ESP before udev."""
+    that load vendor firmware from the ESP before udev.
+
+    Also creates PREFIX/lib/firmware/vendor, the mount point the firmware is handed to.
+    Existing files are replaced. Run as root; then rebuild the initramfs (the command for
+    each generator is printed)."""
     chosen = [Generator(g) for g in generators]
-    for path in install_hooks(prefix, chosen, source):
-        click.echo(str(path))
+    for path in install_hooks(prefix, chosen, source, dry_run=dry_run):
+        click.echo(f"would write {path}" if dry_run else str(path))
+    if dry_run:
+        return
     for g in chosen or list(NEXT_STEPS):
         click.echo(f"{g.value}: next, {NEXT_STEPS[g]}", err=True)
