@@ -240,7 +240,8 @@ def test_entries_that_cannot_be_installed(catalog):
     assert plan_install(model(free_disk()), old, Choices(expert=True)).ops
 
 
-@pytest.mark.parametrize("name", ["", 'a"b', "a/b", "x" * 201])
+@pytest.mark.parametrize("name", ["", 'a"b', "a/b", "x" * 201, "..", ".", "a\x01b", "a\tb",
+                                  "a\u2028b"])
 def test_bad_os_names(uefi, name):
     with pytest.raises(PlanError, match="OS name"):
         plan_install(model(free_disk()), uefi, Choices(name=name or " "))
@@ -382,3 +383,13 @@ def test_bug_uninstall_before_macos_does_not_resize_macos():
     plan = plan_uninstall(model(d), "disk0s4")
     assert [type(o) for o in plan.ops] == [DeletePartition, DeleteContainer]
     assert "stays unpartitioned" in plan.notes[0]
+
+
+def test_bug_os_name_dot_dot_and_control_characters_refused(uefi):
+    """'..' named a sidecar directory outside the container's (sim), and control characters
+    reached diskutil volume names and the answers file; both are refused now."""
+    for name in ("..", "a\x1bb"):
+        with pytest.raises(PlanError, match="printable"):
+            plan_install(model(free_disk()), uefi, Choices(name=name))
+    assert plan_install(model(free_disk()), uefi, Choices(name="Arch Linux ARM")).ops
+    assert plan_install(model(free_disk()), uefi, Choices(name="Fedora Asahi 42 …")).ops

@@ -131,6 +131,12 @@ def test_sim_run_then_uninstall(env, sim_path, shared_dir, tmp_path, capsys):
     assert "nothing to resume: the run" in capsys.readouterr().err
 
 
+def test_bug_answers_with_control_characters_round_trip():
+    """to_toml escaped only newlines: a tab-free control character made invalid TOML."""
+    a = Answers(os="Entry\x01 with \\ and \t tab\x7f", name="N\x1b", catalog="a\\b")
+    assert parse_answers(to_toml(a).encode(), "t") == a
+
+
 def test_answers_roundtrip_and_errors():
     a = Answers(target="sim:/x y/m.img", catalog="c.json", os='Say "hi"', space=Space.RESIZE,
                 resize_to="60%", size="50GB", name="L", expert=True, admin_user="alice")

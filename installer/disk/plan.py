@@ -148,8 +148,13 @@ def plan_install(model: DiskModel, entry: OsEntry, choices: Choices) -> Plan:
     if entry.expert and not choices.expert:
         raise PlanError(f"{entry.name.strip()!r} is offered only in expert mode")
     name = (choices.name or entry.default_os_name).strip()
-    if not name or len(name.encode()) > 200 or any(c in name for c in '"\n\0/:'):
-        raise PlanError(f"OS name {name!r} must be 1-200 bytes without quotes, '/', ':'")
+    # The name becomes volume names (and, on the sim, directory names): no path tricks.
+    if (not name or len(name.encode()) > 200 or name in (".", "..")
+            or any(c in '"/:' or not c.isprintable() for c in name)):
+        raise PlanError(
+            f"OS name {name!r} must be 1-200 printable bytes without quotes, '/', ':' "
+            "(and not '.' or '..')"
+        )
 
     ops: list[Op] = []
     owned: list[tuple[int, int]] = [(0, GPT_HEAD), (disk.size - GPT_TAIL, disk.size)]
