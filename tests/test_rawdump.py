@@ -251,3 +251,15 @@ def test_bug_empty_dump_error_named_the_temporary_directory(tmp_path):
     with pytest.raises(CollectError) as ei, rawdump.open_source(asahi, tmp_parent=tmp_path):
         pass
     assert ei.value.message == f"no firmware sources found in {asahi / rawdump.RAWDUMP_NAME}"
+
+
+def test_member_count_limit(tmp_path):
+    """Empty members cost no bytes but an inode each: their number is bounded too."""
+    bomb = tmp_path / "many.tar.gz"
+    bomb.write_bytes(tgz([(tarfile.TarInfo(f"firmware/f{i}"), b"") for i in range(50)]))
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    with pytest.raises(ArchiveError, match="more than 20 members"):
+        rawdump.unpack(bomb, dest, max_members=20)
+    assert list(dest.iterdir()) == []
+    assert rawdump.unpack(bomb, dest, max_members=50).files == 50

@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 
 RAWDUMP_NAME = "all_firmware.tar.gz"
 MAX_UNPACKED = 8 << 30  # a real dump is a few hundred MB; this stops a decompression bomb
+MAX_MEMBERS = 200_000  # a real dump has a few thousand; this stops a bomb of empty files
 BLOCK = 1 << 20
 
 
@@ -141,6 +142,7 @@ def unpack(
     dest: Path,
     progress: Callable[[int], None] | None = None,
     limit: int = MAX_UNPACKED,
+    max_members: int = MAX_MEMBERS,
 ) -> UnpackStats:
     """Unpack ``archive`` into the existing empty directory ``dest``; on error ``dest`` is
     emptied again and :class:`ArchiveError` names the archive and the offending member."""
@@ -151,8 +153,11 @@ def unpack(
         with archiveio.translated(f"reading {archive}"), libarchive.file_reader(
             str(archive), format_name="tar", block_size=BLOCK
         ) as reader:
-            for entry in reader:
+            for count, entry in enumerate(reader, 1):
                 raw = entry.pathname
+                if count > max_members:
+                    raise ArchiveError(f"more than {max_members} members",
+                                       hint="this is not a firmware dump (or it is damaged)")
                 if entry.isdir and raw.strip("/") in (".", ""):
                     continue  # the archive root ("./", as in `tar -C dump -czf … .`)
                 name = _member_name(raw)
