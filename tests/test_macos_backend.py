@@ -412,3 +412,21 @@ def test_bless_failure_is_one_line_with_hint(tmp_path, catalog):
     assert "alice is an administrator" in info.value.hint
     with pytest.raises(BackendError, match="no System volume to bless"):
         fake.backend.set_boot("disk0s1", "alice", "x")
+
+
+@pytest.mark.parametrize(("parse", "data", "message"), [
+    (parse_apfs_list,
+     b"<plist><dict><key>Containers</key><array><dict><key>ContainerReference</key><string>"
+     b"disk3</string><key>CapacityCeiling</key><integer>9</integer><key>CapacityFree</key>"
+     b"<integer>1</integer><key>Volumes</key><array><dict><key>DeviceIdentifier</key><string>"
+     b"disk3s1</string><key>CapacityInUse</key><string>lots</string></dict></array></dict>"
+     b"</array></dict></plist>", "key CapacityInUse is not int"),
+    (parse_info,
+     b"<plist><dict><key>DeviceIdentifier</key><string>disk0</string><key>TotalSize</key>"
+     b"<integer>9</integer><key>DeviceBlockSize</key><date>2020-01-01T00:00:00Z</date>"
+     b"</dict></plist>", "key DeviceBlockSize is not int"),
+])
+def test_bug_non_integer_plist_values_are_one_line_errors(parse, data, message):
+    """int() on a string/date value used to raise ValueError/TypeError (a traceback)."""
+    with pytest.raises(BackendError, match=message):
+        parse(data)

@@ -44,6 +44,13 @@ def _get(d: Mapping[str, Any], key: str, typ: type, what: str) -> Any:
     return v
 
 
+def _opt_int(d: Mapping[str, Any], key: str, default: int, what: str) -> int:
+    v = d.get(key, default)
+    if not isinstance(v, int) or isinstance(v, bool):
+        raise BackendError(f"{what}: key {key} is not int")
+    return v
+
+
 def _list(d: Mapping[str, Any], key: str, what: str) -> list[dict[str, Any]]:
     v = d.get(key, [])
     if not isinstance(v, list) or not all(isinstance(x, dict) for x in v):
@@ -107,7 +114,7 @@ def parse_apfs_list(data: bytes) -> tuple[ApfsContainer, ...]:
                 raise BackendError(f"{w}: key Roles is not a list of strings")
             vols.append(Volume(
                 device=_get(v, "DeviceIdentifier", str, w), name=str(v.get("Name", "")),
-                roles=tuple(roles), used=int(v.get("CapacityInUse", 0)),
+                roles=tuple(roles), used=_opt_int(v, "CapacityInUse", 0, w),
                 uuid=str(v.get("APFSVolumeUUID", "")),
             ))
         out.append(ApfsContainer(
@@ -146,7 +153,7 @@ def parse_info(data: bytes) -> DiskInfo:
     return DiskInfo(
         ref=ref, offset=off, size=size, content=str(d.get("Content", "")),
         uuid=str(d.get("DiskUUID", "")), internal=bool(d.get("Internal", False)),
-        physical=vp != "Virtual", block_size=int(d.get("DeviceBlockSize", 4096)),
+        physical=vp != "Virtual", block_size=_opt_int(d, "DeviceBlockSize", 4096, w),
         mount_point=mp if isinstance(mp, str) and mp else None,
     )
 
@@ -156,10 +163,7 @@ def parse_limits(data: bytes, current_default: int = 0) -> ResizeLimits:
     d = load_plist(data, what)
     current = _get(d, "CurrentSize", int, what)
     pref = _get(d, "MinimumSizePreferred", int, what)
-    maximum = d.get("MaximumSize", current)
-    if not isinstance(maximum, int):
-        raise BackendError(f"{what}: key MaximumSize is not int")
-    return ResizeLimits(current, pref, maximum)
+    return ResizeLimits(current, pref, _opt_int(d, "MaximumSize", current, what))
 
 
 def group_of(groups: Mapping[str, tuple[str, ...]], volume_uuid: str) -> str:
