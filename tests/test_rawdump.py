@@ -263,3 +263,24 @@ def test_member_count_limit(tmp_path):
         rawdump.unpack(bomb, dest, max_members=20)
     assert list(dest.iterdir()) == []
     assert rawdump.unpack(bomb, dest, max_members=50).files == 50
+
+
+def test_write_dump_is_what_update_reads(tmp_path):
+    src = make_dump_tree(tmp_path / "src")
+    kc = tmp_path / "kernelcache.release.mac13g"
+    kc.write_bytes(b"kc" * 1000)
+    asahi = tmp_path / "esp" / "asahi"
+    asahi.mkdir(parents=True)
+    seen: list[int] = []
+    written = rawdump.write_dump(src, asahi, kc, seen.append)
+    assert written == (asahi / rawdump.RAWDUMP_NAME, asahi / kc.name)
+    assert sorted(os.listdir(asahi)) == [rawdump.RAWDUMP_NAME, kc.name]  # no temp files
+    assert sum(seen) >= 5000 + 2000
+    with rawdump.open_source(asahi, tmp_parent=tmp_path) as source:
+        assert source.kernelcache == asahi / kc.name
+        assert source.kernelcache.read_bytes() == kc.read_bytes()
+        assert (source.firmware / "wifi/C-4378__s-B1/shikoku.trx").read_bytes() == b"\1" * 5000
+    with pytest.raises(ArchiveError, match="must be named kernelcache"):
+        rawdump.write_dump(src, asahi, src / "appleh13camerad")
+    with pytest.raises(ArchiveError, match="cannot copy"):
+        rawdump.write_dump(src, asahi, tmp_path / "kernelcache.missing")

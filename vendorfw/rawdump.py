@@ -214,6 +214,35 @@ def open_source(
         yield FirmwareSource.from_dir(root, kernelcache, archive=dump)
 
 
+def write_dump(
+    tree: Path,
+    asahi: Path,
+    kernelcache: Path | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> tuple[Path, ...]:
+    """Write the re-extraction inputs into ``asahi`` (formats.md §5, §8): ``tree`` packed as
+    ``all_firmware.tar.gz`` and, when given, a copy of ``kernelcache`` under its own name
+    (it must start with ``kernelcache``). Each file is replaced atomically. Returns the paths
+    written."""
+    if kernelcache is not None and not kernelcache.name.startswith("kernelcache"):
+        raise ArchiveError(f"{kernelcache}: a kernelcache beside the dump must be named "
+                           "kernelcache* (re-extraction looks for that name)")
+    out = asahi / RAWDUMP_NAME
+    pack(tree, out, progress)
+    if kernelcache is None:
+        return (out,)
+    kc_out = asahi / kernelcache.name
+    try:
+        with open(kernelcache, "rb") as src, atomic_file(kc_out) as dst:
+            while chunk := src.read(BLOCK):
+                dst.write(chunk)
+                if progress:
+                    progress(len(chunk))
+    except OSError as exc:
+        raise ArchiveError(f"cannot copy {kernelcache} to {kc_out}: {exc.strerror or exc}") from exc
+    return out, kc_out
+
+
 def pack(src_dir: Path, out: Path, progress: Callable[[int], None] | None = None) -> int:
     """Write ``src_dir``'s tree as a deterministic ``out`` (tar.gz, atomically); returns the
     number of members. Symlinks are kept and must stay inside the tree."""
