@@ -100,6 +100,7 @@ class InstallResult:
     seconds: dict[str, float] = field(default_factory=dict)
     warnings: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
+    answers: Answers | None = None  # the answers as carried out (space resolved, OS named)
 
     def to_json(self) -> dict[str, object]:
         from installer.disk.render import plan_to_dict
@@ -294,8 +295,9 @@ def _install(request: InstallRequest, deps: InstallDeps, st: _Stages,
             name=answers.name, expert=answers.expert, disk=disk))
         log.info("plan: %s on %s with restore image %s (%s)", entry.name.strip(), target_ref,
                  img.version, ipsw_url)
+        final = replace(answers, target=target_ref, os=entry.name)
         result = InstallResult(plan, target_ref, entry.name.strip(), ipsw_url,
-                               request.dry_run, notes=src.notes)
+                               request.dry_run, notes=src.notes, answers=final)
         st.seconds["plan"] = deps.clock() - t0
         if request.dry_run:
             return replace(result, seconds=dict(st.seconds))

@@ -156,11 +156,12 @@ def install_cmd(ctx: click.Context, /, yes: bool, dry_run: bool, as_json: bool,
     interactive = not yes and not dry_run and sys.stdin.isatty() and sys.stdout.isatty()
     if interactive:
         a = _prompt(deps, a)
-    if write_answers is not None:
-        write_bytes(write_answers, to_toml(a).encode())
     request = InstallRequest(a, dry_run=True, auto_space=auto_space)
-    if dry_run or not yes:
+    if write_answers is not None or dry_run or not yes:
         planned = install(request, deps)
+        if write_answers is not None:  # as planned: the space choice and OS made explicit
+            write_bytes(write_answers, to_toml(planned.answers or a).encode())
+    if dry_run or not yes:
         _show(planned, as_json)
         if dry_run:
             return 0
