@@ -188,3 +188,24 @@ def test_default_sim_lives_in_the_cache_dir(env, shared_dir, capsys):
     plan = json.loads(capsys.readouterr().out)
     assert plan["disk"] == "disk0"
     assert plan["operations"][0]["op"] == "ResizeContainer"
+
+
+def test_sim_run_dry_run_changes_nothing(env, sim_path, shared_dir, capsys):
+    before = digest(sim_path), digest(sim_path.with_name("mac.img.d") / "state.json")
+    assert main(["sim", "run", str(sim_path), "--dry-run", "--catalog",
+                 str(shared_dir / "data" / "installer_data.json"), "--os", UEFI,
+                 "--space", "resize"]) == 0
+    out = capsys.readouterr().out
+    assert "1. resize APFS container disk0s2" in out
+    assert out.rstrip().endswith("dry run: nothing changed")
+    assert (digest(sim_path), digest(sim_path.with_name("mac.img.d") / "state.json")) == before
+    assert not (sim_path.with_name("mac.img.d") / "journal.json").exists()
+
+
+def test_help_texts_explain_the_options(capsys):
+    assert main(["sim", "create", "--help"]) == 0
+    out = capsys.readouterr().out
+    assert "j274ap" in out
+    assert "sparse" in out
+    assert main(["plan", "--help"]) == 0
+    assert "shrink macOS first" in capsys.readouterr().out

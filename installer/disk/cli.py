@@ -13,7 +13,7 @@ import click
 
 from installer.answers import Answers, check_choice, check_target, load_answers
 from installer.catalog import load_catalog
-from installer.device import DeviceFacts
+from installer.device import KNOWN_DEVICES, DeviceFacts
 from installer.disk.model import Disk, DiskModel, find_stub_installs
 from installer.disk.plan import Choices, Plan, Space, layout, plan_install, plan_uninstall
 from installer.disk.render import plan_to_dict, render_plan, rows
@@ -67,11 +67,13 @@ def plan_options(f: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--target", help="sim:PATH or a macOS disk id (disk0)."),
         click.option("--catalog", help="installer_data.json path."),
         click.option("--os", "os_name", help="Exact catalog entry name."),
-        click.option("--space", type=click.Choice(["free", "resize"]), default=None),
+        click.option("--space", type=click.Choice(["free", "resize"]), default=None,
+                     help="free: the largest free region; resize: shrink macOS first."),
         click.option("--resize-to", help="macOS container size: min, NN%, or a size."),
         click.option("--size", help="New OS size: max, min, NN%, or a size."),
         click.option("--name", help="Name shown in the boot picker."),
-        click.option("--expert/--no-expert", default=None),
+        click.option("--expert/--no-expert", default=None,
+                     help="Expert mode: expert-only OSes, macOS may keep only 1 GB free."),
         click.option("--uninstall", "uninstall_ref", metavar="PART",
                      help="Plan removing the stub install whose container is PART."),
     ]
@@ -137,10 +139,15 @@ def sim() -> None:
 
 @sim.command("create")
 @click.argument("path", type=click.Path(path_type=Path), required=False)
-@click.option("--device", default="j314sap", show_default=True)
-@click.option("--disk-size", default="512GB", show_default=True)
-@click.option("--macos-used", default="200GB", show_default=True)
-@click.option("--overhead", default="0", help="APFS snapshot overhead to simulate.")
+@click.option("--device", default="j314sap", show_default=True,
+              help=f"Device class to simulate ({', '.join(sorted(KNOWN_DEVICES))}).")
+@click.option("--disk-size", default="512GB", show_default=True,
+              help="SSD size (sparse: the image costs only what it holds).")
+@click.option("--macos-used", default="200GB", show_default=True,
+              help="Space macOS already uses inside its container.")
+@click.option("--overhead", default="0",
+              help="APFS snapshot/pending-update space to simulate (raises the resize "
+                   "minimum; above 16 GB the planner warns).")
 @click.pass_context
 def sim_create(ctx: click.Context, /, path: Path | None, device: str, disk_size: str,
                macos_used: str, overhead: str) -> int:
@@ -240,14 +247,23 @@ def _journal(path: Path) -> Path:
 @plan_options
 @click.option("--package", type=click.Path(path_type=Path, file_okay=False),
               help="Unpacked OS package (images and esp/ tree).")
+@click.option("--dry-run", is_flag=True, help="Print the plan and change nothing.")
 @click.pass_context
-def sim_run(ctx: click.Context, /, path: Path | None, package: Path | None, **kw: Any) -> int:
-    """Plan and execute on the simulated Mac at PATH (journaled, resumable)."""
+def sim_run(ctx: click.Context, /, path: Path | None, package: Path | None, dry_run: bool,
+            **kw: Any) -> int:
+    """Plan and execute on the simulated Mac at PATH (journaled, resumable).
+
+    An interrupted run is continued by running the same plan again, or by `pippin sim
+    resume`; `pippin sim rollback` undoes it.
+    """
     path = _sim_path(ctx, path)
     kw["target"] = f"sim:{path}"
     backend = SimBackend(path, SubprocessRunner(_env(ctx) or None))
     plan = build_plan(ctx, kw, backend)
     click.echo(render_plan(plan))
+    if dry_run:
+        click.echo("dry run: nothing changed")
+        return 0
     run_plan(backend, plan, DirPayloads(package) if package else None, _journal(path),
              progress=lambda i, n, what: click.echo(f"[{i}/{n}] {what}", err=True))
     click.echo("done; bytes outside the plan verified unchanged")
@@ -256,7 +272,8 @@ def sim_run(ctx: click.Context, /, path: Path | None, package: Path | None, **kw
 
 @sim.command("resume")
 @click.argument("path", type=click.Path(path_type=Path), required=False)
-@click.option("--package", type=click.Path(path_type=Path, file_okay=False))
+@click.option("--package", type=click.Path(path_type=Path, file_okay=False),
+              help="The unpacked OS package the interrupted run used.")
 @click.pass_context
 def sim_resume(ctx: click.Context, /, path: Path | None, package: Path | None) -> int:
     """Finish an interrupted `sim run`."""
