@@ -12,7 +12,8 @@ from tests.support.fwtree import make_macos_tree, make_raw_dump_dir, raw_dump_me
 from vendorfw import collect as collect_mod
 from vendorfw.collect import collect
 from vendorfw.errors import CollectError
-from vendorfw.model import FirmwareFile
+from vendorfw.model import FirmwareFile, Problem
+from vendorfw.package import plan_package
 from vendorfw.source import FirmwareSource
 
 
@@ -146,3 +147,30 @@ def test_links_leading_outside_the_source_are_reported(tmp_path):
     assert sorted(Path(p.path).name for p in problems) == [
         "BCM4378B1_1_PCIE_Shikoku_MUR.bin", "HmCA-1", "shikoku.trx"]
     assert all(p.reason.startswith("link leads outside") for p in problems)
+
+
+def test_bug_one_backslash_name_aborted_the_whole_package(tmp_path):
+    """A Wi-Fi or factory-data name with a backslash is skipped and reported; the rest is
+    packaged (it used to fail the manifest check and the whole extract)."""
+    w = tmp_path / "firmware/wifi/C-4378__s-B1"
+    w.mkdir(parents=True)
+    (w / "P-sh\\ik.txt").write_bytes(b"k=v\n")
+    (w / "ok.trx").write_bytes(b"blob")
+    fd = tmp_path / "com.apple.factorydata"
+    fd.mkdir()
+    (fd / "HmCA\\x").write_bytes(b"cal")
+    files, problems = collect(FirmwareSource.from_dir(tmp_path))
+    assert [f.name for f in files] == ["brcm/brcmfmac4378b1-pcie.apple,ok.bin"]
+    assert sorted(Path(p.path).name for p in problems) == ["HmCA\\x", "P-sh\\ik.txt"]
+    plan_package(files)  # the rest packages fine
+
+
+def test_names_a_package_cannot_hold_are_problems_not_failures(monkeypatch):
+    """The safety net in collect(): whatever a collector emits must pass check_name."""
+    bad = FirmwareFile("brcm/a b.bin", data=b"x")
+    good = FirmwareFile("brcm/ok.bin", data=b"y")
+    monkeypatch.setattr(collect_mod, "COLLECTORS", (("wifi", lambda s: ([bad, good], [])),))
+    files, problems = collect(FirmwareSource())
+    assert files == [good]
+    assert problems == [Problem("brcm/a b.bin", "output name 'brcm/a b.bin': whitespace, "
+                                "control character or backslash in name")]

@@ -6,6 +6,7 @@ import logging
 from collections.abc import Callable
 
 from vendorfw.collectors import Collector, als, asmedia, bluetooth, by_name, isp, multitouch, wifi
+from vendorfw.manifest import check_name
 from vendorfw.model import FirmwareFile, Problem
 from vendorfw.source import FirmwareSource
 
@@ -37,7 +38,12 @@ def collect(
         if progress is not None:
             progress(name)
         got, trouble = run(source)
+        trouble = list(trouble)
         for f in by_name(got):
+            why = check_name(f.name)
+            if why is not None:  # a name the package cannot hold costs that file only
+                trouble.append(Problem(str(f.source or f.name), f"output name {f.name!r}: {why}"))
+                continue
             if f.name in seen:
                 # collectors own disjoint name spaces; a clash is our bug, not the input's
                 raise AssertionError(f"{name} and {seen[f.name]} both produce {f.name}")

@@ -21,7 +21,7 @@ from vendorfw.source import FirmwareSource
 
 log = logging.getLogger(__name__)
 
-_SAFE_NAME = re.compile(r"HmCA[\x21-\x7e]*")
+_SAFE_NAME = re.compile(r"HmCA[\x21-\x5b\x5d-\x7e]*")  # printable ASCII without backslash
 
 
 def collect(source: FirmwareSource) -> Result:
@@ -45,7 +45,7 @@ def collect(source: FirmwareSource) -> Result:
                 continue
             # the name goes into the archive and the manifest line: printable ASCII only
             if _SAFE_NAME.fullmatch(p.name) is None:
-                problems.append(Problem(str(p), "file name is not printable ASCII"))
+                problems.append(Problem(str(p), "name is not printable ASCII or has a backslash"))
                 continue
             files.append(FirmwareFile(f"apple/{p.name}", source=p))
     log.info("als: %d files", len(files))

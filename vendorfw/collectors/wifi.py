@@ -31,8 +31,8 @@ EXTENSIONS = {".trx": "bin", ".txt": "txt", ".clmb": "clm_blob", ".txcb": "txcap
 # Tree levels below the extension, in order; board level is index 2 here (3 with the ext).
 LEVELS = ("C", "s", "P", "M", "V", "m", "A")
 _BOARD_DEPTH = 3  # depth of the board level counting the extension level as 0
-# values go into file names and manifest lines: printable ASCII without space or '/'
-_VALUE = re.compile(r"[\x21-\x2e\x30-\x7e]+")
+# values go into file names and manifest lines: printable ASCII without space, '/' or '\\'
+_VALUE = re.compile(r"[\x21-\x2e\x30-\x5b\x5d-\x7e]+")
 
 
 @dataclass(frozen=True, slots=True)
