@@ -225,6 +225,34 @@ type run_earlyhook run_latehook
     assert "/usr/lib/pippin/vendorfw-load handoff /new_root" in res.stdout
 
 
+def test_bug_config_modules_were_ignored_at_build_time(staged, tmp_path):
+    """bug: VENDORFW_MODULES in /etc/pippin/vendorfw.conf steered the boot-time modprobe but
+    not the build, so a non-Mac's storage driver (nvme) never got into the image."""
+    bash = require_tool("bash")
+    root = tmp_path / "hostroot"
+    (root / "etc/pippin").mkdir(parents=True)
+    (root / "etc/pippin/vendorfw.conf").write_text('VENDORFW_MODULES="nvme vfat"\n')
+    script = f"""
+add_module() {{ echo "MODULE $1"; }}
+add_binary() {{ :; }}
+add_file() {{ :; }}
+add_runscript() {{ :; }}
+. "{staged}/etc/initcpio/install/vendorfw"
+build
+"""
+    env = {"PATH": os.environ["PATH"], "PIPPIN_LIBDIR": str(staged / "usr/lib/pippin"),
+           "VENDORFW_ROOT": str(root)}
+    out = subprocess.run([bash, "-c", script], env=env, capture_output=True, text=True,
+                         check=True).stdout.split()
+    assert [w for w in out if w != "MODULE"] == [
+        "nvme?", "vfat?", "nls_cp437?", "nls_ascii?", "nls_utf8?"]
+    # the build environment itself is left alone
+    res = subprocess.run(["dash", "-c", f'. "{staged}/usr/lib/pippin/vendorfw-lib.sh"; '
+                          'pippin_modules >/dev/null; echo "${VENDORFW_MODULES-unset}"'],
+                         env=env, capture_output=True, text=True, check=True)
+    assert res.stdout == "unset\n"
+
+
 # ---- GRUB ------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("shell", ["dash", "busybox"])

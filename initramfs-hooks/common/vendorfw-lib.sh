@@ -13,11 +13,17 @@ pippin_tools() {
 }
 
 # pippin_modules: the kernel modules an image needs: VENDORFW_MODULES (storage + vfat) and
-# the NLS tables vfat mounts need on kernels that build them as modules.
-pippin_modules() {
+# the NLS tables vfat mounts need on kernels that build them as modules. At build time, as
+# at boot, /etc/pippin/vendorfw.conf overrides the environment (read in a subshell here, so
+# the generator's own shell is left alone).
+pippin_modules() (
+    if [ -r "${VENDORFW_ROOT-}/etc/pippin/vendorfw.conf" ]; then
+        # shellcheck source=/dev/null # written by the admin
+        . "${VENDORFW_ROOT-}/etc/pippin/vendorfw.conf"
+    fi
     # shellcheck disable=SC2086 # a word list, split on purpose
     printf '%s\n' ${VENDORFW_MODULES-apple-mailbox nvme-apple vfat} nls_cp437 nls_ascii nls_utf8
-}
+)
 
 # pippin_log LEVEL MSG...: one line "<prio>pippin: msg" to the kernel log when writable,
 # otherwise to stderr. LEVEL is err, warn, notice or info.
