@@ -11,9 +11,9 @@ import pytest
 from tests.support.fwtree import make_macos_tree, make_raw_dump_dir, raw_dump_members
 from vendorfw import collect as collect_mod
 from vendorfw.collect import collect
-from vendorfw.errors import CollectError
+from vendorfw.errors import ArchiveError, CollectError
 from vendorfw.model import FirmwareFile, Problem
-from vendorfw.package import plan_package
+from vendorfw.package import plan_package, ustar_problem, write_package
 from vendorfw.source import FirmwareSource
 
 
@@ -174,3 +174,41 @@ def test_names_a_package_cannot_hold_are_problems_not_failures(monkeypatch):
     assert files == [good]
     assert problems == [Problem("brcm/a b.bin", "output name 'brcm/a b.bin': whitespace, "
                                 "control character or backslash in name")]
+
+
+def test_bug_one_overlong_name_aborted_the_whole_package(tmp_path):
+    """firmware.tar is ustar: a name it cannot hold is reported and skipped instead of
+    failing the archive writer ("Pathname too long") for every file."""
+    w = tmp_path / "firmware/wifi/C-4378__s-B1"
+    w.mkdir(parents=True)
+    (w / ("a" * 90 + ".trx")).write_bytes(b"long")
+    (w / "ok.trx").write_bytes(b"blob")
+    files, problems = collect(FirmwareSource.from_dir(tmp_path))
+    assert [f.name for f in files] == ["brcm/brcmfmac4378b1-pcie.apple,ok.bin"]
+    assert len(problems) == 1
+    assert "path too long for firmware.tar" in problems[0].reason
+
+
+@pytest.mark.parametrize(("name", "fits"), [
+    ("a" * 100, True),
+    ("a" * 101, False),
+    ("p" * 99 + "/" + "n" * 100, True),  # the directory entry is "ppp…/" (100 bytes)
+    ("p" * 100 + "/n", False),
+    ("p" * 60 + "/" + "q" * 90 + "/" + "n" * 100, True),
+    ("p" * 60 + "/" + "q" * 100 + "/" + "n", False),
+    ("p" * 90 + "/" + "q" * 64 + "/" + "n" * 100, True),  # prefix of 155 bytes
+    ("p" * 90 + "/" + "q" * 65 + "/" + "n" * 100, False),
+    ("p" * 10 + "/" + "n" * 101, False),
+    ("brcm/" + "n" * 100, True),
+])
+def test_ustar_limits(tmp_path, name, fits):
+    """The rule agrees with libarchive's ustar writer."""
+    assert (ustar_problem(name) is None) is fits
+    plan = plan_package([FirmwareFile(name, data=b"x")])
+    out = tmp_path / "t.tar"
+    with open(out, "wb") as f:
+        if fits:
+            write_package(plan, None, f)
+        else:
+            with pytest.raises(ArchiveError, match="too long"):
+                write_package(plan, None, f)

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from vendorfw.collectors import Collector, als, asmedia, bluetooth, by_name, isp, multitouch, wifi
 from vendorfw.manifest import check_name
 from vendorfw.model import FirmwareFile, Problem
+from vendorfw.package import ustar_problem
 from vendorfw.source import FirmwareSource
 
 log = logging.getLogger(__name__)
@@ -40,7 +41,7 @@ def collect(
         got, trouble = run(source)
         trouble = list(trouble)
         for f in by_name(got):
-            why = check_name(f.name)
+            why = check_name(f.name) or ustar_problem(f.name)
             if why is not None:  # a name the package cannot hold costs that file only
                 trouble.append(Problem(str(f.source or f.name), f"output name {f.name!r}: {why}"))
                 continue

@@ -38,6 +38,22 @@ DIR_PERM = 0o755
 FILE_PERM = 0o644
 
 
+def ustar_problem(name: str) -> str | None:
+    """Why firmware.tar (ustar, §6) cannot hold ``name`` or one of its directory entries
+    (stored as ``dir/``), or None. A path must fit the 100-byte name field, or split at a
+    '/' into a prefix of ≤ 155 bytes and a non-empty name of ≤ 100."""
+    parts = name.split("/")
+    paths = ["/".join(parts[:i]) + "/" for i in range(1, len(parts))] + [name]
+    for path in paths:
+        raw = path.encode()
+        if len(raw) > 100 and not any(
+            byte == 0x2F and i <= 155 and 0 < len(raw) - i - 1 <= 100
+            for i, byte in enumerate(raw)
+        ):
+            return f"path too long for firmware.tar (ustar): {path[:40]}…"
+    return None
+
+
 @dataclass(frozen=True, slots=True)
 class PlannedFile:
     """A firmware file with its hash and its place in a hard-link set."""
