@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
+import os
 import subprocess
 import tarfile
 
@@ -21,7 +22,7 @@ def newc(entries: list[tuple[str, int, bytes, int, int]]) -> bytes:
     """Hand-built newc archive (name, mode, data, ino, nlink) for hostile inputs."""
     out = bytearray()
     for name, mode, data, ino, nlink in [*entries, ("TRAILER!!!", 0, b"", 0, 1)]:
-        nb = name.encode() + b"\0"
+        nb = os.fsencode(name) + b"\0"
         fields = [ino, mode, 0, 0, nlink, 0, len(data), 0, 0, 0, 0, len(nb), 0]
         out += b"070701" + b"".join(b"%08X" % v for v in fields) + nb
         out += b"\0" * (-len(out) % 4) + data
@@ -170,3 +171,17 @@ def test_hostile_tar_members_are_reported(tmp_path, name, typ, want):
     (tmp_path / "manifest.txt").write_text("")
     problems = verify(read_package(tmp_path / "firmware.tar"))
     assert any(want in p for p in problems), problems
+
+
+def test_bug_non_utf8_member_name_was_an_internal_error(tmp_path):
+    """libarchive-c returns bytes for such a name; it is now a reported problem."""
+    bad = os.fsdecode(b"vendorfw/a\xff.bin")
+    raw = newc([
+        ("vendorfw", 0o040755, b"", 1, 2),
+        (bad, 0o100644, b"x", 2, 1),
+        ("vendorfw/.vendorfw.manifest", 0o100644, b"", 3, 1),
+    ])
+    p = tmp_path / "x.cpio"
+    p.write_bytes(raw)
+    problems = verify(read_package(p))
+    assert any("not valid UTF-8" in pr for pr in problems), problems

@@ -234,3 +234,32 @@ def test_bug_problems_in_a_packed_dump_named_a_vanished_temp_dir(env, capsys):
     assert all(p.startswith(f"{dump}:") for p in paths), paths
     assert f"WARNING: wifi: {dump}:firmware/wifi/C-4355__s-C1_Z-9/borneo.trx" in err
     assert "vendorfw-dump-" not in err
+
+
+def test_bug_non_utf8_file_names_were_internal_errors(env, capsys):
+    """Names that are not UTF-8, in a tree and inside all_firmware.tar.gz, are skipped with
+    a warning (they crashed the byte-order sort, the tar reader and the log file)."""
+    tree = env / "tree"
+    wifi = tree / "firmware" / "wifi" / "C-4378__s-B1"
+    wifi.mkdir(parents=True)
+    (wifi / "ok.trx").write_bytes(b"blob")
+    with open(os.fsencode(wifi) + b"/P-a\xff.txt", "wb") as f:
+        f.write(b"k=v\n")
+    bt = tree / "firmware" / "bluetooth"
+    bt.mkdir()
+    with open(os.fsencode(bt) + b"/BCM4378B1_PCIE_Shik\xffoku_MUR.bin", "wb") as f:
+        f.write(b"x")
+    packed = env / "packed"
+    packed.mkdir()
+    subprocess.run(["tar", "-C", tree, "-czf", packed / "all_firmware.tar.gz", "firmware"],
+                   check=True)
+    for src, out in ((tree, env / "o1"), (packed, env / "o2")):
+        rc, stdout, err = run(capsys, "extract", src, out, "--json")
+        assert rc == 0, err
+        report = json.loads(stdout)
+        assert report["files"] == 1
+        assert len(report["problems"]) == 2
+        assert "Traceback" not in err
+    log = (env / "cache" / "pippin" / "vendorfw.log").read_text()
+    assert "Logging error" not in log
+    assert "P-a\\udcff.txt" in log

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import os
 from collections.abc import Iterator
 from typing import Any, BinaryIO
 
@@ -64,6 +65,24 @@ def new_entry(
     if symlink is not None:
         _copy_symlink(e._entry_p, symlink.encode())
     return e
+
+
+def _text(value: str | bytes | None) -> str:
+    # libarchive-c hands back bytes when a name is not UTF-8; keep such bytes as surrogates
+    # (like os.listdir does) so callers always get str and can reject or reproduce them
+    if value is None:
+        return ""
+    return os.fsdecode(value) if isinstance(value, bytes) else value
+
+
+def entry_path(e: libarchive.entry.ArchiveEntry) -> str:
+    """The member name as str (undecodable bytes as surrogates)."""
+    return _text(e.pathname)
+
+
+def entry_link(e: libarchive.entry.ArchiveEntry) -> str:
+    """The hard-link or symlink target as str (undecodable bytes as surrogates)."""
+    return _text(e.linkpath)
 
 
 def entry_ino(e: libarchive.entry.ArchiveEntry) -> int:

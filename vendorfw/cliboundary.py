@@ -30,11 +30,13 @@ def default_log_path(env: dict[str, str] | os._Environ[str], name: str) -> Path:
 
 
 class _OneLineFormatter(logging.Formatter):
-    """stderr gets the message only: tracebacks belong in the log file."""
+    """stderr gets the message only: tracebacks belong in the log file. File names that
+    are not UTF-8 (surrogates) are shown escaped, whatever the stream's error handler."""
 
     def format(self, record: logging.LogRecord) -> str:
         record.message = record.getMessage()
-        return self.formatMessage(record)
+        text = self.formatMessage(record)
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def _not_file_only(record: logging.LogRecord) -> bool:
@@ -57,7 +59,8 @@ def setup_logging(log_path: Path | None, *, verbose: bool = False) -> Path | Non
         return None
     try:
         log_path.parent.mkdir(parents=True, exist_ok=True)
-        fh = logging.FileHandler(log_path, encoding="utf-8")
+        # errors=: a file name that is not UTF-8 must not break logging
+        fh = logging.FileHandler(log_path, encoding="utf-8", errors="backslashreplace")
     except OSError:
         return None
     fh.setLevel(logging.DEBUG)

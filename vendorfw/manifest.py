@@ -23,12 +23,23 @@ _HEX64 = re.compile(r"[0-9a-f]{64}")
 _BAD_CHARS = re.compile(r"[\x00-\x20\x7f\\]")
 
 
+def _is_utf8(name: str) -> bool:
+    """False for a file name whose undecodable bytes Python kept as surrogates."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def check_name(name: str) -> str | None:
     """Why ``name`` is not a safe relative firmware path, or None when it is."""
     if not name:
         return "empty name"
     if name.startswith("/"):
         return "absolute path"
+    if not _is_utf8(name):
+        return "name is not valid UTF-8"
     if _BAD_CHARS.search(name):
         return "whitespace, control character or backslash in name"
     parts = name.split("/")

@@ -154,7 +154,7 @@ def unpack(
             str(archive), format_name="tar", block_size=BLOCK
         ) as reader:
             for count, entry in enumerate(reader, 1):
-                raw = entry.pathname
+                raw = archiveio.entry_path(entry)
                 if count > max_members:
                     raise ArchiveError(f"more than {max_members} members",
                                        hint="this is not a firmware dump (or it is damaged)")
@@ -162,11 +162,11 @@ def unpack(
                     continue  # the archive root ("./", as in `tar -C dump -czf … .`)
                 name = _member_name(raw)
                 if entry.islnk:
-                    u.hardlink(name, entry.linkpath)
+                    u.hardlink(name, archiveio.entry_link(entry))
                 elif entry.isdir:
                     u._dir(name)
                 elif entry.issym:
-                    u.symlinks.append((name, entry.linkpath))
+                    u.symlinks.append((name, archiveio.entry_link(entry)))
                 elif entry.isreg:
                     u.file(name, entry)
                 else:
@@ -254,7 +254,7 @@ def pack(src_dir: Path, out: Path, progress: Callable[[int], None] | None = None
         for n in [*dirnames, *filenames]:
             rel = n if rel_dir == "." else f"{rel_dir}/{n}"
             entries.append((rel, Path(dirpath, n)))
-    entries.sort(key=lambda e: e[0].encode())
+    entries.sort(key=lambda e: os.fsencode(e[0]))
     try:
         _write_tgz(src_dir, out, entries, real_root, progress)
     except OSError as exc:

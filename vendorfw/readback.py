@@ -130,9 +130,9 @@ def _read_members(
         str(path), format_name=fmt, filter_name="none", block_size=READ_BLOCK
     ) as archive:
         for entry in archive:
-            raw = entry.pathname
+            raw = archiveio.entry_path(entry)
             name = _strip(raw, kind)
-            link = entry.linkpath if (entry.islnk or entry.issym) else None
+            link = archiveio.entry_link(entry) if (entry.islnk or entry.issym) else None
             if entry.islnk and link is not None:
                 link = _strip(link, kind)
             sha: str | None = None
@@ -192,7 +192,9 @@ def _drain(entry: libarchive.entry.ArchiveEntry, progress: Callable[[int], None]
         if keep:
             kept += block
             if len(kept) > MAX_MANIFEST:
-                raise ManifestError(f"{entry.pathname}: manifest larger than {MAX_MANIFEST} B")
+                raise ManifestError(
+                    f"{archiveio.entry_path(entry)}: manifest larger than {MAX_MANIFEST} B"
+                )
         if progress:
             progress(len(block))
     return bytes(kept) if keep else h.digest()

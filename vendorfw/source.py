@@ -125,7 +125,7 @@ def find_kernelcache(root: Path) -> Path | None:
         raise CollectError(f"cannot list {root}: {exc.strerror or exc}") from exc
     caches = sorted(
         (p for p in entries if p.name.startswith("kernelcache") and p.is_file()),
-        key=lambda p: p.name.encode(),
+        key=lambda p: os.fsencode(p.name),  # byte order; names need not be UTF-8
     )
     if len(caches) > 1:
         log.warning("several kernelcaches in %s, using %s", root, caches[0].name)

@@ -9,6 +9,7 @@ bytes of ``aop-als-cal.bin``.
 from __future__ import annotations
 
 import logging
+import os
 import plistlib
 import re
 from typing import Any
@@ -32,7 +33,7 @@ def collect(source: FirmwareSource) -> Result:
         files.append(FirmwareFile("apple/aop-als-cal.bin", source=source.als_cal))
     if source.factorydata is not None:
         try:
-            entries = sorted(source.factorydata.iterdir(), key=lambda p: p.name.encode())
+            entries = sorted(source.factorydata.iterdir(), key=lambda p: os.fsencode(p.name))
         except OSError as exc:
             problems.append(Problem(str(source.factorydata),
                                     f"cannot list: {exc.strerror or exc}"))

@@ -110,4 +110,4 @@ def _candidates(bt: Path) -> list[Path]:
             path = Path(dirpath) / name
             if path.is_file():
                 out.append(path)
-    return sorted(out, key=lambda p: (p.name.encode(), p.as_posix().encode()))
+    return sorted(out, key=lambda p: (os.fsencode(p.name), os.fsencode(p)))

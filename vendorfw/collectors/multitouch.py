@@ -9,6 +9,7 @@ of the items); ``C1FB…`` keys are Touch Bars, written as ``apple/dfrmtfw-<jNNN
 from __future__ import annotations
 
 import logging
+import os
 import re
 import struct
 from pathlib import Path
@@ -35,7 +36,7 @@ def collect(source: FirmwareSource) -> Result:
     files: list[FirmwareFile] = []
     problems: list[Problem] = []
     try:
-        dirs = sorted((d for d in root.iterdir() if d.is_dir()), key=lambda d: d.name.encode())
+        dirs = sorted((d for d in root.iterdir() if d.is_dir()), key=lambda d: os.fsencode(d.name))
     except OSError as exc:
         return [], [Problem(str(root), f"cannot list: {exc.strerror or exc}")]
     for d in dirs:

@@ -98,7 +98,7 @@ def _candidates(wifi: Path) -> list[Path]:
             if "_gen" in path.relative_to(wifi).as_posix() or not path.is_file():
                 continue
             out.append(path)
-    return sorted(out, key=lambda p: p.relative_to(wifi).as_posix().encode())
+    return sorted(out, key=lambda p: os.fsencode(p.relative_to(wifi)))
 
 
 def parse_dimensions(rel: PurePosixPath) -> dict[str, str]:
