@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import io
+import lzma
 import plistlib
+import struct
 import tarfile
+import tracemalloc
 import zipfile
 
 import pytest
@@ -200,6 +203,32 @@ def test_bxdiff50_hostile_inputs(mutate, msg):
     data, _ = _bx()
     with pytest.raises(RestoreImageError, match=msg):
         _decode(mutate(data))
+
+
+def test_bug_pbzx_xz_bomb_is_refused_without_inflating_it():
+    """A chunk header claiming 1 MiB whose xz stream inflates to 128 MiB was decoded whole
+    (lzma.decompress) before its size was checked; now at most usize + 1 bytes are held."""
+    bomb = lzma.compress(bytes(128 << 20), format=lzma.FORMAT_XZ, preset=0)
+    pbzx = b"pbzx" + struct.pack(">Q", 1 << 20) + struct.pack(">QQ", 1 << 20, len(bomb)) + bomb
+    data = (b"BXDIFF50" + bytes(8) + struct.pack("<QQQ", 1 << 20, 0, len(pbzx)) + bytes(20)
+            + pbzx)
+    tracemalloc.start()
+    try:
+        with pytest.raises(RestoreImageError, match="decodes to more than"):
+            _decode(data)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 8 << 20
+
+
+def test_pbzx_chunk_with_trailing_garbage_is_refused():
+    chunk = lzma.compress(b"x" * 1000, format=lzma.FORMAT_XZ) + b"junk"
+    pbzx = b"pbzx" + struct.pack(">Q", 1 << 20) + struct.pack(">QQ", 1000, len(chunk)) + chunk
+    data = (b"BXDIFF50" + bytes(8) + struct.pack("<QQQ", 1000, 0, len(pbzx)) + bytes(20)
+            + pbzx)
+    with pytest.raises(RestoreImageError, match="bad xz chunk"):
+        _decode(data)
 
 
 def test_layout_detection_refuses_non_images():

@@ -62,6 +62,23 @@ def _exact(read: Callable[[int], bytes], n: int, what: str) -> bytes:
     return b"".join(parts)
 
 
+def _unxz(data: bytes, usize: int, at: int) -> bytes:
+    """One PBZX chunk's xz stream, decoded to at most ``usize + 1`` bytes: a chunk that
+    claims a small size but inflates to gigabytes is refused without holding them."""
+    d = lzma.LZMADecompressor(format=lzma.FORMAT_XZ)
+    try:
+        out = d.decompress(data, max_length=usize + 1)
+    except lzma.LZMAError as exc:
+        raise RestoreImageError(f"PBZX: bad xz chunk at output {at}: {exc}") from exc
+    if len(out) > usize:
+        raise RestoreImageError(f"PBZX: xz chunk at output {at} decodes to more than "
+                                f"the {usize} bytes its header says")
+    if not d.eof or d.unused_data:
+        raise RestoreImageError(f"PBZX: bad xz chunk at output {at}: truncated or "
+                                "followed by garbage")
+    return out
+
+
 def decode_bxdiff50(src: BinaryIO, write: Callable[[bytes], object]) -> int:
     """Decode a BXDIFF50/PBZX BaseSystem from ``src`` into ``write``; return its size."""
     head = _exact(src.read, 60, "header")
@@ -87,10 +104,7 @@ def decode_bxdiff50(src: BinaryIO, write: Callable[[bytes], object]) -> int:
         data = _exact(src.read, clen, "PBZX chunk")
         consumed += 16 + clen
         if usize != clen:
-            try:
-                data = lzma.decompress(data, format=lzma.FORMAT_XZ)
-            except lzma.LZMAError as exc:
-                raise RestoreImageError(f"PBZX: bad xz chunk at output {out}: {exc}") from exc
+            data = _unxz(data, usize, out)
         if len(data) != usize or out + usize > size:
             raise RestoreImageError(f"PBZX: chunk decodes to {len(data)} bytes, "
                                     f"header says {usize}")
