@@ -191,7 +191,8 @@ class FaultProxy:
     # --- per connection ---------------------------------------------------------------
 
     def _client(self, c: socket.socket) -> None:
-        self.connections += 1
+        with self._lock:  # counters are bumped from many threads
+            self.connections += 1
         conn = _Bucket(self.conn_rate) if self.conn_rate else None
         budget = [self.drop_every]
         up: socket.socket | None = None
@@ -223,7 +224,8 @@ class FaultProxy:
         lines = head.decode("latin-1").split("\r\n")
         method, target, _ = lines[0].split(" ", 2)
         if "://" in target:
-            self.absolute_form += 1
+            with self._lock:
+                self.absolute_form += 1
             parts = urlsplit(target)
             target = parts.path + (f"?{parts.query}" if parts.query else "")
         hdrs = {k.strip().lower(): v.strip() for k, v in
@@ -297,7 +299,8 @@ class FaultProxy:
                 budget[0] -= len(data)
             if cut is not None and rec.sent >= cut:
                 if stall:
-                    self.stalled += 1
+                    with self._lock:
+                        self.stalled += 1
                     self._stop.wait()
                 return False
         return True
