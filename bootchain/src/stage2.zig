@@ -223,7 +223,7 @@ fn findEnd(b: *rt.Boot) usize {
                 return b.image_end + it.off + @as(usize, @intCast(len));
             },
             .gzip, .xz => {
-                const n = payload.skip(it.kind, it.data, window, fba.allocator()) catch |e|
+                const n = payload.skip(it.kind, it.data, window) catch |e|
                     rt.halt(stage, "{t} payload at +{d}: {t}", .{ it.kind, it.off, e });
                 s.advance(n) catch |e| rt.halt(stage, "{t} payload at +{d}: {t}", .{ it.kind, it.off, e });
             },

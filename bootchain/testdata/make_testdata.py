@@ -88,7 +88,8 @@ def payloads() -> dict[str, bytes]:
     ok = dtb + gz + xz + tagged + var + bytes(4) + sig + fwd
     return {
         "payloads-ok.bin": ok,
-        "payloads-truncated-initramfs.bin": dtb + b"m1n1_initramfs" + struct.pack("<I", 4096) + bytes(100),
+        "payloads-truncated-initramfs.bin":
+            dtb + b"m1n1_initramfs" + struct.pack("<I", 4096) + bytes(100),
         "payloads-truncated-fdt.bin": dtb[:3000],
         "payloads-truncated-gzip.bin": dtb + gz[: len(gz) // 2],
         "payloads-unknown.bin": dtb + b"\x7fELF not a payload",
@@ -140,7 +141,38 @@ def tiny_fat() -> bytes:
     return bytes(bs + fat + root + data)
 
 
+def xz_plain(n: int = 160 * 1024) -> bytes:
+    """Compressible bytes (8-byte words from a 16-word vocabulary, picked by an LCG) with
+    a 4 KiB incompressible stretch, so LZMA2 writes both chunk kinds. src/core/xz.zig
+    computes the same bytes."""
+    words = [bytes([0x41 + w] * 4) + bytes([0x61 + w, w, 0x20, 0x0A]) for w in range(16)]
+    x, out = 12345, bytearray()
+    for i in range(n // 8):
+        x = (x * 1103515245 + 12345) & 0x7FFFFFFF
+        if 8192 <= i * 8 < 8192 + 4096:
+            out += struct.pack("<Q", x * 0x9E3779B97F4A7C15 & (2**64 - 1))
+        else:
+            out += words[(x >> 16) & 15]
+    return bytes(out)
+
+
+def xz_streams() -> dict[str, bytes]:
+    """The same bytes through the real xz tool: every check kind, one or several blocks."""
+    plain = xz_plain()
+    variants = {
+        "xz-crc64.xz": ["-T1"],  # what `xz` writes by default
+        "xz-crc32.xz": ["-T1", "-C", "crc32"],
+        "xz-sha256.xz": ["-T1", "-C", "sha256"],
+        "xz-none.xz": ["-T1", "-C", "none"],
+        "xz-blocks.xz": ["-T2", "-C", "crc32", "--block-size=65536"],  # sizes in headers
+    }
+    return {name: subprocess.run(["xz", "-c", *args], input=plain, capture_output=True,
+                                 check=True).stdout for name, args in variants.items()}
+
+
 def main() -> None:
+    for name, data in xz_streams().items():
+        (HERE / name).write_bytes(data)
     (HERE / "gpt-tiny.img").write_bytes(tiny_gpt())
     (HERE / "fat12-tiny.img").write_bytes(tiny_fat())
     for name, data in payloads().items():

@@ -7,6 +7,7 @@ pub const gpt = @import("gpt.zig");
 pub const fat = @import("fat.zig");
 pub const sig = @import("sig.zig");
 pub const payload = @import("payload.zig");
+pub const xz = @import("xz.zig");
 
 test {
     @import("std").testing.refAllDecls(@This());
