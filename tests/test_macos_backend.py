@@ -430,3 +430,20 @@ def test_bug_non_integer_plist_values_are_one_line_errors(parse, data, message):
     """int() on a string/date value used to raise ValueError/TypeError (a traceback)."""
     with pytest.raises(BackendError, match=message):
         parse(data)
+
+
+def test_bug_macos_volumes_are_verified_even_when_macos_is_resized(tmp_path, catalog):
+    """The resized macOS partition overlaps owned bytes (superblock, freed tail), and the
+    check used to skip it entirely: a deleted macOS volume went unnoticed."""
+    fake = Fake(tmp_path, "j314s-1tb")
+    server = catalog.find("Fedora Asahi Remix 44 Server")
+    plan = plan_install(fake.backend.read_model(), server,
+                        Choices(space=Space.RESIZE, resize_to="700GB"))
+    snap = fake.backend.snapshot(plan.owned)
+    state = fakemac.json.loads(fake.state_path.read_text())
+    mac = next(c for c in state["containers"] if c["store"] == "disk0s2")
+    mac["volumes"] = [v for v in mac["volumes"] if "Data" not in v["roles"]]
+    fake.state_path.write_text(fakemac.json.dumps(state))
+    with pytest.raises(BackendError, match="partitions outside the plan changed on disk0: "
+                       "disk0s2"):
+        fake.backend.verify(plan.owned, snap)

@@ -338,3 +338,14 @@ def test_snapshot_overhead_warns(tmp_path, server):
     assert plan.ops[0].new_size == -(-120 * GB // MiB) * MiB
     assert any("APFS overhead (snapshots, pending updates) is 60.0 GB" in w
                for w in plan.warnings)
+
+
+def test_bug_gpt_entry_edit_outside_the_plan_is_detected(tmp_path, base_sim, server, package):
+    """The GPT sectors are owned by every plan (it edits them), so the byte hashes could not
+    see another entry being changed; the partition table is now compared entry by entry."""
+    img = clone(base_sim, tmp_path)
+    backend, plan = install(img, server, package)
+    snap = backend.snapshot(plan.owned)
+    subprocess.run(["sgdisk", "-c1:evil", str(img)], check=True, capture_output=True)
+    with pytest.raises(BackendError, match="partitions outside the plan changed on .*: disk0s1"):
+        backend.verify(plan.owned, snap)

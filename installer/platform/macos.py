@@ -37,6 +37,7 @@ from installer.disk.ops import (
 )
 from installer.errors import BackendError
 from installer.platform.base import Backend, Payloads, Runner
+from installer.platform.safety import check_entries, partition_entries
 from installer.platform.sparse import CHUNK
 
 log = logging.getLogger(__name__)
@@ -291,27 +292,9 @@ class MacBackend(Backend):
                 assert_never(op)
 
     # -- safety ------------------------------------------------------------------------------
-    def _unowned_entries(self, owned: Sequence[tuple[int, int]]) -> list[list[Any]]:
-        disk = self.read_model().disk(self.disk)
-        out = []
-        for p in disk.ordered():
-            if any(p.start < e and s < p.end for s, e in owned):
-                continue
-            c = p.container
-            vols = sorted([v.name, list(v.roles)] for v in c.volumes) if c else []
-            out.append([p.ref, p.start, p.size, p.kind.value, p.uuid,
-                        c.uuid if c else "", vols])
-        return out
-
     def snapshot(self, owned: Sequence[tuple[int, int]]) -> dict[str, Any]:
-        return {"partitions": self._unowned_entries(owned)}
+        return {"partitions": partition_entries(self.read_model().disk(self.disk), owned)}
 
     def verify(self, owned: Sequence[tuple[int, int]], snapshot: dict[str, Any]) -> None:
-        now = self._unowned_entries(owned)
-        if now != snapshot["partitions"]:
-            before = {e[0] for e in snapshot["partitions"]}
-            diff = [e[0] for e in now if e not in snapshot["partitions"]]
-            diff += [r for r in before if r not in {e[0] for e in now}]
-            raise BackendError(
-                f"partitions outside the plan changed on {self.disk}: {', '.join(diff)}"
-            )
+        now = partition_entries(self.read_model().disk(self.disk), owned)
+        check_entries(self.disk, snapshot["partitions"], now)

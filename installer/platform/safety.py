@@ -9,11 +9,15 @@ filesystem happens to split the file into extents.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+from installer.disk.model import Disk
+from installer.errors import BackendError
 from installer.platform.sparse import CHUNK, data_extents
 
 BLOCK = 4096
@@ -73,3 +77,33 @@ def _hash_blocks(h: hashlib._Hash, pos: int, buf: bytes) -> None:
 
 def changed(before: Sequence[RangeDigest], after: Sequence[RangeDigest]) -> list[RangeDigest]:
     return [a for a, b in zip(before, after, strict=True) if a != b]
+
+
+def partition_entries(disk: Disk, owned: Sequence[tuple[int, int]]) -> list[list[Any]]:
+    """The partition table and APFS containers as JSON-able rows, minus what the plan owns.
+
+    A partition wholly inside an owned range (one the plan creates or deletes) is left
+    out. One the plan only partly owns (macOS: its superblock and the tail a resize gives
+    up) keeps every field but its size. The GPT sectors are owned bytes, so this table is
+    what proves that no other entry was edited.
+    """
+    out: list[list[Any]] = []
+    for p in disk.ordered():
+        if any(s <= p.start and p.end <= e for s, e in owned):
+            continue
+        partial = any(p.start < e and s < p.end for s, e in owned)
+        c = p.container
+        vols = sorted([v.name, list(v.roles), v.uuid] for v in c.volumes) if c else []
+        out.append([p.ref, p.start, None if partial else p.size, p.kind.value, p.uuid,
+                    p.name, c.uuid if c else "", vols])
+    return out
+
+
+def check_entries(where: str, before: list[list[Any]], now: list[list[Any]]) -> None:
+    """Raise naming the partitions whose row changed, appeared or vanished."""
+    if now == before:
+        return
+    old = {json.dumps(e) for e in before}
+    new = {json.dumps(e) for e in now}
+    refs = sorted({json.loads(e)[0] for e in old ^ new})
+    raise BackendError(f"partitions outside the plan changed on {where}: {', '.join(refs)}")

@@ -41,7 +41,14 @@ from installer.disk.ops import (
 from installer.errors import BackendError
 from installer.platform.base import Backend, Payloads, Runner, SubprocessRunner
 from installer.platform.gpt import SECTOR, GptEntry, read_gpt, set_apfs_block_count
-from installer.platform.safety import RangeDigest, changed, hash_ranges, unowned
+from installer.platform.safety import (
+    RangeDigest,
+    changed,
+    check_entries,
+    hash_ranges,
+    partition_entries,
+    unowned,
+)
 from installer.platform.simstate import (
     SimContainer,
     SimState,
@@ -376,7 +383,8 @@ class SimBackend(Backend):
     def snapshot(self, owned: Sequence[tuple[int, int]]) -> dict[str, Any]:
         ranges = unowned(self._size(), owned)
         digests = hash_ranges(self.image, ranges)
-        return {"ranges": [[d.start, d.end, d.digest] for d in digests]}
+        return {"ranges": [[d.start, d.end, d.digest] for d in digests],
+                "partitions": partition_entries(self.read_model().disks[0], owned)}
 
     def verify(self, owned: Sequence[tuple[int, int]], snapshot: dict[str, Any]) -> None:
         before = [RangeDigest(s, e, d) for s, e, d in snapshot["ranges"]]
@@ -385,6 +393,9 @@ class SimBackend(Backend):
         if bad:
             where = ", ".join(f"[{d.start}, {d.end})" for d in bad[:3])
             raise BackendError(f"bytes outside the plan changed on {self.image}: {where}")
+        check_entries(str(self.image), snapshot.get("partitions", []),
+                      partition_entries(self.read_model().disks[0], owned)
+                      if "partitions" in snapshot else [])
 
 
 def _vol(device: str, v: SimVolume) -> Volume:
