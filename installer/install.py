@@ -51,7 +51,7 @@ from installer.ipsw import images, remote
 from installer.ipsw.fetch import FetchOptions, FetchProgress, fetch_members
 from installer.ipsw.member import DirectorySink
 from installer.ipsw.select import Needed, needed_members
-from installer.ospackage import fetch_package, unpack_package
+from installer.ospackage import fetch_extras, fetch_package, unpack_package
 from installer.platform.base import DirPayloads, Runner
 from installer.platform.journal import Journal, rollback, run_plan
 from installer.platform.simmac import SimMac
@@ -317,6 +317,9 @@ def _run(result: InstallResult, entry: OsEntry, facts: DeviceFacts, target: Inst
                                   lambda d, t: st.progress("package", d, t))
             downloaded += zpath.stat().st_size
             payloads = DirPayloads(unpack_package(zpath, work / "package", entry))
+    if entry.extras:
+        with st.stage("extras"):
+            fetch_extras(entry, deps.session, work / "extras")
     with st.stage("restore image"):
         needed, fetched, nbytes = _fetch_restore(result.restore_image, facts, deps, st, work)
         downloaded += nbytes
@@ -344,6 +347,8 @@ def _run(result: InstallResult, entry: OsEntry, facts: DeviceFacts, target: Inst
             warnings = tuple(plan.warnings) + fw.warnings
             staging = work / "esp"
             _stage_esp(staging, entry, facts, needed, fetched, fw, info.vgid, boot_bin)
+            if (work / "extras").is_dir():
+                shutil.copytree(work / "extras", staging / "asahi" / "extras")
             stage1_path = info.volumes.system / STAGE1_PATH
             log.info("stage 1 (%d bytes) at %s; ESP %s", len(stage1), stage1_path, esp_uuid)
             (staging / "asahi" / "installer.log").write_text(capture.buf.getvalue())

@@ -146,3 +146,26 @@ def unpack_package(zip_path: Path, out_dir: Path, entry: OsEntry) -> Path:
 
 def stat_is_link(mode: int) -> bool:
     return (mode & 0o170000) == 0o120000
+
+
+def fetch_extras(entry: OsEntry, session: requests.Session, out_dir: Path,
+                 timeout: tuple[float, float] = (10.0, 60.0)) -> list[Path]:
+    """The entry's ``extras`` (URLs or paths) into ``out_dir``, for ESP ``asahi/extras/``."""
+    out: list[Path] = []
+    for src in entry.extras:
+        parts = urlsplit(src)
+        name = PurePosixPath(unquote(parts.path)).name
+        if not name or name in (".", ".."):
+            raise CatalogError(f"catalog extra {src!r} names no file")
+        out_dir.mkdir(parents=True, exist_ok=True)
+        dest = out_dir / name
+        if parts.scheme in ("http", "https"):
+            _download(src, dest, session, None, None, timeout)
+        else:
+            try:
+                shutil.copyfile(Path(unquote(parts.path)) if parts.scheme == "file"
+                                else Path(src), dest)
+            except OSError as exc:
+                raise CatalogError(f"cannot read catalog extra {src}: {exc.strerror}") from exc
+        out.append(dest)
+    return out
