@@ -393,3 +393,25 @@ def test_bug_os_name_dot_dot_and_control_characters_refused(uefi):
             plan_install(model(free_disk()), uefi, Choices(name=name))
     assert plan_install(model(free_disk()), uefi, Choices(name="Arch Linux ARM")).ops
     assert plan_install(model(free_disk()), uefi, Choices(name="Fedora Asahi 42 …")).ops
+
+
+def test_choose_a_free_region(uefi):
+    """Two free regions (one left by an uninstall, one at the end): the user picks one."""
+    base = mac_disk(mac_size=300 * GB)
+    mac = base.partitions[1]
+    s = align_up(mac.end + 20 * GB, MiB)
+    other = Partition("disk0s4", 4, PartKind.LINUX, s, 50 * GB, "Other")
+    d = mac_disk(mac_size=300 * GB, extra=(other,))
+    first, second = d.gaps()
+    assert first.size < second.size
+    assert plan_install(model(d), uefi, Choices()).ops[0].start == second.start
+    plan = plan_install(model(d), uefi, Choices(region=first.start))
+    assert plan.ops[0].start == first.start
+    assert plan.ops[0].after == "disk0s2"
+    with pytest.raises(PlanError, match=rf"no free region starts at byte 5 on disk0 \(free "
+                       rf"regions: {first.start} \(20\.0 GB\), {second.start}"):
+        plan_install(model(d), uefi, Choices(region=5))
+    small = mac_disk(mac_size=300 * GB, extra=(Partition(
+        "disk0s4", 4, PartKind.LINUX, align_up(mac.end + 5 * GB, MiB), 50 * GB, "Other"),))
+    with pytest.raises(PlanError, match=r"the free region at byte \d+ has 5\.0 GB"):
+        plan_install(model(small), uefi, Choices(region=small.gaps()[0].start))

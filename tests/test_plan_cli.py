@@ -85,6 +85,7 @@ def test_plan_from_answers_file_writes_nothing(env, sim_path, shared_dir, capsys
         (["--space", "resize", "--resize-to", "10GB"], "macOS needs at least 21.0 GB"),
         (["--size", "lots"], "--size = 'lots': not a size"),
         (["--uninstall", "disk0s2"], "disk0s2 is not a stub install on disk0"),
+        (["--space", "free", "--region", "7"], "no free region starts at byte 7 on disk0"),
     ],
 )
 def test_plan_refusals_are_one_line(env, sim_path, shared_dir, capsys, args, message):

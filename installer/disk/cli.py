@@ -69,6 +69,9 @@ def plan_options(f: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--os", "os_name", help="Exact catalog entry name."),
         click.option("--space", type=click.Choice(["free", "resize"]), default=None,
                      help="free: the largest free region; resize: shrink macOS first."),
+        click.option("--region", type=click.IntRange(min=0), metavar="START",
+                     help="With --space free: the free region starting at byte START (see "
+                          "the plan's layout); default: the largest."),
         click.option("--resize-to", help="macOS container size: min, NN%, or a size."),
         click.option("--size", help="New OS size: max, min, NN%, or a size."),
         click.option("--name", help="Name shown in the boot picker."),
@@ -113,7 +116,7 @@ def build_plan(ctx: click.Context, kw: dict[str, Any], backend: Backend) -> Plan
     entry = load_catalog(cat_path, repo_base).find(a.os)
     disk = None if (a.target or "").startswith("sim:") else a.target
     choices = Choices(space=a.space, resize_to=a.resize_to, size=a.size, name=a.name,
-                      expert=a.expert, disk=disk)
+                      expert=a.expert, disk=disk, region=kw.get("region"))
     return plan_install(model, entry, choices)
 
 

@@ -62,6 +62,9 @@ class Choices:
     expert: bool = False
     disk: str | None = None
     seed: str = "pippin"
+    #: With space = free: the start byte of the free region to use (a "free" row of the
+    #: layout); None takes the largest one.
+    region: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,14 +167,27 @@ def plan_install(model: DiskModel, entry: OsEntry, choices: Choices) -> Plan:
 
     if choices.space is Space.FREE:
         gaps = disk.gaps()
-        largest = max(gaps, key=lambda g: g.size, default=None)
-        if largest is None or largest.size < NEED_FREE:
-            have = format_size(largest.size if largest else 0)
-            raise PlanError(
-                f"installing needs at least {format_size(NEED_FREE)} of free space; the "
-                f"largest free region is {have} (choose space = \"resize\" to shrink macOS)"
-            )
-        region_start, region_end = largest.start, largest.end
+        if choices.region is not None:
+            chosen = next((g for g in gaps if g.start == choices.region), None)
+            if chosen is None:
+                starts = ", ".join(f"{g.start} ({format_size(g.size)})" for g in gaps) or "none"
+                raise PlanError(f"no free region starts at byte {choices.region} on "
+                                f"{disk.ref} (free regions: {starts})")
+            if chosen.size < NEED_FREE:
+                raise PlanError(
+                    f"installing needs at least {format_size(NEED_FREE)} of free space; the "
+                    f"free region at byte {chosen.start} has {format_size(chosen.size)}"
+                )
+        else:
+            chosen = max(gaps, key=lambda g: g.size, default=None)
+            if chosen is None or chosen.size < NEED_FREE:
+                have = format_size(chosen.size if chosen else 0)
+                raise PlanError(
+                    f"installing needs at least {format_size(NEED_FREE)} of free space; the "
+                    f"largest free region is {have} (choose space = \"resize\" to shrink "
+                    "macOS)"
+                )
+        region_start, region_end = chosen.start, chosen.end
     else:
         region_start, region_end, resize_op, warn = _plan_resize(disk, choices)
         ops.append(resize_op)
