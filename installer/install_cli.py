@@ -180,7 +180,8 @@ def install_cmd(ctx: click.Context, /, yes: bool, dry_run: bool, as_json: bool,
     if as_json:
         click.echo(json.dumps(result.to_json(), indent=1))
         return 0
-    click.echo(render_plan(result.plan))
+    if yes:  # otherwise the plan was shown before the confirmation
+        click.echo(render_plan(result.plan))
     for w in result.warnings:
         click.echo(f"  warning: {w}")
     click.echo(f"installed {result.os_name!r} on {result.target}: ESP {result.esp_partuuid}, "
