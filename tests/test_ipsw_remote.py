@@ -99,6 +99,29 @@ def test_hostile_zip_is_refused_locally_and_remotely(served, session, case, data
             open_archive(source, session)
 
 
+def test_bug_end_record_claiming_a_huge_directory_is_not_downloaded(served, session):
+    """An end record whose central directory spans the whole (100 MiB) file made the
+    directory parser fetch all of it into memory before failing on its magic."""
+    path = served.root / "huge-cd.zip"
+    with open(path, "wb") as f:
+        zw = ZipWriter(f)
+        zw.add("a.bin", b"A" * 100)
+        f.seek(100 << 20)
+        zw.close()
+    data = bytearray(path.read_bytes()[-22:])
+    size = path.stat().st_size
+    struct.pack_into("<IIH", data, 12, size - 22, 0, 0)  # CD size, CD offset, comment
+    with open(path, "r+b") as f:
+        f.seek(size - 22)
+        f.write(data)
+    before = len(served.server.log_lines())
+    with pytest.raises(RestoreImageError, match="read .*refusing"):
+        open_archive(served.server.url(path.name), session)
+    sent = sum(int(line.split()[-2]) for line in served.server.log_lines()[before:]
+               if "huge-cd.zip" in line)
+    assert sent < 1 << 20
+
+
 def _fetch_one(data, name, tmp_path, served, session):
     path = served.root / f"h-{tmp_path.name}.zip"
     path.write_bytes(data)

@@ -36,6 +36,9 @@ LOCAL_SIG = b"PK\x03\x04"
 #: 64 KiB) and a data descriptor, when no next header bounds a member.
 EXTRA_SLACK = 0xFFFF + 24
 STORED, DEFLATED = 0, 8
+#: Largest read the directory parser may make over HTTP (a real IPSW's central directory is
+#: well under 1 MiB): a lying end record cannot make it download gigabytes into memory.
+MAX_DIRECTORY_READ = 64 << 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +124,10 @@ class _ValidatingFetcher(remotezip.RemoteFetcher):  # type: ignore[misc]
     def fetch(self, data_range: tuple[int, int | None], stream: bool = False) -> Any:
         lo, hi = data_range
         end = None if hi is None else hi + 1
+        want = -lo if end is None else end - lo
+        if want > MAX_DIRECTORY_READ:
+            raise RestoreImageError(f"{self._url}: the zip directory asks for a {want}-byte "
+                                    f"read (more than {MAX_DIRECTORY_READ}); refusing it")
         for attempt in range(self._retries + 1):
             try:
                 resp, first, last, size = get_range(self._session, self._url, lo, end,
