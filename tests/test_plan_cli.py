@@ -210,3 +210,20 @@ def test_help_texts_explain_the_options(capsys):
     assert "sparse" in out
     assert main(["plan", "--help"]) == 0
     assert "free: the largest free region" in " ".join(capsys.readouterr().out.split())
+
+
+def test_sim_run_shows_progress(env, shared_dir, tmp_path, capsys):
+    require_tool("mkfs.fat")
+    img = tmp_path / "mac.img"
+    assert main(["sim", "create", str(img), "--disk-size", "64GiB", "--macos-used", "20GB"]) \
+        == 0
+    pkg = tmp_path / "pkg"
+    (pkg / "esp" / "m1n1").mkdir(parents=True)
+    (pkg / "esp" / "m1n1" / "boot.bin").write_bytes(b"s" * 3000)
+    capsys.readouterr()
+    assert main(["sim", "run", str(img), "--progress", "--catalog",
+                 str(shared_dir / "data" / "installer_data.json"), "--os", UEFI,
+                 "--space", "resize", "--package", str(pkg)]) == 0
+    err = capsys.readouterr().err
+    assert "[6/6] copy package directory esp/ into new:1" in err
+    assert "[6/6] written: 2.9 KiB" in err, err

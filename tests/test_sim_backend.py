@@ -151,10 +151,15 @@ def check_installed(img: Path, package: Path):
 
 def test_install_end_to_end(tmp_path, base_sim, server, package):
     img = clone(base_sim, tmp_path)
-    backend, plan = install(img, server, package)
+    seen = []
+    backend, plan = install(img, server, package, progress=seen.append)
     before_alloc = allocated_bytes(img)
     run_plan(backend, plan, DirPayloads(package), tmp_path / "journal.json")
     fat = check_installed(img, package)
+    # progress: every image byte and every tree byte, as it goes
+    tree = sum(p.stat().st_size for p in (package / "esp").rglob("*") if p.is_file())
+    assert sum(seen) == 5 * MiB + tree
+    assert len(seen) > 3
     (tmp_path / "esp.img").write_bytes(fat)
     fsck = subprocess.run(["fsck.fat", "-n", str(tmp_path / "esp.img")], capture_output=True,
                           text=True)

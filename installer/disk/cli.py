@@ -25,6 +25,7 @@ from installer.platform.sim import SimBackend
 from installer.platform.simmac import SimMac
 from installer.platform.simstate import SimState, sidecar
 from installer.sizes import format_size, parse_size
+from vendorfw.progress import ByteMeter
 
 
 def _cache_dir(ctx: click.Context) -> Path:
@@ -237,6 +238,29 @@ def sim_inspect(ctx: click.Context, /, path: Path | None, as_json: bool) -> int:
     return 0
 
 
+class OpMeter:
+    """`[i/n] operation` lines on stderr, each followed by a byte meter while it writes."""
+
+    def __init__(self, show_bytes: bool) -> None:
+        self.show_bytes = show_bytes
+        self.meter: ByteMeter | None = None
+
+    def step(self, i: int, n: int, what: str) -> None:
+        self.close()
+        click.echo(f"[{i}/{n}] {what}", err=True)
+        if self.show_bytes:
+            self.meter = ByteMeter(sys.stderr, f"  [{i}/{n}] written")
+
+    def bytes(self, n: int) -> None:
+        if self.meter is not None:
+            self.meter(n)
+
+    def close(self) -> None:
+        if self.meter is not None:
+            self.meter.finish()
+            self.meter = None
+
+
 def _sim_path(ctx: click.Context, path: Path | None) -> Path:
     return path if path is not None else _cache_dir(ctx) / "sim" / "mac.img"
 
@@ -251,9 +275,11 @@ def _journal(path: Path) -> Path:
 @click.option("--package", type=click.Path(path_type=Path, file_okay=False),
               help="Unpacked OS package (images and esp/ tree).")
 @click.option("--dry-run", is_flag=True, help="Print the plan and change nothing.")
+@click.option("--progress/--no-progress", "show_progress", default=None,
+              help="Show bytes written per operation on stderr (default: on a terminal).")
 @click.pass_context
 def sim_run(ctx: click.Context, /, path: Path | None, package: Path | None, dry_run: bool,
-            **kw: Any) -> int:
+            show_progress: bool | None, **kw: Any) -> int:
     """Plan and execute on the simulated Mac at PATH (journaled, resumable).
 
     An interrupted run is continued by running the same plan again, or by `pippin sim
@@ -261,14 +287,18 @@ def sim_run(ctx: click.Context, /, path: Path | None, package: Path | None, dry_
     """
     path = _sim_path(ctx, path)
     kw["target"] = f"sim:{path}"
-    backend = SimBackend(path, SubprocessRunner(_env(ctx) or None))
+    meter = OpMeter(sys.stderr.isatty() if show_progress is None else show_progress)
+    backend = SimBackend(path, SubprocessRunner(_env(ctx) or None), progress=meter.bytes)
     plan = build_plan(ctx, kw, backend)
     click.echo(render_plan(plan))
     if dry_run:
         click.echo("dry run: nothing changed")
         return 0
-    run_plan(backend, plan, DirPayloads(package) if package else None, _journal(path),
-             progress=lambda i, n, what: click.echo(f"[{i}/{n}] {what}", err=True))
+    try:
+        run_plan(backend, plan, DirPayloads(package) if package else None, _journal(path),
+                 progress=meter.step)
+    finally:
+        meter.close()
     click.echo("done; bytes outside the plan verified unchanged")
     return 0
 

@@ -8,7 +8,7 @@ the plan put them; otherwise the run stops.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, assert_never
 
@@ -50,12 +50,13 @@ class MacBackend(Backend):
     name = "macos"
 
     def __init__(self, runner: Runner, *, disk: str = "disk0", dev_root: Path = Path("/dev"),
-                 ) -> None:
+                 progress: Callable[[int], None] | None = None) -> None:
         self.runner = runner
         self.disk = disk
         self.dev_root = dev_root
         self._refs: dict[str, str] = {}
         self._containers: dict[str, str] = {}  # partition ref -> APFS container ref
+        self._progress = progress or (lambda n: None)  # image bytes written, as they go
 
     def _du(self, *args: str, hint: str = HINT) -> bytes:
         return self.runner.check(["diskutil", *args], hint=hint)
@@ -244,6 +245,7 @@ class MacBackend(Backend):
             with payloads.image(op.image) as src, dev.open("r+b") as out:
                 while buf := src.read(CHUNK):
                     out.write(buf)
+                    self._progress(len(buf))
         except OSError as exc:
             raise BackendError(f"writing {op.image} to {dev}: {exc.strerror}") from exc
 

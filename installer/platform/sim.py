@@ -76,13 +76,16 @@ class SimBackend(Backend):
     name = "sim"
 
     def __init__(self, image: Path, runner: Runner | None = None, *,
-                 fault: Callable[[str], None] | None = None) -> None:
+                 fault: Callable[[str], None] | None = None,
+                 progress: Callable[[int], None] | None = None) -> None:
         self.image = Path(image)
         if not self.image.is_file():
             raise BackendError(f"{self.image}: no simulated Mac here",
                                hint="create one with `pippin sim create PATH`")
         self.runner = runner or SubprocessRunner()
         self._fault = fault or (lambda point: None)
+        #: Bytes of images and trees placed, as they go (STYLE.md: progress callbacks).
+        self._progress = progress or (lambda n: None)
         self._refs: dict[str, str] = {}
         self.bytes_written = 0
 
@@ -312,9 +315,9 @@ class SimBackend(Backend):
                  "-i", f"{self.image}@@{e.start}", *names, "::/"],
                 hint="mcopy comes from mtools",
             )
-            self.bytes_written += sum(
-                p.stat().st_size for p in root.rglob("*") if p.is_file()
-            )
+            copied = sum(p.stat().st_size for p in root.rglob("*") if p.is_file())
+            self.bytes_written += copied
+            self._progress(copied)
 
     def _write_image(self, op: WriteImage, payloads: Payloads | None) -> None:
         if payloads is None:
@@ -336,6 +339,7 @@ class SimBackend(Backend):
                         )
                     self.bytes_written += write_nonzero(fd, buf, e.start + pos)  # zeros: holes
                     pos += len(buf)
+                    self._progress(len(buf))
                     self._fault("WriteImage:chunk")
         finally:
             os.close(fd)
