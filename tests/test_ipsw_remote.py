@@ -8,6 +8,7 @@ import zipfile
 import zlib
 
 import pytest
+import requests
 
 from installer.errors import RestoreImageError
 from installer.ipsw.fetch import fetch_members
@@ -186,3 +187,20 @@ def test_local_extra_field_overrunning_the_next_member(served, session, tmp_path
     struct.pack_into("<H", data, 28, 60000)  # a.bin's local extra length
     for msg in _fetch_one(bytes(data), "a.bin", tmp_path, served, session):
         assert "overruns" in msg
+
+
+def test_bug_nginx_that_lost_its_port_is_not_mistaken_for_ready(served, tmp_path,
+                                                                   monkeypatch):
+    """Two xdist workers' nginx could draw the same free port; the one that lost the bind
+    used to take the winner's listening socket as its own and serve the wrong root."""
+    from tests.support import nginx
+
+    taken = iter([served.server.port])
+    real = nginx.free_port
+    monkeypatch.setattr(nginx, "free_port", lambda: next(taken, None) or real())
+    root = tmp_path / "www"
+    root.mkdir()
+    (root / "mine.txt").write_text("mine")
+    with nginx.serve(root, tmp_path / "prefix") as srv:
+        assert srv.port != served.server.port
+        assert requests.get(srv.url("mine.txt"), timeout=10).text == "mine"

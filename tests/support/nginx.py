@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import pwd
+import secrets
 import shutil
 import socket
 import subprocess
@@ -36,6 +37,7 @@ http {{
     default_type application/octet-stream;
     sendfile on;
     keepalive_requests 100000;
+    add_header X-Pippin-Instance "{token}" always;
     server {{
         listen 127.0.0.1:{port};
         root {root};
@@ -70,13 +72,29 @@ class Nginx:
         return path.read_text().splitlines() if path.exists() else []
 
 
-def _wait_listening(port: int, proc: subprocess.Popen[bytes], timeout: float) -> None:
+def _answers(port: int, token: str) -> bool:
+    """Whether the server on ``port`` is this nginx (not another one that won the port)."""
+    with socket.create_connection(("127.0.0.1", port), 2) as s:
+        s.sendall(b"HEAD / HTTP/1.0\r\n\r\n")
+        head = b""
+        while b"\r\n\r\n" not in head:
+            data = s.recv(4096)
+            if not data:
+                break
+            head += data
+    return f"x-pippin-instance: {token}".encode() in head.lower()
+
+
+def _wait_listening(port: int, proc: subprocess.Popen[bytes], token: str,
+                    timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"nginx exited with {proc.returncode}")
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
-            return
+        with contextlib.suppress(OSError):
+            if _answers(port, token):
+                return
+            raise RuntimeError("another server took the port")
         time.sleep(0.02)
     raise RuntimeError("nginx did not start listening")
 
@@ -90,13 +108,15 @@ def serve(root: Path, prefix: Path) -> Iterator[Nginx]:
     for _ in range(5):  # a free port can be taken between probe and bind: try again
         port = free_port()
         conf = prefix / "nginx.conf"
-        conf.write_text(CONF.format(user=user, prefix=prefix, port=port, root=root))
+        token = secrets.token_hex(8)  # told apart from another nginx that won the port
+        conf.write_text(CONF.format(user=user, prefix=prefix, port=port, root=root,
+                                    token=token))
         err = open(prefix / "stderr.log", "wb")  # noqa: SIM115 - handed to the child
         proc = subprocess.Popen([exe, "-p", str(prefix), "-c", str(conf)],
                                 stdout=err, stderr=err)
         err.close()
         try:
-            _wait_listening(port, proc, 10)
+            _wait_listening(port, proc, token, 10)
         except RuntimeError:
             proc.kill()
             proc.wait()
