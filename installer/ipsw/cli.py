@@ -70,7 +70,12 @@ def _emit(data: Any) -> None:
 def ipsw(ctx: click.Context, cache: Path | None) -> None:
     """Inspect and fetch members of Apple restore images (IPSW/OTA, URL or path).
 
+    URL is an http(s) URL, a local path or a file:// URL. Only the bytes of the members
+    asked for are downloaded (ranged requests), never the whole image.
+
     IPSW_BASE replaces the directory part of every image URL (a mirror or local copy).
+    http_proxy, https_proxy, all_proxy and no_proxy (or their upper-case forms) are
+    honoured.
     """
     env = (ctx.obj or {}).get("env", {})
     ctx.obj = {**(ctx.obj or {}), "ipsw": _Ctx(env, cache)}
@@ -140,7 +145,11 @@ def _int(text: str) -> int:
 @click.pass_context
 def needed_cmd(ctx: click.Context, url: str, device_class: str, board: str, chip: str,
                firmware: bool, as_json: bool) -> None:
-    """The members a stub install (or firmware extraction) of this device needs."""
+    """The members a stub install (or firmware extraction) of this device needs.
+
+    Reads only BuildManifest.plist; `pippin ipsw identities URL` lists the device classes,
+    boards and chips the image supports.
+    """
     st = _state(ctx)
     arc = st.open(url)
     need = needed_members(arc, board_id=_int(board), chip_id=_int(chip),
@@ -161,13 +170,16 @@ class _Bar:
 
     def __init__(self) -> None:
         self.tty = sys.stderr.isatty()
+        self.member = ""
 
     def __call__(self, p: FetchProgress) -> None:
         if not self.tty:
             return
+        if p.member is not None and p.state is not None:
+            self.member = f"{p.state}: {p.member}"[-40:]
         eta = f"{p.eta:5.0f}s" if p.eta is not None else "    ?"
         click.echo(f"\r{p.done / 1e6:9.1f}/{p.total / 1e6:.1f} MB {p.speed / 1e6:7.1f} MB/s "
-                   f"ETA {eta}", err=True, nl=False)
+                   f"ETA {eta}  {self.member:<40}", err=True, nl=False)
 
     def end(self) -> None:
         if self.tty:
@@ -178,15 +190,23 @@ class _Bar:
 @click.argument("url")
 @click.option("--member", "members", multiple=True, help="Member name (repeatable).")
 @click.option("--members-from", type=click.File("r"), help="File with one name per line.")
-@click.option("--out", "out", required=True, type=click.Path(path_type=Path, file_okay=False))
-@click.option("--connections", default=8, show_default=True, type=click.IntRange(1, 32))
+@click.option("--out", "out", required=True, type=click.Path(path_type=Path, file_okay=False),
+              help="Directory for the members (created; a member's file is replaced only "
+                   "once its bytes are verified).")
+@click.option("--connections", default=8, show_default=True, type=click.IntRange(1, 32),
+              help="Parallel HTTP connections (large members are split across them).")
 @click.option("--keep-cache", is_flag=True, help="Keep fetched ranges after success.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable summary.")
 @click.pass_context
 def fetch_cmd(ctx: click.Context, url: str, members: tuple[str, ...],
               members_from: Any, out: Path, connections: int, keep_cache: bool,
               as_json: bool) -> None:
-    """Fetch members into OUT (verified by CRC-32; resumable: just run it again)."""
+    """Fetch members of the image at URL into OUT, each verified by CRC-32.
+
+    Fetched ranges are kept in the download cache (see --cache) until the fetch succeeds:
+    after a crash or Ctrl-C, run the same command again and only the missing bytes are
+    downloaded. Progress (bytes, speed, ETA, last member) is shown on a terminal.
+    """
     names = list(members)
     if members_from is not None:
         names += [ln.strip() for ln in members_from if ln.strip()]
@@ -211,7 +231,7 @@ def fetch_cmd(ctx: click.Context, url: str, members: tuple[str, ...],
         _emit({"members": list(res.members), "needed_bytes": res.needed_bytes,
                "downloaded_bytes": res.downloaded_bytes, "cached_bytes": res.cached_bytes,
                "requests": res.requests, "retries": res.retries,
-               "refetched": list(res.refetched),
+               "refetched": list(res.refetched), "steals": res.steals,
                "seconds": round(res.seconds, 3)})
         return
     click.echo(f"fetched {len(res.members)} members ({res.needed_bytes} bytes, "
