@@ -85,9 +85,10 @@ class SimTarget(InstallTarget):
         def vdir(name: str) -> Path:
             return state.volume_dir(container.uuid, name)
 
-        # The sim has no volume groups; the System volume's UUID stands for the group id.
+        # The group id (VGID) as the backend reports it (diskutil listVolumeGroups on a Mac).
+        vgid = (container.container.volume_group if container.container else "") or system.uuid
         return StubInfo(StubVolumes(vdir(system.name), vdir(preboot.name), vdir(recovery.name)),
-                        system.uuid, system.uuid)
+                        vgid, system.uuid)
 
     def account_stub(self, container: Partition, written: int) -> None:
         state = SimState(self.image)

@@ -15,6 +15,7 @@ import pytest
 from installer.bootobj import vars as bvars
 from installer.bootobj.version import read_version
 from installer.demo.site import DEMO_LINUX, UEFI_ONLY
+from installer.platform.sim import SimBackend
 from installer.platform.simstate import SimState
 from installer.stub import STAGE1_PATH
 from tests.support import installfix
@@ -96,7 +97,10 @@ def test_stub_volumes_hold_the_restore_files(tmp_path, demo_cache, session):
     stub_uuid = partuuid(sim, partition_numbers(sim)[UEFI_ONLY]).upper()
     vols = {v.name: v for v in state.containers[stub_uuid].volumes}
     system = state.volume_dir(stub_uuid, UEFI_ONLY)
-    vgid = vols[UEFI_ONLY].uuid
+    model = SimBackend(sim).read_model()
+    stub = next(q for q in model.disks[0].partitions if q.uuid.upper() == stub_uuid)
+    vgid = stub.container.volume_group
+    assert vgid
     sv = plistlib.loads((system / "System/Library/CoreServices/SystemVersion.plist")
                         .read_bytes())
     assert sv["ProductUserVisibleVersion"] == "13.5 (stub)"
