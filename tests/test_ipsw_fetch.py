@@ -17,7 +17,7 @@ import pytest
 
 from installer.errors import NetworkError, PippinError, RestoreImageError
 from installer.ipsw import manifest, ota
-from installer.ipsw.cache import BLOCK
+from installer.ipsw.cache import BLOCK, RangeCache
 from installer.ipsw.fetch import FetchProgress, MemberState, fetch_members
 from installer.ipsw.member import DirectorySink, MemorySink
 from installer.ipsw.ranges import coalesce
@@ -292,3 +292,23 @@ def test_damaged_cache_costs_only_the_damaged_block(served, session, names, tmp_
     assert_identical(out, served.ipsw, [big])
     assert res.downloaded_bytes == end - start
     assert px.sent_bytes() == end - start
+
+
+def test_bug_full_disk_under_the_cache_is_a_clear_error(served, session, names, tmp_path,
+                                                        monkeypatch):
+    """ENOSPC while writing fetched bytes into the range cache escaped a worker as a bare
+    OSError (exit 70, "internal error") instead of a one-line error."""
+    real_init = RangeCache.__init__
+
+    def on_full_disk(self, *args, **kwargs):
+        real_init(self, *args, **kwargs)
+        os.close(self._fd)
+        self._fd = os.open("/dev/full", os.O_RDWR)  # every write: ENOSPC
+
+    monkeypatch.setattr(RangeCache, "__init__", on_full_disk)
+    arc = open_archive(served.server.url(served.ipsw.path.name), session)
+    out = tmp_path / "out"
+    with pytest.raises(RestoreImageError, match="cannot write the download cache .*space"):
+        fetch_members(arc, names, DirectorySink(out), session=session,
+                      cache_root=tmp_path / "cache", options=fast_options())
+    assert not out.exists() or not any(out.rglob("*"))

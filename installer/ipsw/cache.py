@@ -89,17 +89,28 @@ class RangeCache:
         with self._lock:
             return list(self._have)
 
+    def _error(self, what: str, exc: OSError) -> RestoreImageError:
+        return RestoreImageError(f"cannot {what} the download cache {self.dir}: "
+                                 f"{exc.strerror or exc}",
+                                 hint="free some space or pass another --cache directory")
+
     def write(self, offset: int, data: bytes | memoryview) -> None:
         view = memoryview(data)
         while view:
-            n = os.pwrite(self._fd, view, offset)
+            try:
+                n = os.pwrite(self._fd, view, offset)
+            except OSError as exc:  # ENOSPC, EIO: a clear error, not a worker traceback
+                raise self._error("write", exc) from exc
             offset += n
             view = view[n:]
 
     def read(self, offset: int, n: int) -> bytes:
         parts = []
         while n > 0:
-            b = os.pread(self._fd, n, offset)
+            try:
+                b = os.pread(self._fd, n, offset)
+            except OSError as exc:
+                raise self._error("read", exc) from exc
             if not b:
                 raise RestoreImageError(f"download cache {self.dir} is shorter than expected")
             parts.append(b)
@@ -110,8 +121,11 @@ class RangeCache:
     def commit(self, start: int, end: int, crc: int) -> None:
         """Record that ``[start, end)`` holds verified bytes with CRC-32 ``crc``."""
         with self._lock:
-            self._journal.write(f"{start} {end} {crc:08x}\n")
-            self._journal.flush()
+            try:
+                self._journal.write(f"{start} {end} {crc:08x}\n")
+                self._journal.flush()
+            except OSError as exc:
+                raise self._error("write", exc) from exc
             self._entries.append((start, end, crc))
             self._add(start, end)
 
@@ -119,9 +133,12 @@ class RangeCache:
         """Forget every block that touches ``[start, end)`` (its bytes proved wrong)."""
         with self._lock:
             self._entries = [x for x in self._entries if x[1] <= start or x[0] >= end]
-            self._journal.close()
-            self._rewrite(self._entries)
-            self._journal = open(self.dir / "journal", "a", encoding="ascii")
+            try:
+                self._journal.close()
+                self._rewrite(self._entries)
+                self._journal = open(self.dir / "journal", "a", encoding="ascii")
+            except OSError as exc:
+                raise self._error("write", exc) from exc
             self._have = []
             for s, e, _ in self._entries:
                 self._add(s, e)
