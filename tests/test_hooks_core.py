@@ -323,6 +323,10 @@ HOSTILE = {
     "manifest-no-newline": _newc([("vendorfw", 0o40755, b""), ("vendorfw/a.bin", REG, b"a"),
                                   ("vendorfw/.vendorfw.manifest", REG,
                                    b"FILE a.bin SHA256 " + b"0" * 64 + b"\nLINK b.bin a.bin")]),
+    "manifest-names-a-file-outside": _newc([
+        ("vendorfw", 0o40755, b""),
+        ("vendorfw/.vendorfw.manifest", REG,
+         b"FILE " + b"../" * 40 + b"etc/passwd SHA256 " + b"0" * 64 + b"\n")]),
     "manifest-junk": _newc([("vendorfw", 0o40755, b""),
                             ("vendorfw/.vendorfw.manifest", REG, b"rm -rf /\n")]),
 }

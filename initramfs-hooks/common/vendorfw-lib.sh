@@ -279,32 +279,37 @@ pippin_wait_partuuid() {
 # files and directories, and the archive reads to its trailer. Keeps a hostile ESP from
 # writing outside the temp dir: cpio -i writes a later member through an earlier symlink.
 pippin_check_listing() {
-    local list
-    list=$(cpio -t <"$1" 2>/dev/null) || return 1
-    printf '%s\n' "$list" | awk '
+    # a cpio failure (a truncated or garbled archive) adds a line that fails the check
+    { cpio -t <"$1" 2>/dev/null || echo /; } | awk '
         $0 != "vendorfw" && substr($0, 1, 9) != "vendorfw/" { bad = 1 }
         $0 ~ /(^|\/)\.\.(\/|$)/ { bad = 1 }
         END { exit bad }' || return 1
     # `ls -l` style lines in GNU and busybox cpio alike: the type is the first character
     # (a name with a newline makes a line that fails too)
-    list=$(cpio -t -v <"$1" 2>/dev/null) || return 1
-    printf '%s\n' "$list" | awk '!/^[-d]/ { bad = 1 } END { exit bad }'
+    { cpio -t -v <"$1" 2>/dev/null || echo /; } | awk '!/^[-d]/ { bad = 1 } END { exit bad }'
 }
 
 # pippin_check_tree DIR: DIR/vendorfw holds only files and directories, and every file the
-# manifest names is there (catches a truncated or corrupt archive).
+# manifest names is there (catches a truncated or corrupt archive). One find and one awk:
+# a shell `read` loop costs about as much as the unpack itself (one syscall per byte).
 pippin_check_tree() {
-    local kind name rest
-    kind=""
-    [ -f "$1/vendorfw/.vendorfw.manifest" ] || return 1
-    [ -z "$(find "$1/vendorfw" ! -type f ! -type d | head -n 1)" ] || return 1
-    # `|| [ -n "$kind" ]`: a last line without a newline is checked too
-    while read -r kind name rest || [ -n "$kind" ]; do
-        case "$kind" in
-            FILE | LINK) [ -f "$1/vendorfw/$name" ] || return 1 ;;
-            *) return 1 ;;
-        esac
-    done <"$1/vendorfw/.vendorfw.manifest"
+    local top
+    top=$1/vendorfw
+    [ -f "$top/.vendorfw.manifest" ] || return 1
+    [ -z "$(find "$top" ! -type f ! -type d | head -n 1)" ] || return 1
+    # the manifest first (only FILE and LINK lines), then the file list on stdin; each name
+    # the manifest gives must be a file
+    (cd "$top" && find . -type f) | awk -v m="$top/.vendorfw.manifest" '
+        FILENAME == m {
+            if (($1 == "FILE" || $1 == "LINK") && NF >= 2) want[++n] = $2
+            else bad = 1
+            next
+        }
+        { have[substr($0, 3)] = 1 }
+        END {
+            for (i = 1; i <= n; i++) if (!(want[i] in have)) bad = 1
+            exit bad
+        }' "$top/.vendorfw.manifest" -
 }
 
 # pippin_extract CPIO: unpack into a temp dir next to /vendorfw, check, then move into place.
@@ -317,7 +322,7 @@ pippin_extract() {
     if ! pippin_check_listing "$1"; then
         pippin_log err "$1 is corrupt or has members outside vendorfw/: firmware not loaded"
         rc=1
-    elif ! (cd "$tmp" && cpio -i -d -m <"$1" 2>/dev/null); then
+    elif ! (cd "$tmp" && cpio -i -d <"$1" 2>/dev/null); then
         pippin_log err "cannot unpack $1: firmware not loaded"
         rc=1
     elif ! pippin_check_tree "$tmp"; then
