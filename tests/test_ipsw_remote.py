@@ -75,6 +75,7 @@ def _hostile_cases():
     yield "absolute", _zip([("/etc/passwd", b"x")]), "hostile member name"
     yield "inner-dotdot", _zip([("Firmware/../../x", b"x")]), "hostile member name"
     yield "backslash", _zip([("..\\x.bin", b"x")]), "hostile member name"
+    yield "dot-part", _zip([("a/b", b"1"), ("a/./b", b"2")]), "hostile member name"
     yield "duplicate", _zip([("a", b"1"), ("a", b"2")]), "appears twice"
     yield "overlap", _zip([("a.bin", b"A" * 100)],
                           raw=[raw_entry("b.bin", offset=10, csize=50, usize=50)]), "overlap"

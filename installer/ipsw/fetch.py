@@ -140,7 +140,10 @@ def _fetch_local(archive: Archive, members: list[Member], sink: MemberSink,
         raise RestoreImageError(f"cannot read {path}: {exc}") from exc
     try:
         def pread(off: int, n: int) -> bytes:
-            b = os.pread(fd, n, off)
+            try:
+                b = os.pread(fd, n, off)
+            except OSError as exc:
+                raise RestoreImageError(f"cannot read {path}: {exc}") from exc
             if len(b) != n:
                 raise RestoreImageError(f"{path}: truncated at offset {off + len(b)}")
             return b

@@ -209,10 +209,11 @@ def open_archive(
 
 
 def check_name(name: str) -> None:
-    """Refuse member names that could escape an output directory."""
+    """Refuse member names that could escape an output directory, or name one path twice
+    (``a/./b`` is ``a/b``)."""
     p = PurePosixPath(name)
     if (not name or "\\" in name or "\x00" in name or p.is_absolute()
-            or any(part in ("..", "") for part in name.rstrip("/").split("/"))
+            or any(part in ("..", ".", "") for part in name.rstrip("/").split("/"))
             or (len(name) > 1 and name[1] == ":")):
         raise RestoreImageError(f"hostile member name {name!r} in the zip directory")
 
