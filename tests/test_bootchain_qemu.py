@@ -55,6 +55,12 @@ def guest(tmp_path_factory):
 
 
 def assert_booted(boot: bc.Boot, initrd: bytes) -> dict[str, bytes]:
+    ch = assert_booted_any_dtb(boot, initrd)
+    assert ch["pippin,dtb"] == b"virt\0"  # the payload DTB matching linux,dummy-virt was used
+    return ch
+
+
+def assert_booted_any_dtb(boot: bc.Boot, initrd: bytes) -> dict[str, bytes]:
     assert not boot.timed_out, boot.console[-3000:]
     assert "GUEST-INIT-DONE" in boot.console, boot.console[-3000:]
     ch = bc.chosen(boot.console)
@@ -63,7 +69,6 @@ def assert_booted(boot: bc.Boot, initrd: bytes) -> dict[str, bytes]:
     assert ch["asahi,m1n1-stage2-version"] == b"0.1.0\0"
     assert ch["bootargs"] == BOOTARGS.encode() + b"\0"
     assert ch["pippin,who"] == b"stage1\0"  # the forwarded stage-1 value wins
-    assert ch["pippin,dtb"] == b"virt\0"  # the payload DTB matching linux,dummy-virt was used
     start = struct.unpack(">Q", ch["linux,initrd-start"])[0]
     end = struct.unpack(">Q", ch["linux,initrd-end"])[0]
     assert end - start == len(initrd)
@@ -213,3 +218,21 @@ def test_stage2_alone_boots_raw_kernel_given_last(tmp_path, guest):
     assert ch["bootargs"] == BOOTARGS.encode() + b"\0"
     start = struct.unpack(">Q", ch["linux,initrd-start"])[0]
     assert struct.unpack(">Q", ch["linux,initrd-end"])[0] - start == len(initrd)
+
+
+def test_chain_boots_raw_kernel_last_and_keeps_forwarded_variables(tmp_path, guest):
+    """boot.bin with an uncompressed kernel (assembled last, after initramfs and variable
+    lines) through stage 1. Bug: stage 2 took everything after the raw kernel's start as
+    kernel, so stage 1's forwarded lines (asahi,efi-system-partition, the stage-1 version)
+    never reached /chosen; stage 1 now hands over where the file ends (x3)."""
+    k = qemu.kernel_assets()
+    boot = assemble.assemble_stage2(assemble.Stage2Parts(
+        stage2=bc.stage_bytes("stage2"), kernel=k.image.read_bytes(),
+        compression=assemble.Compression.NONE, initramfs=guest["initrd"],
+        variables=(bvars.Variable("chosen.bootargs", BOOTARGS),
+                   bvars.Variable("chosen.pippin,who", "stage2"))))
+    disk = bc.chain_disk(tmp_path / "disk.img", {"m1n1/boot.bin": boot})
+    boot_run = bc.boot_chain(tmp_path, stage1_obj(extra={"chosen.pippin,who": "stage1"}), disk)
+    ch = assert_booted_any_dtb(boot_run, guest["initrd"])
+    assert "(passed in)" in boot_run.console
+    assert ch["pippin,who"] == b"stage1\0"

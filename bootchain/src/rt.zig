@@ -18,7 +18,7 @@ comptime {
 pub const version = build_options.version;
 
 extern fn pippin_call_on_stack(arg: usize, func: *const fn (usize) callconv(.c) noreturn, stack_top: usize) noreturn;
-extern fn pippin_jump(entry: usize, fdt: usize, x1: u64, x2: u64) noreturn;
+extern fn pippin_jump(entry: usize, fdt: usize, x1: u64, x2: u64, x3: u64) noreturn;
 
 /// x1 from stage 1 to stage 2 ("PIPPIN12"); x2 then holds the end of the loaded data
 /// (after the forwarded variables), so stage 2 knows where free memory starts.
@@ -53,12 +53,13 @@ pub fn callOnStack(arg: usize, func: *const fn (usize) callconv(.c) noreturn, st
 
 /// Enter a kernel at `entry` with x0 = `fdt`, x1..x3 = 0 (MMU and caches are off).
 pub fn jump(entry: usize, fdt: usize) noreturn {
-    pippin_jump(entry, fdt, 0, 0);
+    pippin_jump(entry, fdt, 0, 0, 0);
 }
 
-/// Enter the next Pippin stage, telling it where its loaded data ends.
-pub fn jumpStage(entry: usize, fdt: usize, data_end: usize) noreturn {
-    pippin_jump(entry, fdt, handoff_magic, data_end);
+/// Enter the next Pippin stage, telling it where the loaded file ends (x3; the forwarded
+/// variables follow it) and where all its data ends (x2).
+pub fn jumpStage(entry: usize, fdt: usize, file_end: usize, data_end: usize) noreturn {
+    pippin_jump(entry, fdt, handoff_magic, data_end, file_end);
 }
 
 /// Reached only through a bug (ReleaseSafe checks): report it and halt, never boot on.

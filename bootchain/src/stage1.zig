@@ -106,7 +106,7 @@ fn main(b: *rt.Boot) noreturn {
 
     const end = forward(cfg, gap.start + file.len, gap.end);
     rt.print("pippin stage1: loaded {s} ({d} bytes) at {x}, jumping\n", .{ cl.path, file.len, gap.start });
-    rt.jumpStage(gap.start, b.fdt_in, end);
+    rt.jumpStage(gap.start, b.fdt_in, gap.start + file.len, end);
 }
 
 fn load(vol: *core.fat.Volume, path: []const u8, dest: []u8, uuid: []const u8) []u8 {

@@ -21,10 +21,15 @@ const max_chosen = 2 * core.vars.max_chosen + 8;
 const max_initrd_pieces = 8;
 
 var handoff_end: ?usize = null;
+/// Where the loaded file ends and stage 1's forwarded lines begin (0 from an older stage 1).
+var handoff_file_end: usize = 0;
 
-fn entry(fdt_addr: usize, base: usize, x1: u64, x2: u64) callconv(.c) noreturn {
+fn entry(fdt_addr: usize, base: usize, x1: u64, x2: u64, x3: u64) callconv(.c) noreturn {
     _ = base;
-    if (x1 == rt.handoff_magic) handoff_end = @intCast(x2);
+    if (x1 == rt.handoff_magic) {
+        handoff_end = @intCast(x2);
+        handoff_file_end = @intCast(x3);
+    }
     rt.start(stage, fdt_addr, main);
 }
 
@@ -72,6 +77,8 @@ fn main(b: *rt.Boot) noreturn {
     const data_start = b.image_end;
     const data_end = handoff_end orelse findEnd(b);
     if (data_end < data_start or data_end > b.scratch_base) rt.halt(stage, "bad hand-over: data end {x}", .{data_end});
+    const file_end = handoff_file_end;
+    if (file_end != 0 and (file_end < data_start or file_end > data_end)) rt.halt(stage, "bad hand-over: file end {x}", .{file_end});
     const data = @as([*]const u8, @ptrFromInt(data_start))[0 .. data_end - data_start];
 
     // The FDT we were given, kept in scratch (its old place may be reused below).
@@ -93,7 +100,14 @@ fn main(b: *rt.Boot) noreturn {
             .gzip, .xz => inflateOne(&s, it, &arena, &found),
             .image => {
                 const info = rt.imageInfo(it.data) orelse unreachable; // the scanner checked the magic
-                const n: usize = @intCast(@min(it.data.len, info.image_size));
+                // A raw kernel runs to the end of the file; stage 1's forwarded lines
+                // (asahi,efi-system-partition, …) follow it and are scanned next.
+                var len = it.data.len;
+                if (file_end > data_start + it.off) {
+                    len = file_end - (data_start + it.off);
+                    s.pos = file_end - data_start;
+                }
+                const n: usize = @intCast(@min(len, info.image_size));
                 const dst = placeKernel(&arena, info, n);
                 rt.copyToAligned(dst[0..n], it.data[0..n]);
                 found.kernel = .{ .start = @intFromPtr(dst.ptr), .len = @intCast(info.image_size) };

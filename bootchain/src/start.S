@@ -6,7 +6,8 @@
  *
  * Entry state: x0 = FDT (Linux boot protocol; may be 0 on platforms without one),
  * MMU and D-cache off. We apply our own R_AARCH64_RELATIVE fixups (the image is a PIE
- * linked at 0), switch to the in-image early stack, and call pippin_entry(fdt, base). */
+ * linked at 0), switch to the in-image early stack, and call
+ * pippin_entry(fdt, base, x1, x2, x3) with x1..x3 as received (the Pippin hand-over). */
 
 #define R_AARCH64_RELATIVE 1027
 
@@ -27,8 +28,9 @@ _head:
 _start:
     mov     x19, x0                 /* FDT pointer from the previous stage */
     adr     x20, _head              /* where we actually run */
-    mov     x21, x1                 /* Pippin hand-over: magic and data end (else 0) */
+    mov     x21, x1                 /* Pippin hand-over: magic, data end, file end */
     mov     x22, x2
+    mov     x23, x3
 
     /* Apply R_AARCH64_RELATIVE fixups: *(base + off) = base + addend. */
     adrp    x1, __rela_start
@@ -57,6 +59,7 @@ _start:
     mov     x1, x20
     mov     x2, x21
     mov     x3, x22
+    mov     x4, x23
     bl      pippin_entry
 4:  wfe
     b       4b
@@ -72,15 +75,15 @@ pippin_call_on_stack:
 5:  wfe
     b       5b
 
-/* pippin_jump(entry, fdt, x1, x2): hand over with x0 = FDT, x1/x2 as given (0 for a
- * kernel), x3 = 0. Caches and the MMU are off (nothing here ever turned them on). */
+/* pippin_jump(entry, fdt, x1, x2, x3): hand over with x0 = FDT, x1..x3 as given (0 for a
+ * kernel). Caches and the MMU are off (nothing here ever turned them on). */
     .globl pippin_jump
 pippin_jump:
     mov     x16, x0
     mov     x0, x1
     mov     x1, x2
     mov     x2, x3
-    mov     x3, #0
+    mov     x3, x4
     dsb     sy
     isb
     ic      iallu

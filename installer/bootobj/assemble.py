@@ -4,6 +4,14 @@ Stage 2 (``m1n1/boot.bin`` on the ESP)::
 
     stage2 | dtb… | gzip/xz(kernel Image or U-Boot) | [initramfs] | [vars \\0\\0\\0\\0] | [sig]
 
+An uncompressed kernel has no reliable size, so it goes last (formats.md §3), after the
+initramfs and the variable lines (without their NULs, which would end the scan)::
+
+    stage2 | dtb… | [initramfs] | [vars] | kernel Image | [sig]
+
+It boots fastest: stage 2 copies 33 MB instead of inflating them (~55 instructions a byte
+with the MMU and caches off), at the cost of a boot.bin ~2.6x larger.
+
 Without variables no terminator is written: stage 1 appends its forwarded ``chosen.*`` lines
 right after the loaded file, and a scanner that stops at four NULs would never see them.
 
@@ -174,20 +182,19 @@ def assemble_stage2(parts: Stage2Parts, signing_key: Ed25519PrivateKey | None = 
         check_dtb(dtb, f"device tree #{i}")
     if parts.initramfs is not None and parts.kernel is None:
         raise BootObjectError("an initramfs needs a kernel")
-    if parts.kernel is not None and parts.compression is Compression.NONE and (
-        parts.initramfs is not None or parts.variables
-    ):
-        raise BootObjectError(
-            "an uncompressed kernel must be the last payload (it has no reliable size)",
-            hint="use --compress gzip to add an initramfs or variables after it",
-        )
     out = [parts.stage2, *parts.dtbs]
-    if parts.kernel is not None:
-        out.append(_kernel_payload(parts.kernel, parts.compression))
+    kernel = None if parts.kernel is None else _kernel_payload(parts.kernel, parts.compression)
+    raw_last = kernel is not None and parts.compression is Compression.NONE
+    if kernel is not None and not raw_last:
+        out.append(kernel)
     if parts.initramfs is not None:
         out.append(_initramfs_payload(parts.initramfs, parts.initramfs_mode))
     if parts.variables:
-        out.append(bvars.encode(parts.variables))
+        block = bvars.encode(parts.variables)
+        # Before a raw kernel the lines stay unterminated: four NULs would end the scan.
+        out.append(block[: -len(bvars.TERMINATOR)] if raw_last else block)
+    if raw_last and kernel is not None:
+        out.append(kernel)
     data = b"".join(out)
     if signing_key is not None:
         data = sign.sign(data, signing_key)

@@ -59,7 +59,9 @@ def bootobj() -> None:
 @click.option("--dtb", "dtbs", type=_IN, multiple=True, help="Device tree blob (repeatable).")
 @click.option("--kernel", type=_IN, help="arm64 Image (or Image.gz), or U-Boot.")
 @click.option("--compress", type=click.Choice([c.value for c in assemble.Compression]),
-              default="gzip", show_default=True, help="How the kernel is stored.")
+              default="gzip", show_default=True,
+              help="How the kernel is stored. 'none' boots fastest (stage 2 copies instead of "
+                   "inflating; the kernel goes last) for a ~2.6x larger boot.bin.")
 @click.option("--initramfs", type=_IN, help="Initramfs (cpio, maybe compressed).")
 @click.option("--initramfs-mode", type=click.Choice([m.value for m in assemble.InitramfsMode]),
               default="tag", show_default=True)

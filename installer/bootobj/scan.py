@@ -193,6 +193,20 @@ def _finish(data: bytes, end: int, out: list[Payload]) -> None:
         raise BootObjectError(f"{len(data) - end} unexpected bytes after the end marker at {end}")
 
 
+def _lines_before_image(data: bytes, pos: int) -> int | None:
+    """The end of the whole text lines at ``pos`` when an arm64 Image follows them directly
+    (the layout of an uncompressed kernel, which must be last), else None."""
+    while True:
+        nl = data.find(b"\n", pos, pos + bvars.MAX_NAME + bvars.MAX_VALUE + 2)
+        if nl < 0 or b"\0" in data[pos:nl]:
+            return None
+        pos = nl + 1
+        if is_image(data, pos):
+            return pos
+        if pos >= len(data) or data[pos] == 0:
+            return None
+
+
 def scan(data: bytes, start: int) -> tuple[Payload, ...]:
     """Scan the payloads of ``data`` from ``start`` (the end of the stage-2 image)."""
     out: list[Payload] = []
@@ -239,6 +253,11 @@ def scan(data: bytes, start: int) -> tuple[Payload, ...]:
             end = sig.offset if sig is not None and sig.offset > pos else len(data)
             out.append(Payload(Kind.IMAGE, pos, end - pos, detail=_image_detail(head)))
             pos = end
+        elif data[pos : pos + 1].isalnum() and (lines := _lines_before_image(data, pos)):
+            # Unterminated lines right before an uncompressed kernel (it comes last).
+            out.append(Payload(Kind.VARIABLES, pos, lines - pos,
+                               variables=bvars.parse_text(data[pos:lines])))
+            pos = lines
         elif data[pos : pos + 1].isalnum():
             variables, end = bvars.read_block(data, pos)
             out.append(Payload(Kind.VARIABLES, pos, end - pos, variables=variables))
