@@ -6,6 +6,7 @@ import hashlib
 import io
 import lzma
 import plistlib
+import random
 import struct
 import tarfile
 import tracemalloc
@@ -137,8 +138,28 @@ def test_kernelcache_im4p_decodes(ipsw_image):
         im4p = read_im4p(zf.read("kernelcache.release.j314"), "kernelcache")
     assert im4p.fourcc == "krnl"
     assert b"2214A_RCFG" in im4p.payload
-    with pytest.raises(RestoreImageError, match="not a valid IM4P"):
+    with pytest.raises(RestoreImageError, match="junk: malformed IM4P"):
         read_im4p(b"\x30\x03\x16\x01A", "junk")
+
+
+def test_bug_hostile_im4p_is_a_restore_image_error(ipsw_image):
+    """Mutated IM4Ps raised asn1.Error or lzfse.error (an internal error, exit 70)."""
+    with zipfile.ZipFile(ipsw_image.path) as zf:
+        good = zf.read("kernelcache.release.j314")  # LZFSE payload
+    rng = random.Random(5)
+    messages = []
+    for _ in range(400):
+        bad = bytearray(good[:4096])
+        for _ in range(rng.randint(1, 4)):
+            bad[rng.randrange(200)] = rng.randrange(256)
+        if rng.random() < 0.3:
+            bad = bad[:rng.randrange(len(bad))]
+        try:
+            read_im4p(bytes(bad), "kc")
+        except RestoreImageError as exc:
+            messages.append(exc.message)
+    assert len(messages) > 100
+    assert all(m.startswith("kc: ") and "\n" not in m for m in messages)
 
 
 # --- OTA ---------------------------------------------------------------------------------

@@ -16,7 +16,8 @@ Public API (import from the submodules; nothing is re-exported here):
   (``stub_members``, ``firmware_members``).
 - ``ota``: OTA prefixes and BXDIFF50/PBZX BaseSystem decoding; ``images``: the pinned
   restore-image table with minimum versions and chip minimums.
-- ``image4.read_im4p(data)``: IM4P type, description and decompressed payload (pyimg4).
+- ``image4.read_im4p(data)``: IM4P type, description and decompressed payload (vendorfw's
+  decoder, errors as ``RestoreImageError``).
 - ``cli``: ``pippin ipsw ls|identities|fetch|needed`` (``--json`` on each).
 
 Errors are ``installer.errors.NetworkError`` (HTTP, after retries) and

@@ -1,32 +1,22 @@
-"""Image4 payloads (IM4P) via pyimg4: type, description, and the decompressed payload."""
+"""Image4 payloads (IM4P): type, description and the decompressed payload.
+
+The decoder is vendorfw's (:func:`vendorfw.im4p.decode_im4p`: pyimg4 for the DER, LZFSE,
+and LZSS behind a ``complzss`` header, every hostile input a one-line error); this module
+only turns its errors into the installer's.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-import pyimg4
-
 from installer.errors import RestoreImageError
+from vendorfw.errors import CollectError
+from vendorfw.im4p import Im4p, decode_im4p
 
-
-@dataclass(frozen=True, slots=True)
-class Im4p:
-    fourcc: str
-    description: str
-    payload: bytes  # decompressed (LZFSE / LZSS handled)
+__all__ = ["Im4p", "read_im4p"]
 
 
 def read_im4p(data: bytes, name: str = "IM4P") -> Im4p:
     """Parse an IM4P and decompress its payload; errors name ``name``."""
     try:
-        im4p = pyimg4.IM4P(data)
-        payload = im4p.payload
-        if payload.encrypted:
-            raise RestoreImageError(f"{name}: payload is encrypted")
-        if payload.compression not in (pyimg4.Compression.NONE, None):
-            payload.decompress()
-        return Im4p(str(im4p.fourcc), str(im4p.description), bytes(payload.data))
-    except RestoreImageError:
-        raise
-    except (ValueError, TypeError, IndexError, KeyError, AttributeError) as exc:
-        raise RestoreImageError(f"{name} is not a valid IM4P: {exc}") from exc
+        return decode_im4p(data, name)
+    except CollectError as exc:
+        raise RestoreImageError(exc.message, hint=exc.hint) from exc
