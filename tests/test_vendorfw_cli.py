@@ -13,6 +13,7 @@ import pytest
 
 from tests.support.fwtree import make_macos_tree, make_raw_dump_dir
 from tests.test_package_cpio import parse_newc
+from tests.test_package_verify import newc
 from tests.test_vendorfw_update import make_esp
 from vendorfw.cli import main
 
@@ -263,3 +264,22 @@ def test_bug_non_utf8_file_names_were_internal_errors(env, capsys):
     log = (env / "cache" / "pippin" / "vendorfw.log").read_text()
     assert "Logging error" not in log
     assert "P-a\\udcff.txt" in log
+
+
+def test_bug_non_utf8_member_crashed_list_diff_verify(env):
+    """A cpio member whose name is not UTF-8: list, diff and verify print it escaped
+    (stdout strict UTF-8) instead of exit 70."""
+    bad = os.fsdecode(b"vendorfw/a\xff.bin")
+    cpio = env / "x.cpio"
+    cpio.write_bytes(newc([("vendorfw", 0o040755, b"", 1, 2), (bad, 0o100644, b"x", 2, 1),
+                           ("vendorfw/.vendorfw.manifest", 0o100644, b"", 3, 1)]))
+    exe = Path(sys.executable).parent / "vendorfw"
+    envv = dict(os.environ, XDG_CACHE_HOME=str(env / "cache"), PYTHONIOENCODING="utf-8:strict")
+    for argv, rc in ((["list", cpio], 0), (["diff", cpio, cpio], 0), (["verify", cpio], 1)):
+        r = subprocess.run([exe, *argv], capture_output=True, text=True, env=envv, check=False,
+                           errors="replace")
+        assert r.returncode == rc, (argv, r.stderr)
+        assert "internal error" not in r.stderr
+    r = subprocess.run([exe, "list", cpio], capture_output=True, text=True, env=envv,
+                       check=True)
+    assert "a\\udcff.bin" in r.stdout

@@ -69,8 +69,13 @@ def _meter(show: bool | None, label: str) -> Iterator[ByteMeter | None]:
             meter.finish()
 
 
+def _echo(text: str) -> None:
+    # names from a hostile archive may hold surrogates: show them escaped, never crash
+    click.echo(text.encode("utf-8", "backslashreplace").decode("utf-8"))
+
+
 def _emit_json(data: object) -> None:
-    click.echo(json.dumps(data, indent=2, sort_keys=True))
+    _echo(json.dumps(data, indent=2, sort_keys=True))
 
 
 def _dir_arg(path: Path, what: str) -> Path:
@@ -102,12 +107,12 @@ def extract(src: Path, dest: Path, show_progress: bool | None, as_json: bool) ->
     if as_json:
         _emit_json(report.as_json())
         return
-    click.echo(
+    _echo(
         f"wrote {dest}: {report.files} files ({report.links} hard links), "
         f"{human(report.stored_bytes)} of firmware"
     )
     if report.problems:
-        click.echo(f"{len(report.problems)} source files skipped (see warnings above)")
+        _echo(f"{len(report.problems)} source files skipped (see warnings above)")
 
 
 @cli.command("update")
@@ -158,14 +163,14 @@ def update_cmd(
         return
     d = report.diff
     for line in d.lines():
-        click.echo(line)
+        _echo(line)
     verb = "would replace" if dry_run else "replaced"
-    click.echo(
+    _echo(
         f"{verb} {esp / 'vendorfw'}: {report.files} files ({len(d.added)} added, "
         f"{len(d.removed)} removed, {len(d.changed)} changed, {d.unchanged} unchanged)"
     )
     if report.installed_to is not None:
-        click.echo(f"installed to {report.installed_to}")
+        _echo(f"installed to {report.installed_to}")
 
 
 @cli.command("verify")
@@ -185,11 +190,11 @@ def verify_cmd(path: Path, manifest_path: Path | None, as_json: bool) -> None:
                     "files": len(pkg.files()), "problems": problems})
     else:
         for p in problems:
-            click.echo(p)
+            _echo(p)
     if problems:
         raise ManifestError(f"{pkg.path} does not match its manifest ({len(problems)} problems)")
     if not as_json:
-        click.echo(f"{pkg.path}: OK, {len(pkg.files())} files match the manifest")
+        _echo(f"{pkg.path}: OK, {len(pkg.files())} files match the manifest")
 
 
 @cli.command("list")
@@ -214,7 +219,7 @@ def list_cmd(path: Path, as_json: bool) -> None:
     for r in rows:
         size = "" if r["size"] is None else str(r["size"])
         link = f" -> {r['link_to']}" if r["link_to"] else ""
-        click.echo(f"{str(r['sha256'])[:16]} {size:>9} {r['name']}{link}")
+        _echo(f"{str(r['sha256'])[:16]} {size:>9} {r['name']}{link}")
 
 
 @cli.command("diff")
@@ -228,8 +233,8 @@ def diff_cmd(old: Path, new: Path, as_json: bool) -> None:
         _emit_json(d.as_json())
         return
     for line in d.lines():
-        click.echo(line)
-    click.echo(f"{len(d.added)} added, {len(d.removed)} removed, {len(d.changed)} changed, "
+        _echo(line)
+    _echo(f"{len(d.added)} added, {len(d.removed)} removed, {len(d.changed)} changed, "
                f"{d.unchanged} unchanged")
 
 

@@ -23,6 +23,11 @@ _HEX64 = re.compile(r"[0-9a-f]{64}")
 _BAD_CHARS = re.compile(r"[\x00-\x20\x7f\\]")
 
 
+def byte_key(name: str) -> bytes:
+    """Sort key for byte order; a name read from a hostile archive may hold surrogates."""
+    return name.encode("utf-8", "surrogateescape")
+
+
 def _is_utf8(name: str) -> bool:
     """False for a file name whose undecodable bytes Python kept as surrogates."""
     try:
@@ -155,7 +160,7 @@ class Diff:
         """``+ name`` / ``- name`` / ``~ name`` lines, sorted by name (byte order)."""
         marked = [("+", n) for n in self.added] + [("-", n) for n in self.removed]
         marked += [("~", n) for n in self.changed]
-        return [f"{m} {n}" for m, n in sorted(marked, key=lambda x: x[1].encode())]
+        return [f"{m} {n}" for m, n in sorted(marked, key=lambda x: byte_key(x[1]))]
 
     def as_json(self) -> dict[str, object]:
         return {
@@ -169,9 +174,7 @@ class Diff:
 def diff_hashes(old: dict[str, str], new: dict[str, str]) -> Diff:
     """Compare name → SHA-256 maps."""
 
-    def key(n: str) -> bytes:
-        return n.encode()
-
+    key = byte_key
     return Diff(
         tuple(sorted((n for n in new if n not in old), key=key)),
         tuple(sorted((n for n in old if n not in new), key=key)),
