@@ -75,10 +75,8 @@ def parse_choice(
     out-of-range values with a sentence that has the numbers.
     """
     word = text.strip().lower()
-    if word == "min":
-        return minimum
-    if word == "max":
-        return maximum
+    if word in ("min", "max"):
+        return align(minimum if word == "min" else maximum, MiB, rounding)
     m = _PCT_RE.match(word)
     if m is not None:
         pct = Decimal(m.group(1))

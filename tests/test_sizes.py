@@ -79,3 +79,11 @@ def test_parse_choice_rejects_over_100_percent():
 )
 def test_format_size(n, text):
     assert format_size(n) == text
+
+
+def test_bug_min_and_max_are_aligned_too():
+    """`min`/`max` returned the bound unaligned, unlike every other answer."""
+    assert parse_choice("min", minimum=10 * MiB + 1, maximum=0, percent_of=0,
+                        rounding=Rounding.UP) == 11 * MiB
+    assert parse_choice("max", minimum=0, maximum=20 * MiB - 1, percent_of=0,
+                        rounding=Rounding.DOWN) == 19 * MiB
