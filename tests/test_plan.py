@@ -415,3 +415,18 @@ def test_choose_a_free_region(uefi):
         "disk0s4", 4, PartKind.LINUX, align_up(mac.end + 5 * GB, MiB), 50 * GB, "Other"),))
     with pytest.raises(PlanError, match=r"the free region at byte \d+ has 5\.0 GB"):
         plan_install(model(small), uefi, Choices(region=small.gaps()[0].start))
+
+
+def test_bug_uninstall_keeps_a_partition_after_free_space():
+    """A user's own partition after free space was counted as the install's OS partition,
+    so uninstalling deleted it."""
+    d = installed_disk()
+    isc, mac, stub, esp, root, rec = d.ordered()
+    mine = Partition("disk0s7", 7, PartKind.LINUX, align_up(root.end + 20 * GB, MiB), 10 * GB,
+                     "Mine")
+    d2 = mac_disk(mac_size=300 * GB, extra=(stub, esp, root, mine))
+    (inst,) = find_stub_installs(d2)
+    assert [p.ref for p in inst.os_partitions] == ["disk0s6"]
+    plan = plan_uninstall(model(d2), "disk0s4")
+    assert "disk0s7" not in {o.ref for o in plan.ops}
+    assert not any(s < mine.end and mine.start < e for s, e in plan.owned)

@@ -212,7 +212,15 @@ def find_stub_installs(disk: Disk) -> tuple[StubInstall, ...]:
     for i, p in enumerate(parts):
         if p.kind is not PartKind.APFS or p.container is None or not p.container.is_stub:
             continue
-        rest = parts[i + 1:]
+        # An install is contiguous: a partition after free space (> 16 MiB) belongs to
+        # nobody we know, and an uninstall must not delete it.
+        rest: list[Partition] = []
+        end = p.end
+        for q in parts[i + 1:]:
+            if q.start - end > FREE_THRESHOLD:
+                break
+            rest.append(q)
+            end = q.end
         esp = rest[0] if rest and rest[0].kind is PartKind.EFI else None
         os_parts: list[Partition] = []
         for q in rest[1 if esp else 0:]:
