@@ -354,3 +354,13 @@ def test_bug_gpt_entry_edit_outside_the_plan_is_detected(tmp_path, base_sim, ser
     subprocess.run(["sgdisk", "-c1:evil", str(img)], check=True, capture_output=True)
     with pytest.raises(BackendError, match="partitions outside the plan changed on .*: disk0s1"):
         backend.verify(plan.owned, snap)
+
+
+def test_inspect_shows_an_interrupted_run(tmp_path, base_sim, uefi, package):
+    img, journal = _kill_at(tmp_path, base_sim, uefi, package, 3)
+    journal.rename(sidecar(img) / "journal.json")  # where `pippin sim run` keeps it
+    pending = inspect_json(img)["interrupted"]
+    assert pending["action"] == "install"
+    assert 0 < pending["done"] < pending["total"]
+    rollback(SimBackend(img), sidecar(img) / "journal.json")
+    assert inspect_json(img)["interrupted"] is None

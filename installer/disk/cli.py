@@ -19,7 +19,7 @@ from installer.disk.plan import Choices, Plan, Space, layout, plan_install, plan
 from installer.disk.render import plan_to_dict, render_plan, rows
 from installer.errors import AnswersError, CatalogError
 from installer.platform.base import Backend, DirPayloads, SubprocessRunner
-from installer.platform.journal import resume, rollback, run_plan
+from installer.platform.journal import Journal, resume, rollback, run_plan
 from installer.platform.macos import MacBackend
 from installer.platform.sim import SimBackend
 from installer.platform.simmac import SimMac
@@ -214,8 +214,11 @@ def sim_inspect(ctx: click.Context, /, path: Path | None, as_json: bool) -> int:
     mac = SimMac.open(path)
     model = mac.backend().read_model()
     boot = SimState(path).boot
+    pending = _interrupted(path)
     if as_json:
-        click.echo(json.dumps(inspect_dict(model, mac.facts, boot), indent=1))
+        doc = inspect_dict(model, mac.facts, boot)
+        doc["interrupted"] = pending
+        click.echo(json.dumps(doc, indent=1))
         return 0
     f = mac.facts
     disk = model.disks[0]
@@ -235,7 +238,22 @@ def sim_inspect(ctx: click.Context, /, path: Path | None, as_json: bool) -> int:
     for i in find_stub_installs(disk):
         click.echo(f"  installed: {i.name!r} ({', '.join(p.ref for p in i.partitions)})")
     click.echo(f"  boots: {_boot_name(disk, boot)!r}")
+    if pending:
+        click.echo(f"  interrupted {pending['action']}: {pending['done']} of "
+                   f"{pending['total']} operations done; finish it with `pippin sim resume` "
+                   "or undo it with `pippin sim rollback`")
     return 0
+
+
+def _interrupted(path: Path) -> dict[str, Any] | None:
+    """The journaled run that did not finish, if any (an unreadable journal is an error)."""
+    journal = _journal(path)
+    if not journal.exists():
+        return None
+    j = Journal.load(journal)
+    if j.status != "running":
+        return None
+    return {"action": j.action, "done": j.done, "total": len(j.ops)}
 
 
 class OpMeter:
