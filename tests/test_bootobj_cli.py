@@ -104,6 +104,25 @@ def test_build_signed_in_one_step(capsys, inputs, keys, tmp_path):
     sign.verify((tmp_path / "b.bin").read_bytes(), sign.load_public_key(keys[1]))
 
 
+def test_build_raw_kernel_last_with_gzip_initramfs_and_level(capsys, inputs, tmp_path):
+    from installer.bootobj import assemble, scan
+
+    rc, _, err = run(capsys, "build", "--stage2", inputs / "stage2.bin", "--kernel",
+                     inputs / "Image", "--compress", "none", "--initramfs", inputs / "initrd",
+                     "--initramfs-mode", "gzip", "--gzip-level", "1", "--var",
+                     "chosen.bootargs=quiet", "-o", tmp_path / "b.bin")
+    assert (rc, err) == (0, "")
+    data = (tmp_path / "b.bin").read_bytes()
+    kinds = [p.kind for p in scan.scan(data, scan.payload_start(data))]
+    assert kinds == ["gzip", "variables", "image"]
+    assert data.endswith(b"chosen.bootargs=quiet\n" + (inputs / "Image").read_bytes())
+    assert assemble.gzip_member((inputs / "initrd").read_bytes(), 1) in data
+    rc, _, err = run(capsys, "build", "--stage2", inputs / "stage2.bin", "--kernel",
+                     inputs / "Image", "--gzip-level", "10", "-o", tmp_path / "c.bin")
+    assert rc != 0
+    assert not (tmp_path / "c.bin").exists()
+
+
 def test_stage1(capsys, inputs, keys, tmp_path):
     out = tmp_path / "s1.bin"
     rc, _, err = run(capsys, "stage1", "--image", inputs / "stage1.bin", "--esp-partuuid",

@@ -62,6 +62,8 @@ def bootobj() -> None:
               default="gzip", show_default=True,
               help="How the kernel is stored. 'none' boots fastest (stage 2 copies instead of "
                    "inflating; the kernel goes last) for a ~2.6x larger boot.bin.")
+@click.option("--gzip-level", type=click.IntRange(1, 9), default=assemble.GZIP_LEVEL,
+              show_default=True, help="gzip level (9: ~0.2% smaller, 2.6x slower to build).")
 @click.option("--initramfs", type=_IN, help="Initramfs (cpio, maybe compressed).")
 @click.option("--initramfs-mode", type=click.Choice([m.value for m in assemble.InitramfsMode]),
               default="tag", show_default=True)
@@ -70,7 +72,7 @@ def bootobj() -> None:
 @click.option("-o", "--output", type=_FILE, required=True)
 @click.option("--json", "as_json", is_flag=True)
 def build(stage2: Path, dtbs: tuple[Path, ...], kernel: Path | None, compress: str,
-          initramfs: Path | None, initramfs_mode: str, var_args: tuple[str, ...],
+          gzip_level: int, initramfs: Path | None, initramfs_mode: str, var_args: tuple[str, ...],
           sign_key: Path | None, output: Path, as_json: bool) -> None:
     """Assemble a stage-2 boot.bin: stage2 | dtb… | kernel | initramfs | vars | sig."""
     parts = assemble.Stage2Parts(
@@ -78,6 +80,7 @@ def build(stage2: Path, dtbs: tuple[Path, ...], kernel: Path | None, compress: s
         dtbs=tuple(_read(d, "device tree") for d in dtbs),
         kernel=_read(kernel, "kernel") if kernel else None,
         compression=assemble.Compression(compress),
+        gzip_level=gzip_level,
         initramfs=_read(initramfs, "initramfs") if initramfs else None,
         initramfs_mode=assemble.InitramfsMode(initramfs_mode),
         variables=tuple(bvars.parse_assignment(a) for a in var_args),
