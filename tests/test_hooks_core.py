@@ -222,6 +222,20 @@ def test_bug_non_integer_max_mb_left_the_esp_mounted(fr, max_mb):
     assert_loaded(fr)
 
 
+def test_bug_broken_config_file_killed_the_core(fr):
+    """bug: a syntax error in /etc/pippin/vendorfw.conf aborted the script (rc 2, a bare
+    shell message); now it is ignored with one line and the defaults apply."""
+    fr.add_disk({"vendorfw/firmware.cpio": CPIO})
+    conf = fr.root / "etc" / "pippin" / "vendorfw.conf"
+    conf.parent.mkdir(parents=True)
+    conf.write_text("VENDORFW_MODULES=(virtio_blk vfat)\n")
+    res = fr.run("early")
+    assert res.rc == 0, res.log
+    assert res.stderr == ""
+    assert f"<3>pippin: {conf} is not valid sh: ignored" in res.kmsg
+    assert_loaded(fr)
+
+
 def test_disk_appears_while_waiting(fr):
     fr.add_disk({"vendorfw/firmware.cpio": CPIO}, now=False)
     fr.env["SHIM_DISK_AFTER_SLEEPS"] = "3"

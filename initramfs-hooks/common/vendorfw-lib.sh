@@ -17,13 +17,26 @@ pippin_tools() {
 # at boot, /etc/pippin/vendorfw.conf overrides the environment (read in a subshell here, so
 # the generator's own shell is left alone).
 pippin_modules() (
-    if [ -r "${VENDORFW_ROOT-}/etc/pippin/vendorfw.conf" ]; then
-        # shellcheck source=/dev/null # written by the admin
-        . "${VENDORFW_ROOT-}/etc/pippin/vendorfw.conf"
-    fi
+    pippin_read_conf
     # shellcheck disable=SC2086 # a word list, split on purpose
     printf '%s\n' ${VENDORFW_MODULES-apple-mailbox nvme-apple vfat} nls_cp437 nls_ascii nls_utf8
 )
+
+# pippin_read_conf: source /etc/pippin/vendorfw.conf (sh assignments, written by the admin)
+# when it is there. It is tried in a subshell first: a syntax error in a sourced file ends
+# the whole script, so a broken file is logged and skipped instead.
+pippin_read_conf() {
+    local conf
+    conf=${VENDORFW_ROOT-}/etc/pippin/vendorfw.conf
+    [ -r "$conf" ] || return 0
+    # shellcheck source=/dev/null # written by the admin
+    if ! (. "$conf"; exit 0) >/dev/null 2>&1; then
+        pippin_log err "$conf is not valid sh: ignored"
+        return 1
+    fi
+    # shellcheck source=/dev/null
+    . "$conf"
+}
 
 # pippin_log LEVEL MSG...: one line "<prio>pippin: msg" to the kernel log when writable,
 # otherwise to stderr. LEVEL is err, warn, notice or info.
