@@ -26,6 +26,7 @@ import io
 import json
 import logging
 import plistlib
+import secrets
 import shutil
 import tempfile
 import time
@@ -84,6 +85,9 @@ class InstallDeps:
     prebuilt: Path = REPO_ROOT / "bootchain" / "prebuilt"
     demo_assets: Path | None = REPO_ROOT / ".cache" / "test-assets"
     fetch_options: FetchOptions = FetchOptions()
+    # New partitions' unique GUIDs derive from this; random per run so that no two installs
+    # share a PARTUUID (stage 1 finds the ESP by it). Tests pin it for stable plans.
+    guid_seed: str = field(default_factory=lambda: secrets.token_hex(16))
 
 
 @dataclass(frozen=True, slots=True)
@@ -292,7 +296,7 @@ def _install(request: InstallRequest, deps: InstallDeps, st: _Stages,
         disk = None if target_ref.startswith("sim:") else target_ref
         plan = plan_install(model, entry, Choices(
             space=answers.space, resize_to=answers.resize_to, size=answers.size,
-            name=answers.name, expert=answers.expert, disk=disk))
+            name=answers.name, expert=answers.expert, disk=disk, seed=deps.guid_seed))
         log.info("plan: %s on %s with restore image %s (%s)", entry.name.strip(), target_ref,
                  img.version, ipsw_url)
         final = replace(answers, target=target_ref, os=entry.name)

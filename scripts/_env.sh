@@ -10,13 +10,22 @@ pippin_log() {
     printf 'pippin-setup: %s\n' "$*" >&2
 }
 
+# pippin_lock_sum LOCKFILE: what a venv installed from LOCKFILE is stamped with.
+pippin_lock_sum() {
+    cat "$PIPPIN_ROOT/$1" "$PIPPIN_ROOT/pyproject.toml" | sha256sum | cut -d' ' -f1
+}
+
 # pippin_venv LOCKFILE: create .venv on first use, reinstall only when the lock changed.
+# A venv made from requirements-dev.lock (a superset) also satisfies requirements.lock, so
+# alternating scripts/test and scripts/pippin does not reinstall each time.
 pippin_venv() {
-    local lock stamp want
-    lock="$PIPPIN_ROOT/$1"
+    local stamp want have
     stamp="$PIPPIN_ROOT/.venv/.pippin-lock"
-    want=$(cat "$lock" "$PIPPIN_ROOT/pyproject.toml" | sha256sum | cut -d' ' -f1)
-    if [ -x "$PIPPIN_PY" ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
+    want=$(pippin_lock_sum "$1")
+    have=$(cat "$stamp" 2>/dev/null)
+    if [ -x "$PIPPIN_PY" ] && { [ "$have" = "$want" ] || {
+        [ "$1" = requirements.lock ] && [ "$have" = "$(pippin_lock_sum requirements-dev.lock)" ]
+    }; }; then
         return 0
     fi
     if [ ! -x "$PIPPIN_PY" ]; then
@@ -24,7 +33,7 @@ pippin_venv() {
         python3 -m venv "$PIPPIN_ROOT/.venv" || return 1
     fi
     pippin_log "installing Python packages from $1"
-    "$PIPPIN_PY" -m pip install -q --disable-pip-version-check -r "$lock" || return 1
+    "$PIPPIN_PY" -m pip install -q --disable-pip-version-check -r "$PIPPIN_ROOT/$1" || return 1
     "$PIPPIN_PY" -m pip install -q --disable-pip-version-check --no-deps \
         -e "$PIPPIN_ROOT" || return 1
     printf '%s\n' "$want" >"$stamp"

@@ -62,7 +62,37 @@ def test_dry_run_json_and_write_answers(cli, tmp_path):
     assert (a.os, a.size, a.target) == (DEMO_LINUX, "min", f"sim:{sim}")
     rc2, out2 = run("--answers", str(answers), "--dry-run", "--json")
     assert rc2 == 0
-    assert json.loads(out2.out)["plan"] == doc["plan"]
+    assert _without_uuids(json.loads(out2.out)["plan"]) == _without_uuids(doc["plan"])
+
+
+def _without_uuids(doc):
+    if isinstance(doc, dict):
+        return {k: _without_uuids(v) for k, v in doc.items() if "uuid" not in k.lower()}
+    if isinstance(doc, list):
+        return [_without_uuids(v) for v in doc]
+    return doc
+
+
+def _uuids(doc):
+    if isinstance(doc, dict):
+        return {v for k, v in doc.items() if "uuid" in k.lower() and isinstance(v, str)} | {
+            u for v in doc.values() for u in _uuids(v)}
+    if isinstance(doc, list):
+        return {u for v in doc for u in _uuids(v)}
+    return set()
+
+
+def test_bug_every_install_got_the_same_partuuids(cli):
+    """Plans used a fixed GUID seed, so every simulated Mac's ESP had one PARTUUID."""
+    _sim, run = cli
+    seen = []
+    for _ in range(2):
+        rc, out = run("--os", UEFI_ONLY, "--dry-run", "--json")
+        assert rc == 0, out.err
+        seen.append(_uuids(json.loads(out.out)["plan"]))
+    assert seen[0]
+    assert seen[1]
+    assert not seen[0] & seen[1]
 
 
 def test_yes_installs(cli):
