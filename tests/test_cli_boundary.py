@@ -116,3 +116,46 @@ def test_bug_internal_error_printed_the_traceback_on_stderr(capsys, tmp_path):
     text = (tmp_path / "x.log").read_text()
     assert "Traceback" in text
     assert "ZeroDivisionError: oops" in text
+
+
+def test_atomic_dir_swaps_in_one_step_where_the_kernel_can(tmp_path, monkeypatch):
+    """With RENAME_EXCHANGE (ext4/tmpfs here) no plain rename is used, so there is no
+    moment in which the target is missing; the old tree is removed afterwards."""
+    if not atomic.exchange(*(_two_dirs(tmp_path / "probe"))):
+        pytest.skip("this filesystem cannot exchange names")
+    d = tmp_path / "vendorfw"
+    d.mkdir()
+    (d / "old").write_text("1")
+
+    def no_rename(*_args):
+        raise AssertionError("plain rename: the target would be missing for a moment")
+
+    monkeypatch.setattr(atomic.os, "rename", no_rename)
+    with atomic.atomic_dir(d) as new:
+        (new / "new").write_text("2")
+    assert os.listdir(d) == ["new"]
+    assert sorted(os.listdir(tmp_path)) == ["probe", "vendorfw"]
+
+
+def test_atomic_dir_falls_back_to_two_renames(tmp_path, monkeypatch):
+    monkeypatch.setattr(atomic, "exchange", lambda a, b: False)
+    d = tmp_path / "vendorfw"
+    d.mkdir()
+    (d / "old").write_text("1")
+    with atomic.atomic_dir(d) as new:
+        (new / "new").write_text("2")
+    assert os.listdir(d) == ["new"]
+    assert os.listdir(tmp_path) == ["vendorfw"]
+
+
+def test_exchange_reports_real_errors(tmp_path):
+    a, _ = _two_dirs(tmp_path)
+    with pytest.raises(FileNotFoundError):
+        atomic.exchange(a, tmp_path / "missing")
+
+
+def _two_dirs(base):
+    a, b = base / "a", base / "b"
+    a.mkdir(parents=True)
+    b.mkdir()
+    return a, b

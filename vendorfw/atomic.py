@@ -7,6 +7,8 @@ directory behind.
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import errno
 import os
 import shutil
 import tempfile
@@ -64,13 +66,40 @@ def fsync_tree(root: Path) -> None:
         fsync_dir(Path(dirpath))
 
 
+_RENAME_EXCHANGE = 2  # linux/fs.h
+_AT_FDCWD = -100
+
+
+def exchange(a: Path, b: Path) -> bool:
+    """Swap the names ``a`` and ``b`` in one step (Linux ``renameat2(RENAME_EXCHANGE)``).
+
+    False when the platform or filesystem cannot (non-Linux, old kernel, a filesystem
+    without support); the caller then falls back to two renames.
+    """
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p,
+                          ctypes.c_uint]
+    if renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP, errno.EOPNOTSUPP):
+        return False
+    raise OSError(err, os.strerror(err), str(a), None, str(b))
+
+
 @contextlib.contextmanager
 def atomic_dir(path: Path) -> Iterator[Path]:
     """Yield a fresh sibling directory that replaces ``path`` when the block succeeds.
 
     The old directory stays in place until the new one is complete and synced; it is then
-    swapped out (renamed to ``<name>.old-*``) and removed. On failure the new one is removed
-    and ``path`` is untouched.
+    swapped out and removed. Where the kernel can exchange two names in one step (ext4,
+    tmpfs, btrfs, recent vfat) ``path`` is never missing; elsewhere the old one is
+    first renamed to ``.<name>.old-*/<name>``, which a later run can put back. On failure
+    the new one is removed and ``path`` is untouched.
     """
     path = Path(path)
     new = Path(tempfile.mkdtemp(prefix=f".{path.name}.new-", dir=path.parent))
@@ -81,6 +110,10 @@ def atomic_dir(path: Path) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(new, ignore_errors=True)
         raise
+    if path.is_dir() and not path.is_symlink() and exchange(new, path):
+        fsync_dir(path.parent)
+        shutil.rmtree(new, ignore_errors=True)  # ``new`` now holds the old tree
+        return
     old: Path | None = None
     if path.exists():
         old = Path(tempfile.mkdtemp(prefix=f".{path.name}.old-", dir=path.parent))
