@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+import zlib
 
 import pytest
 
@@ -26,6 +27,7 @@ from installer.net.session import NetConfig, make_session, proxies_from_env
 from tests.support import faultproxy, ipswfix
 from tests.support.faultproxy import Fault, every, first
 from tests.support.ipswfix import assert_identical, fast_options
+from tests.support.zipwriter import ZipWriter
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -312,3 +314,34 @@ def test_bug_full_disk_under_the_cache_is_a_clear_error(served, session, names, 
         fetch_members(arc, names, DirectorySink(out), session=session,
                       cache_root=tmp_path / "cache", options=fast_options())
     assert not out.exists() or not any(out.rglob("*"))
+
+
+def test_bug_refetch_progress_never_passes_the_total(served, session, tmp_path):
+    """A corrupt member drops whole cache blocks, a neighbour's bytes too; only the member's
+    own bytes were taken off the progress count, so the neighbour's second download
+    pushed "done" past "total"."""
+    path = served.root / f"neighbours-{tmp_path.name}.zip"
+    a, b = bytes(range(256)) * 400, bytes(range(255, -1, -1)) * 1200
+    with open(path, "wb") as f:
+        zw = ZipWriter(f)
+        zw.add("a.bin", a)
+        zw.add("b.bin", b)
+        zw.close()
+    arc = open_archive(served.server.url(path.name), session)
+    # A cache (from an earlier run) holding a.bin with one wrong byte and half of b.bin.
+    seed = RangeCache(tmp_path / "cache", arc.identity_key(), arc.size)
+    end = arc.get("b.bin").start + len(b) // 2
+    data = bytearray(path.read_bytes()[:end])
+    data[arc.get("a.bin").end - 5] ^= 0xFF
+    seed.write(0, data)
+    seed.commit(0, end, zlib.crc32(data))
+    seed.close()
+    events: list[FetchProgress] = []
+    sink = MemorySink()
+    res = fetch_members(arc, ["a.bin", "b.bin"], sink, session=session,
+                        cache_root=tmp_path / "cache", options=fast_options(1),
+                        progress=events.append)
+    assert res.refetched == ("a.bin",)
+    assert sink.data == {"a.bin": a, "b.bin": b}
+    assert max(e.done for e in events) <= res.needed_bytes
+    assert events[-1].done == events[-1].total == res.needed_bytes

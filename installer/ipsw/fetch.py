@@ -252,6 +252,7 @@ class _Run:
 
     def _deliver_ready(self) -> None:
         have = self.cache.intervals()
+        again: list[str] = []
         for m in list(self.pending):
             if subtract(m.start, m.end, have):
                 continue
@@ -263,12 +264,22 @@ class _Run:
                 log.warning("%s: %s failed verification; fetching it again", self.url, m.name)
                 self.refetched.add(m.name)
                 self.cache.invalidate(m.start, m.end)
-                self.done -= m.end - m.start
-                self._report(m.name, MemberState.REFETCH, force=True)
+                again.append(m.name)
                 continue
             self.sink.write_member(m, iter_member(m, self.cache.read))
             self.pending.remove(m)
             self._report(m.name, MemberState.DONE, force=True)
+        if again:
+            # Whole blocks were dropped, neighbours' bytes too (a neighbour verified in
+            # this pass was still delivered): count what has to come again.
+            self.done = self.total - self._pending_missing()
+            for name in again:
+                self._report(name, MemberState.REFETCH, force=True)
+
+    def _pending_missing(self) -> int:
+        have = self.cache.intervals()
+        spans = coalesce(((m.start, m.end) for m in self.pending), self.opts.plan.max_gap)
+        return sum(b - a for s, e in spans for a, b in subtract(s, e, have))
 
     def _report(self, member: str | None, state: MemberState | None,
                 force: bool = False) -> None:
@@ -280,8 +291,9 @@ class _Run:
         self.last_report = now
         elapsed = now - self.t0
         speed = self.downloaded / elapsed if elapsed > 0 else 0.0
-        eta = (self.total - self.done) / speed if speed > 0 else None
-        self.progress(FetchProgress(self.done, self.total, speed, eta, member, state))
+        done = min(self.done, self.total)  # a stolen range's overlap may come twice
+        eta = (self.total - done) / speed if speed > 0 else None
+        self.progress(FetchProgress(done, self.total, speed, eta, member, state))
 
     # --- worker threads --------------------------------------------------------------
 
