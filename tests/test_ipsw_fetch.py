@@ -34,6 +34,12 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 session = ipswfix.session  # fixture (``served`` comes from conftest.py)
 
 
+def via(px, path):
+    """The directory of the image at ``path`` read from disk (so faults hit only member
+    requests), with its source pointed at the proxy."""
+    return dataclasses.replace(open_archive(str(path)), source=f"{px.url_base}/{path.name}")
+
+
 def stub_names(arc, data=None):
     layout = ota.detect_layout(arc.names())
     if data is None:
@@ -91,9 +97,7 @@ SURVIVABLE = {
 @pytest.mark.parametrize("case", sorted(SURVIVABLE))
 def test_fault_schedule_ends_identical(served, session, names, tmp_path, case):
     with faultproxy.running(served.server.port, **SURVIVABLE[case]) as px:
-        arc = open_archive(str(served.ipsw.path))  # directory from disk: faults hit members
-        arc = arc.__class__(f"{px.url_base}/{served.ipsw.path.name}", arc.size,
-                            arc.cd_offset, arc.members)
+        arc = via(px, served.ipsw.path)  # directory from disk: faults hit members
         res = fetch_members(arc, names, DirectorySink(tmp_path / "out"), session=session,
                             cache_root=tmp_path / "cache", options=fast_options(),
                             sleep=lambda _s: None)
@@ -120,9 +124,7 @@ def test_hopeless_server_is_a_clear_error_and_no_wrong_bytes(served, session, na
     kwargs, exc_type, msg = FATAL[case]
     out = tmp_path / "out"
     with faultproxy.running(served.server.port, **kwargs) as px:
-        arc = open_archive(str(served.ipsw.path))
-        arc = arc.__class__(f"{px.url_base}/{served.ipsw.path.name}", arc.size,
-                            arc.cd_offset, arc.members)
+        arc = via(px, served.ipsw.path)
         with pytest.raises(exc_type, match=msg) as ei:
             fetch_members(arc, names, DirectorySink(out), session=session,
                           cache_root=tmp_path / "cache", options=fast_options(retries=3),
@@ -138,9 +140,7 @@ def test_a_stalled_connection_is_relieved_by_the_others(served, session, names, 
     finishes its own job and takes over half of the stalled one's range."""
     with faultproxy.running(served.server.port,
                             schedule=first(1, Fault("stall", at=0))) as px:
-        arc = open_archive(str(served.ipsw.path))
-        arc = arc.__class__(f"{px.url_base}/{served.ipsw.path.name}", arc.size,
-                            arc.cd_offset, arc.members)
+        arc = via(px, served.ipsw.path)
         # A 4 s read timeout: under CI load the other connection still has time to finish
         # its own half and take over the stalled one's before the stall times out.
         opts = dataclasses.replace(fast_options(connections=2, split_in_flight=1 << 20),
@@ -286,8 +286,7 @@ def test_damaged_cache_costs_only_the_damaged_block(served, session, names, tmp_
     with open(journal, "a") as f:
         f.write("123 45")  # a torn last line
     with faultproxy.running(served.server.port) as px:
-        arc2 = arc.__class__(f"{px.url_base}/{served.ipsw.path.name}", arc.size,
-                             arc.cd_offset, arc.members)
+        arc2 = via(px, served.ipsw.path)
         out = tmp_path / "out"
         res = fetch_members(arc2, [big], DirectorySink(out), session=session,
                             cache_root=cache, options=fast_options())
