@@ -95,3 +95,25 @@ def test_errors_are_one_line(served, tmp_path, args, rc, msg):
     if rc == 1:
         assert r.stderr.startswith("pippin: error: ")
     assert not (tmp_path / "o").exists() or not any((tmp_path / "o").iterdir())
+
+
+def test_bug_make_test_ipsw_creates_the_directory_and_errors_in_one_line(tmp_path):
+    """scripts/make-test-ipsw into a missing directory ended in a FileNotFoundError
+    traceback; now the parent is created, the image appears only when complete, and an
+    unwritable target is one line with exit 1."""
+    def gen(*args):
+        return subprocess.run([sys.executable, "-m", "tests.support.ipswgen", *args],
+                              env={**os.environ, "PYTHONPATH": str(ROOT)}, cwd=ROOT,
+                              capture_output=True, text=True, timeout=120)
+
+    out = tmp_path / "new" / "x.ipsw"
+    r = gen(str(out), "--size", "4M", "--decoy-size", "1M", "--ota")
+    assert r.returncode == 0, r.stderr
+    with zipfile.ZipFile(out) as zf:
+        assert "AssetData/boot/BuildManifest.plist" in zf.namelist()
+    assert sorted(p.name for p in out.parent.iterdir()) == ["x.ipsw"]
+    (tmp_path / "file").write_text("")
+    r = gen(str(tmp_path / "file" / "x.ipsw"))
+    assert r.returncode == 1
+    assert r.stderr.startswith("make-test-ipsw: error: cannot write ")
+    assert len(r.stderr.strip().splitlines()) == 1

@@ -5,6 +5,8 @@ demo install serves one too), plus the command line of scripts/make-test-ipsw.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import sys
 from pathlib import Path
 
@@ -37,16 +39,32 @@ def _size(text: str) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description="Write a synthetic restore image (IPSW or OTA).")
-    ap.add_argument("out", type=Path)
+    ap = argparse.ArgumentParser(
+        prog="make-test-ipsw",
+        description="Write a synthetic Apple restore image (IPSW, or OTA with --ota): "
+                    "realistic member names and BuildManifest, random contents (fixed seed), "
+                    "a sparse decoy OS image that makes it ZIP64.")
+    ap.add_argument("out", type=Path, help="the .ipsw/.zip to write (replaced atomically)")
     ap.add_argument("--size", type=_size, default=DEFAULT_SIZE,
                     help="approximate size of the real (non-sparse) content, e.g. 300M")
-    ap.add_argument("--decoy-size", type=_size, default=DEFAULT_DECOY)
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--decoy-size", type=_size, default=DEFAULT_DECOY,
+                    help="size of the sparse OS-image decoy (default 4.5G: > 4 GiB, so "
+                         "members after it need ZIP64 offsets)")
+    ap.add_argument("--seed", type=int, default=0, help="random seed (same seed, same bytes)")
     ap.add_argument("--ota", action="store_true", help="OTA layout (AssetData/…, BXDIFF50)")
     a = ap.parse_args(argv)
-    img = make_image(a.out, size=a.size, seed=a.seed, ota=a.ota, decoy_size=a.decoy_size)
-    print(f"{img.path}: {len(img.sha256)} members, decoys {', '.join(img.decoys)}")
+    tmp = a.out.with_name(f".{a.out.name}.tmp")
+    try:
+        a.out.parent.mkdir(parents=True, exist_ok=True)
+        img = make_image(tmp, size=a.size, seed=a.seed, ota=a.ota, decoy_size=a.decoy_size)
+        os.replace(tmp, a.out)  # never a half-written image under the real name
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        print(f"make-test-ipsw: error: cannot write {a.out}: {exc.strerror or exc}",
+              file=sys.stderr)
+        return 1
+    print(f"{a.out}: {len(img.sha256) + 1} members, decoys {', '.join(img.decoys)}")
     return 0
 
 
