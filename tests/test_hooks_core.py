@@ -395,6 +395,14 @@ def test_gpt_header_rejected(fr, offset, data):
     assert_not_loaded(fr, res, "did not appear within 1s")
 
 
+def test_gpt_entry_without_type_is_unused(fr):
+    """An entry whose type GUID is zero is unused, whatever its unique GUID says."""
+    fr.add_disk({"vendorfw/firmware.cpio": CPIO})
+    _poke(fr.root / "dev" / "vda", 2 * 512 + 128, bytes(16))  # entry 2's type GUID
+    res = fr.run("early")
+    assert_not_loaded(fr, res, "did not appear within 1s")
+
+
 # ---- logging ---------------------------------------------------------------------------
 
 def test_log_goes_to_stderr_without_kmsg(fr):
