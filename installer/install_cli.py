@@ -2,7 +2,8 @@
 
 - ``--yes``: install without asking (progress bar on stderr).
 - ``--dry-run``: print the plan and stop (writes nothing on the target).
-- neither, on a terminal: ask the few choices (OS, size), show the plan, ask to confirm.
+- neither, on a terminal: the Textual installer (:mod:`installer.tui`); with ``--no-tui``
+  plain prompts for the few choices (OS, size), the plan, a confirmation.
 - neither, without a terminal (CI, pipes): print the plan for the given or default choices,
   say on stderr that ``--yes`` installs it, exit 0 having written nothing.
 """
@@ -113,7 +114,7 @@ def _show(result: InstallResult, as_json: bool) -> None:
 
 
 def _prompt(deps: InstallDeps, a: Answers) -> Answers:
-    """Interactive choices (until the TUI exists): OS from the catalog, then size."""
+    """``--no-tui`` prompts: OS from the catalog, then size."""
     if a.os is None:
         with open_source(a, deps) as src:
             names = [e.name.strip() for e in src.catalog.entries if not e.expert or a.expert]
@@ -123,6 +124,23 @@ def _prompt(deps: InstallDeps, a: Answers) -> Answers:
         a = a.override(os=names[pick - 1])
     size = click.prompt("size (max, min, NN%, or e.g. 20GB)", default=a.size)
     return a.override(size=check_choice("size", size))
+
+
+def _run_tui(deps: InstallDeps, a: Answers, auto_space: bool, write_answers: Path | None) -> int:
+    """The Textual installer; its result (or failure) is repeated on the terminal after."""
+    from installer.tui.app import run_tui  # Textual loads only for interactive runs
+
+    result, error = run_tui(a, deps, auto_space=auto_space, answers_path=write_answers)
+    if error is not None:
+        raise error
+    if result is None:
+        click.echo("pippin install: cancelled; nothing written", err=True)
+        return 1
+    click.echo(f"installed {result.os_name!r} on {result.target}: ESP {result.esp_partuuid}, "
+               f"stage 1 at {result.stage1_path}")
+    if result.target.startswith("sim:"):
+        click.echo(f"  boot it: scripts/qemu-boot {result.target[4:]}")
+    return 0
 
 
 @click.command("install")
@@ -142,10 +160,12 @@ def _prompt(deps: InstallDeps, a: Answers) -> Answers:
 @click.option("--yes", is_flag=True, help="Install without asking.")
 @click.option("--dry-run", is_flag=True, help="Print the plan; write nothing.")
 @click.option("--json", "as_json", is_flag=True, help="Print the plan or result as JSON.")
+@click.option("--tui/--no-tui", default=True,
+              help="On a terminal: the full-screen installer (default) or plain prompts.")
 @click.option("--write-answers", type=click.Path(path_type=Path, dir_okay=False),
               help="Save the final answers to this TOML file (replay with --answers).")
 @click.pass_context
-def install_cmd(ctx: click.Context, /, yes: bool, dry_run: bool, as_json: bool,
+def install_cmd(ctx: click.Context, /, yes: bool, dry_run: bool, as_json: bool, tui: bool,
                 write_answers: Path | None, **kw: Any) -> int:
     """Install an OS next to macOS (on a non-Mac: onto the simulated Mac)."""
     deps = _deps(ctx)
@@ -154,6 +174,8 @@ def install_cmd(ctx: click.Context, /, yes: bool, dry_run: bool, as_json: bool,
         a = a.override(target="disk0" if sys.platform == "darwin"
                        else f"sim:{default_sim(deps.cache_dir)}")
     interactive = not yes and not dry_run and sys.stdin.isatty() and sys.stdout.isatty()
+    if interactive and tui:
+        return _run_tui(deps, a, auto_space, write_answers)
     if interactive:
         a = _prompt(deps, a)
     request = InstallRequest(a, dry_run=True, auto_space=auto_space)

@@ -1,0 +1,1 @@
+"""The Textual TUI of ``pippin install`` (STYLE.md §3)."""

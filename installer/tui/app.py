@@ -1,0 +1,286 @@
+"""``PippinApp``: the install flow as screens (STYLE.md §3).
+
+The App owns the :class:`Answers` being built. One thread worker walks the steps: it pushes
+a screen, waits for its dismissed value, and moves on (or one step back on :data:`BACK`).
+Blocking work (catalog + disk model, the dry-run plan, the install) runs in that worker,
+which calls the same :func:`installer.install.install` as ``pippin install --yes`` and
+reaches the UI only through ``call_from_thread`` and ``post_message``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from concurrent.futures import Future
+from dataclasses import replace
+from pathlib import Path
+from typing import ClassVar, TypeVar
+
+from textual import work
+from textual.app import App, ComposeResult
+from textual.binding import Binding, BindingType
+from textual.screen import Screen
+from textual.widgets import Static
+from textual.worker import get_current_worker
+
+from installer.answers import Answers, to_toml
+from installer.catalog import OsEntry
+from installer.disk.plan import Space, SpaceOptions, space_options
+from installer.disk.render import render_plan
+from installer.errors import CatalogError, PippinError
+from installer.install import InstallDeps, InstallRequest, InstallResult, install
+from installer.tui import flow
+from installer.tui.messages import InstallLog, InstallProgress
+from installer.tui.screens.confirm import ConfirmScreen
+from installer.tui.screens.done import DoneScreen
+from installer.tui.screens.error import ErrorScreen
+from installer.tui.screens.name import NameScreen
+from installer.tui.screens.pick_os import PickOS
+from installer.tui.screens.progress import ProgressScreen
+from installer.tui.screens.size import SizeScreen
+from installer.tui.screens.space import SpaceScreen
+from installer.tui.screens.step import Back
+from vendorfw.atomic import write_bytes
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+STAGES = ("package", "restore image", "firmware", "disk")
+DEFAULT_ANSWERS_FILE = Path("pippin-answers.toml")
+
+
+class _Cancelled(Exception):
+    """The App is closing while the worker waits for a screen."""
+
+
+class _LogPoster(logging.Handler):
+    """The install's INFO lines, posted to the progress screen (thread-safe)."""
+
+    def __init__(self, screen: ProgressScreen) -> None:
+        super().__init__(logging.INFO)
+        self.screen = screen
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.screen.post_message(InstallLog(record.getMessage()))
+
+
+class PippinApp(App[InstallResult | None]):
+    CSS_PATH = "pippin.tcss"
+    TITLE = "Pippin"
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("w", "write_answers", "Save answers"),
+        Binding("ctrl+q", "quit", "Quit"),
+    ]
+
+    def __init__(self, answers: Answers, deps: InstallDeps, *, auto_space: bool = True,
+                 answers_path: Path | None = None) -> None:
+        super().__init__()
+        self.answers = answers
+        self.deps = deps
+        self.auto_space = auto_space
+        self.answers_path = answers_path
+        self.planned: InstallResult | None = None
+        self.result: InstallResult | None = None
+        self.error: PippinError | None = None
+        self.installing = False
+
+    def compose(self) -> ComposeResult:
+        yield Static("Pippin: reading the catalog and the disk…", classes="title")
+
+    def on_mount(self) -> None:
+        self.run_flow()
+
+    # -- actions ---------------------------------------------------------------------------
+
+    def action_write_answers(self) -> None:
+        """Save the answers (as planned, once there is a plan) for ``--answers`` replays."""
+        path = self.answers_path or DEFAULT_ANSWERS_FILE
+        a = self.planned.answers if self.planned and self.planned.answers else self.answers
+        try:
+            write_bytes(path, to_toml(a).encode())
+        except OSError as exc:
+            self.notify(f"cannot write {path}: {exc.strerror}", severity="error")
+            return
+        self.notify(f"answers saved to {path} (replay: pippin install --answers {path})")
+
+    async def action_quit(self) -> None:
+        if self.installing:
+            self.notify("the install is running; quitting now would leave it half done",
+                        severity="warning")
+            return
+        self.exit(None, return_code=1)
+
+    # -- the flow (a thread worker) ---------------------------------------------------------
+
+    @work(thread=True, exclusive=True, group="flow")
+    def run_flow(self) -> None:
+        try:
+            self._flow()
+        except _Cancelled:
+            return
+        except PippinError as exc:
+            self._fail(exc)
+        except Exception as exc:  # noqa: BLE001 - worker entry: one line on screen, details in the log
+            log.exception("internal error in the install TUI")
+            self._fail(PippinError(f"internal error: {exc.__class__.__name__}: {exc}",
+                                   hint="details in the pippin log file"))
+
+    def _ask(self, screen: Screen[T]) -> T:
+        """Push ``screen`` and wait (in the worker) for its dismissed value."""
+        done: Future[T] = Future()
+
+        def resolve(value: T | None) -> None:
+            done.set_result(value)  # type: ignore[arg-type]
+
+        self.call_from_thread(self.push_screen, screen, resolve)
+        worker = get_current_worker()
+        while True:
+            try:
+                return done.result(timeout=0.1)
+            except TimeoutError:
+                if worker.is_cancelled:
+                    raise _Cancelled from None
+
+    def _fail(self, exc: PippinError) -> None:
+        self.error = exc
+        try:
+            self._ask(ErrorScreen(exc.message, exc.hint, can_go_back=False))
+        except _Cancelled:
+            return
+        self.call_from_thread(self.exit, None, 1)
+
+    def _flow(self) -> None:
+        setup = flow.load_setup(self.answers, self.deps)
+        entries = flow.offered(setup.entries, self.answers.expert)
+        if not entries:
+            raise CatalogError("the catalog offers no OS to install",
+                               hint="pass --expert to see expert-only entries")
+        a = self.answers
+        entry = _find(entries, a.os) or entries[0]
+        opts = space_options(setup.model, entry, expert=a.expert, disk_ref=setup.disk)
+        if self.auto_space:
+            a = replace(a, space=flow.default_space(opts, entry))
+        i = 0
+        while True:
+            steps = ["os", "space", *(["resize_to"] if a.space is Space.RESIZE else []),
+                     "size", "name", "confirm"]
+            step = steps[i]
+            if step == "os":
+                r_os = self._ask(PickOS([(e.name, flow.entry_label(e)) for e in entries], a.os))
+                if isinstance(r_os, Back):
+                    continue  # the first step: nothing before it
+                entry = _find(entries, r_os) or entry
+                opts = space_options(setup.model, entry, expert=a.expert, disk_ref=setup.disk)
+                if r_os != a.os and self.auto_space:
+                    a = replace(a, space=flow.default_space(opts, entry))
+                a = replace(a, os=r_os)
+            elif step == "space":
+                r_space = self._ask(SpaceScreen(flow.space_choices(opts, entry), a.space))
+                if isinstance(r_space, Back):
+                    i -= 1
+                    continue
+                a = replace(a, space=r_space)
+            elif step in ("resize_to", "size"):
+                r_size = self._ask(self._size_screen(step, setup, entry, opts, a))
+                if isinstance(r_size, Back):
+                    i -= 1
+                    continue
+                a = a.override(**{step: r_size})
+            elif step == "name":
+                r_name = self._ask(self._name_screen(setup, entry, a))
+                if isinstance(r_name, Back):
+                    i -= 1
+                    continue
+                a = replace(a, name=r_name)
+            else:
+                self.answers = a
+                if self._confirm(a):
+                    break
+                i -= 1
+                continue
+            self.answers = a
+            i += 1
+        self._install(a)
+
+    def _size_screen(self, key: str, setup: flow.Setup, entry: OsEntry, opts: SpaceOptions,
+                     a: Answers) -> SizeScreen:
+        title = "How large macOS stays" if key == "resize_to" else "Size of the new OS"
+        return SizeScreen(title, flow.size_prompt(key, setup, entry, opts, a),
+                          getattr(a, key),
+                          lambda text: flow.check_size(key, text, setup, entry, a))
+
+    def _name_screen(self, setup: flow.Setup, entry: OsEntry, a: Answers) -> NameScreen:
+        def check(text: str) -> str | None:
+            return flow.check_name(text, setup, entry, a)
+        return NameScreen(entry.default_os_name.strip(), a.name, check)
+
+    def _confirm(self, a: Answers) -> bool:
+        """Plan as ``pippin install --dry-run`` does; True once the user chose Install."""
+        try:
+            planned = install(InstallRequest(a, dry_run=True), self.deps)
+        except PippinError as exc:
+            if self._ask(ErrorScreen(exc.message, exc.hint, can_go_back=True)) == "quit":
+                self.error = exc
+                self.call_from_thread(self.exit, None, 1)
+                raise _Cancelled from exc
+            return False
+        self.planned = planned
+        if self.answers_path is not None:
+            self.call_from_thread(self.action_write_answers)
+        r = self._ask(ConfirmScreen(render_plan(planned.plan), flow.plan_note(planned)))
+        return r is True
+
+    def _install(self, a: Answers) -> None:
+        screen = ProgressScreen(f"Installing {(a.os or '').strip()} on {a.target}", STAGES)
+        self.call_from_thread(self.push_screen, screen)
+        handler = _LogPoster(screen)
+        logging.getLogger("installer").addHandler(handler)
+        self.installing = True
+        try:
+            result = install(InstallRequest(a), self.deps, _Poster(screen, self.deps))
+        finally:
+            self.installing = False
+            logging.getLogger("installer").removeHandler(handler)
+        self.result = result
+        self._ask(DoneScreen(flow.next_steps(result)))
+        self.call_from_thread(self.exit, result)
+
+    def on_unmount(self) -> None:
+        self.workers.cancel_group(self, "flow")
+
+
+class _Poster:
+    """``install()``'s progress callback: InstallProgress messages, at most ~20 per second
+    per stage (the last of a stage always)."""
+
+    def __init__(self, screen: ProgressScreen, deps: InstallDeps) -> None:
+        self.screen = screen
+        self.clock = deps.clock
+        self.stage = ""
+        self.t0 = 0.0
+        self.last = 0.0
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        now = self.clock()
+        if stage != self.stage:
+            self.stage, self.t0, self.last = stage, now, 0.0
+        elif now - self.last < 0.05 and done != total:
+            return
+        self.last = now
+        self.screen.post_message(InstallProgress(stage, done, total, now - self.t0))
+
+
+def _find(entries: tuple[OsEntry, ...], name: str | None) -> OsEntry | None:
+    if name is None:
+        return None
+    return next((e for e in entries if e.name.strip() == name.strip()), None)
+
+
+def run_tui(answers: Answers, deps: InstallDeps, *, auto_space: bool,
+            answers_path: Path | None) -> tuple[InstallResult | None, PippinError | None]:
+    """Run the TUI; the install's result (None when cancelled or failed) and the failure."""
+    app = PippinApp(answers, deps, auto_space=auto_space, answers_path=answers_path)
+    t0 = time.monotonic()
+    app.run()
+    log.info("TUI closed after %.0f s", time.monotonic() - t0)
+    return app.result, app.error

@@ -1,0 +1,1 @@
+"""One screen per install step; each ends with ``dismiss(value)`` (or :data:`BACK`)."""
