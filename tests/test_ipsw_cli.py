@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import zipfile
@@ -117,3 +118,17 @@ def test_bug_make_test_ipsw_creates_the_directory_and_errors_in_one_line(tmp_pat
     assert r.returncode == 1
     assert r.stderr.startswith("make-test-ipsw: error: cannot write ")
     assert len(r.stderr.strip().splitlines()) == 1
+
+
+def test_bug_refused_connection_is_one_short_line(tmp_path):
+    """A refused connection printed urllib3's 'Retrying …' warning for every attempt (18
+    lines) and an error quoting its nested pool repr; now one line says why."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # bound, never listening: connections are refused
+        r = pippin(tmp_path, "ls", f"http://127.0.0.1:{port}/x.ipsw")
+    assert r.returncode == 1
+    assert r.stderr.splitlines() == [
+        f"pippin: error: GET http://127.0.0.1:{port}/x.ipsw last 65536 bytes: "
+        "Connection refused (after 6 attempts)"]
+    assert "Retrying" in (tmp_path / "xdg" / "pippin" / "pippin.log").read_text()

@@ -344,3 +344,18 @@ def test_bug_refetch_progress_never_passes_the_total(served, session, tmp_path):
     assert sink.data == {"a.bin": a, "b.bin": b}
     assert max(e.done for e in events) <= res.needed_bytes
     assert events[-1].done == events[-1].total == res.needed_bytes
+
+
+def test_bug_server_that_always_stalls_says_read_timed_out(served, session, names, tmp_path):
+    """Giving up on a stalled server quoted urllib3's nested repr ("HTTPConnectionPool(…):
+    Read timed out. (read timeout=…)"); the error now says what happened, in one line."""
+    with faultproxy.running(served.server.port,
+                            schedule=every(1, Fault("stall", at=0))) as px:
+        opts = dataclasses.replace(fast_options(connections=1, retries=1),
+                                   timeout=(5.0, 0.3))
+        with pytest.raises(NetworkError) as ei:
+            fetch_members(via(px, served.ipsw.path), names[:1], MemorySink(),
+                          session=session, cache_root=tmp_path, options=opts,
+                          sleep=lambda _s: None)
+    assert ei.value.message == (f"GET {px.url_base}/{served.ipsw.path.name}: read timed out "
+                                "(gave up after 2 attempts without progress)")

@@ -41,7 +41,7 @@ from installer.ipsw.member import (
 from installer.ipsw.ranges import Job, PlanOptions, coalesce, plan, subtract
 from installer.ipsw.remote import Archive, Member, local_path, open_archive
 from installer.ipsw.schedule import WorkQueue
-from installer.net.http import RetryableNetworkError, get_range
+from installer.net.http import RetryableNetworkError, get_range, reason
 
 log = logging.getLogger(__name__)
 CHUNK = 256 << 10
@@ -361,7 +361,8 @@ class _Run:
                 fails = 0 if pos > attempt_from else fails + 1
                 self.events.put(("retry", 1))
                 if fails > self.opts.retries:
-                    msg = exc.message if isinstance(exc, PippinError) else str(exc)
+                    msg = (exc.message if isinstance(exc, PippinError)
+                           else f"GET {self.url}: {reason(exc)}")
                     raise NetworkError(
                         f"{msg} (gave up after {fails} attempts without progress)",
                         hint="check the connection or try a mirror (IPSW_BASE)") from exc

@@ -26,7 +26,7 @@ import remotezip
 import requests
 
 from installer.errors import NetworkError, RestoreImageError
-from installer.net.http import RetryableNetworkError, get_range
+from installer.net.http import RetryableNetworkError, get_range, reason
 
 log = logging.getLogger(__name__)
 
@@ -140,7 +140,7 @@ class _ValidatingFetcher(remotezip.RemoteFetcher):  # type: ignore[misc]
                 self.size = size
                 return remotezip.PartialBuffer(io.BytesIO(data), first, len(data), False)
             except requests.RequestException as exc:
-                err: NetworkError = RetryableNetworkError(f"GET {self._url}: {exc}")
+                err: NetworkError = RetryableNetworkError(f"GET {self._url}: {reason(exc)}")
                 err.__cause__ = exc
             except RetryableNetworkError as exc:
                 err = exc

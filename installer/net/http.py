@@ -22,6 +22,31 @@ class RetryableNetworkError(NetworkError):
     """A transient failure: dropped connection, 5xx, wrong or missing range in the answer."""
 
 
+def reason(exc: BaseException) -> str:
+    """A short cause for a requests failure ("Connection refused", "read timed out"), not
+    urllib3's nested pool/retry repr."""
+    if isinstance(exc, requests.ConnectTimeout):
+        return "connection timed out"
+    if isinstance(exc, requests.ReadTimeout):
+        return "read timed out"
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        if isinstance(cur, TimeoutError) or type(cur).__name__ == "ReadTimeoutError":
+            return "read timed out"
+        if isinstance(cur, OSError) and cur.strerror:
+            return cur.strerror
+        inner = getattr(cur, "reason", None)
+        if not isinstance(inner, BaseException) and cur.args and isinstance(cur.args[0],
+                                                                           BaseException):
+            inner = cur.args[0]
+        cur = inner if isinstance(inner, BaseException) else (cur.__cause__ or
+                                                              cur.__context__)
+    text = str(exc)
+    return text if len(text) <= 160 else text[:157] + "..."
+
+
 def _where(url: str, start: int, end: int) -> str:
     return f"{url} bytes {start}-{end - 1}" if start >= 0 else f"{url} last {-start} bytes"
 
@@ -47,7 +72,7 @@ def get_range(
         resp = session.get(url, headers={"Range": spec, "Accept-Encoding": "identity"},
                            stream=True, timeout=timeout)
     except requests.RequestException as exc:
-        raise RetryableNetworkError(f"GET {where}: {exc}") from exc
+        raise RetryableNetworkError(f"GET {where}: {reason(exc)}") from exc
     try:
         first, last, size = _check(resp, where, start, end, total)
     except NetworkError:
