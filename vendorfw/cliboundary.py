@@ -40,6 +40,10 @@ class _OneLineFormatter(logging.Formatter):
 
 
 def _not_file_only(record: logging.LogRecord) -> bool:
+    # urllib3 logs each connection retry as a WARNING; the one-line error that follows says
+    # what finally failed, so those records go to the log file only.
+    if record.name.startswith("urllib3") and record.levelno < logging.ERROR:
+        return False
     return not getattr(record, "file_only", False)
 
 
