@@ -162,8 +162,10 @@ class PippinApp(App[InstallResult | None]):
             a = replace(a, space=flow.default_space(opts, entry))
         i = 0
         while True:
+            # A size is asked only where it means something: the macOS size when shrinking
+            # it, the OS size when the entry has a partition that grows to fill it.
             steps = ["os", "space", *(["resize_to"] if a.space is Space.RESIZE else []),
-                     "size", "name", "confirm"]
+                     *(["size"] if entry.expandable else []), "name", "confirm"]
             step = steps[i]
             if step == "os":
                 r_os = self._ask(PickOS([(e.name, flow.entry_label(e)) for e in entries], a.os))

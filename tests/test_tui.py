@@ -1,0 +1,247 @@
+"""The install TUI driven by Pilot key presses: the demo catalog behind nginx and a simulated
+Mac. The walk asserts the Answers built and the plan shown; one run installs through the
+worker and reads the result back with sgdisk; bad input stays on its screen with the reason."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from installer.answers import Answers, load_answers
+from installer.demo.site import CATALOG_NAME, DEMO_LINUX, UEFI_ONLY
+from installer.disk.plan import Space, SpaceOptions
+from installer.errors import CatalogError
+from installer.tui import flow
+from installer.tui.app import PippinApp
+from installer.tui.messages import InstallProgress
+from installer.tui.screens.confirm import ConfirmScreen
+from installer.tui.screens.done import DoneScreen
+from installer.tui.screens.error import ErrorScreen
+from installer.tui.screens.name import NameScreen
+from installer.tui.screens.pick_os import PickOS
+from installer.tui.screens.progress import ProgressScreen
+from installer.tui.screens.size import SizeScreen
+from installer.tui.screens.space import SpaceScreen
+from installer.tui.widgets.checked_input import CheckedInput
+from tests.support import installfix
+from tests.support.installfix import deps_for, new_sim, partition_numbers, sgdisk
+
+demo_cache = installfix.demo_cache
+demo_site = installfix.demo_site
+www = installfix.www
+session = installfix.session
+
+pytestmark = pytest.mark.timeout(120)
+SIZE = (100, 30)
+
+
+@pytest.fixture
+def make_app(tmp_path, www, session):
+    _root, srv = www
+    sim = new_sim(tmp_path / "mac.img")
+
+    def make(catalog=None, **kw):
+        deps = deps_for(tmp_path / "cache", session, env={"IPSW_BASE": srv.base_url},
+                        guid_seed="tui-test")
+        answers = Answers(target=f"sim:{sim}", catalog=catalog or srv.url(CATALOG_NAME))
+        return PippinApp(answers, deps, **kw)
+
+    make.sim = sim
+    make.catalog = srv.url(CATALOG_NAME)
+    return make
+
+
+async def until(pilot, what, timeout=30.0):
+    """Let the app run until ``what()`` holds (the worker thread does real I/O)."""
+    deadline = time.monotonic() + timeout
+    while not what():
+        assert time.monotonic() < deadline, f"timed out; screen is {pilot.app.screen!r}"
+        await pilot.pause(0.05)
+
+
+async def on(pilot, screen_type, **attrs):
+    def ready():
+        s = pilot.app.screen
+        return isinstance(s, screen_type) and s.is_mounted and all(
+            getattr(s, k) == v for k, v in attrs.items())
+    await until(pilot, ready)
+    await pilot.pause()
+    return pilot.app.screen
+
+
+async def type_answer(pilot, text):
+    """Replace the focused input's text and press Enter."""
+    inp = pilot.app.screen.query_one("Input")
+    inp.value = ""
+    await pilot.press(*text, "enter")
+    await pilot.pause()
+
+
+def test_walk_the_flow_back_and_save_answers(make_app, tmp_path):
+    saved = tmp_path / "answers.toml"
+    app = make_app(answers_path=saved)
+
+    async def walk():
+        async with app.run_test(size=SIZE) as pilot:
+            await on(pilot, PickOS)
+            await pilot.press("down", "enter")
+            space = await on(pilot, SpaceScreen)
+            # 64 GB sim disk without free space: only shrinking macOS is offered
+            labels = [c.label for c in space.choices]
+            assert labels[0].startswith("Use free space: largest free region 0 B (too small")
+            assert labels[1].startswith("Shrink macOS: container ")
+            await pilot.press("enter")
+            size = await on(pilot, SizeScreen, title_text="How large macOS stays")
+            assert "the smallest possible is " in size.prompt
+
+            await type_answer(pilot, "12 parsecs")
+            assert app.screen is size
+            assert size.query_one(CheckedInput).reason == \
+                "unknown size unit 'parsecs' in '12 parsecs' (use KB, MB, GB, TB, KiB…)"
+            await type_answer(pilot, "1GB")  # below what macOS uses: the planner's reason
+            assert app.screen is size
+            assert "1.0 GB" in size.query_one(CheckedInput).reason
+            await type_answer(pilot, "min")
+            # the demo Linux has no growing partition: no OS size to ask
+            await on(pilot, NameScreen)
+            await pilot.press("escape")  # Back: the macOS size again, answer kept
+            size = await on(pilot, SizeScreen, title_text="How large macOS stays")
+            assert size.value == "min"
+            await pilot.press("enter")
+            await on(pilot, NameScreen)
+            await type_answer(pilot, "a/b")
+            assert isinstance(app.screen, NameScreen)
+            assert "must be 1-200 printable bytes" in app.screen.query_one(CheckedInput).reason
+            await type_answer(pilot, "Tui Linux")
+
+            confirm = await on(pilot, ConfirmScreen)
+            assert confirm.plan_text.startswith("install 'Tui Linux' on disk0 (3.1 GB)")
+            assert "resize APFS container disk0s2" in confirm.plan_text
+            assert "write image root.img" in confirm.plan_text  # the demo Linux's root
+            assert any("Nothing has been written yet" in n for n in confirm.notes)
+            await until(pilot, saved.exists)  # --write-answers: saved once planned
+            saved.unlink()
+            await pilot.press("w")
+            await until(pilot, saved.exists)
+
+            await pilot.click("#back")
+            await on(pilot, NameScreen)
+            await pilot.press("enter")
+            await on(pilot, ConfirmScreen)
+            answers = app.answers
+            await pilot.press("ctrl+q")
+        return answers
+
+    answers = asyncio.run(walk())
+    want = Answers(target=f"sim:{make_app.sim}", catalog=make_app.catalog, os=DEMO_LINUX,
+                   space=Space.RESIZE, resize_to="min", name="Tui Linux")
+    assert answers == want
+    assert load_answers(saved) == want
+    assert app.return_code == 1
+    assert app.result is None
+
+
+def test_install_through_the_worker(make_app):
+    app = make_app()
+    progress: list[InstallProgress] = []
+
+    def hook(msg):
+        if isinstance(msg, InstallProgress):
+            progress.append(msg)
+
+    async def run():
+        async with app.run_test(size=SIZE, message_hook=hook) as pilot:
+            await on(pilot, PickOS)
+            await pilot.press("enter")  # UEFI environment only
+            for _ in range(3):  # space, macOS size, name: the defaults
+                await until(pilot, lambda: not isinstance(app.screen, PickOS))
+                screen = app.screen
+                await pilot.press("enter")
+                await until(pilot, lambda s=screen: app.screen is not s)
+            await on(pilot, ConfirmScreen)
+            await pilot.click("#install")
+            await until(pilot, lambda: isinstance(app.screen, ProgressScreen | DoneScreen))
+            done = await on(pilot, DoneScreen)
+            await pilot.press("enter")
+        return done
+
+    done = asyncio.run(run())
+    assert app.error is None
+    assert app.return_value is app.result
+    assert app.result.os_name == UEFI_ONLY
+    assert f"  scripts/qemu-boot {make_app.sim}" in done.lines
+    assert any(line.strip().startswith("kmutil configure-boot") for line in done.lines)
+    assert "EFI" in partition_numbers(make_app.sim)
+    assert "EF00" in sgdisk("-p", str(make_app.sim))
+    disk = [m for m in progress if m.stage == "disk"]
+    assert disk
+    assert disk[-1].done == disk[-1].total
+    assert {m.stage for m in progress} >= {"restore image", "firmware", "disk"}
+
+
+def test_error_is_one_line_with_hint(make_app, tmp_path):
+    app = make_app(catalog=str(tmp_path / "missing.json"))
+
+    async def run():
+        async with app.run_test(size=SIZE) as pilot:
+            err = await on(pilot, ErrorScreen)
+            text = [str(w.content) for w in err.query("Static")]
+            await pilot.press("enter")
+        return text
+
+    text = asyncio.run(run())
+    assert text[0].startswith("error: cannot read catalog ")
+    assert all("Traceback" not in t and "\n" not in t for t in text)
+    assert isinstance(app.error, CatalogError)
+    assert app.return_code == 1
+
+
+def _entry(expert=False, name="X"):
+    from installer.catalog import OsEntry
+    return OsEntry(name, name, None, None, None, None, (), (), expert, False, ())
+
+
+def test_flow_helpers():
+    plain, expert = _entry(name="A"), _entry(expert=True, name="B")
+    assert flow.offered((plain, expert), expert=False) == (plain,)
+    assert flow.offered((plain, expert), expert=True) == (plain, expert)
+    opts = SpaceOptions(largest_free=50 * 10**9, resize_offered=False, resize_min=0,
+                        resize_current=100 * 10**9, freeable=0, os_min=1, os_recommended=1,
+                        why_not_resize="macOS is too full")
+    free, resize = flow.space_choices(opts, plain)
+    assert (free.enabled, resize.enabled) == (True, False)
+    assert free.label == "Use free space: largest free region 50.0 GB"
+    assert resize.label == "Shrink macOS: not possible (macOS is too full)"
+    assert flow.default_space(opts, plain) is Space.FREE
+    assert flow.rate_text("restore image", 25 * 10**6, 100 * 10**6, 5.0) == \
+        "25.0 MB / 100.0 MB (25%), 5.0 MB/s, ETA 15 s"
+    assert flow.rate_text("disk", 3, 8, 1.0) == "operation 3 of 8"
+
+
+def test_interactive_install_runs_the_tui(make_app, monkeypatch, capsys, tmp_path):
+    """On a terminal without --yes/--dry-run, `pippin install` hands over to the TUI."""
+    import sys
+
+    from installer import install_cli
+    from installer.cli import main
+
+    seen = []
+
+    def fake_tui(answers, deps, *, auto_space, answers_path):
+        seen.append((answers, auto_space, answers_path))
+        return None, None
+
+    monkeypatch.setattr("installer.tui.app.run_tui", fake_tui)
+    monkeypatch.setattr(sys.stdin, "isatty", lambda: True)
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
+    assert install_cli.sys is sys
+    rc = main(["install", "--target", f"sim:{make_app.sim}", "--catalog", make_app.catalog,
+               "--write-answers", str(tmp_path / "a.toml")])
+    assert rc == 1
+    assert "cancelled; nothing written" in capsys.readouterr().err
+    [(answers, auto_space, path)] = seen
+    assert (answers.target, answers.catalog, auto_space) == (
+        f"sim:{make_app.sim}", make_app.catalog, True)
+    assert path == tmp_path / "a.toml"
