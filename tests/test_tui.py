@@ -26,7 +26,13 @@ from installer.tui.screens.size import SizeScreen
 from installer.tui.screens.space import SpaceScreen
 from installer.tui.widgets.checked_input import CheckedInput
 from tests.support import installfix
-from tests.support.installfix import deps_for, new_sim, partition_numbers, sgdisk
+from tests.support.installfix import (
+    deps_for,
+    image_digest,
+    new_sim,
+    partition_numbers,
+    sgdisk,
+)
 
 demo_cache = installfix.demo_cache
 demo_site = installfix.demo_site
@@ -77,6 +83,20 @@ async def type_answer(pilot, text):
     inp.value = ""
     await pilot.press(*text, "enter")
     await pilot.pause()
+
+
+async def install_defaults(pilot):
+    """UEFI environment only with every default, then Install."""
+    app = pilot.app
+    await on(pilot, PickOS)
+    await pilot.press("enter")
+    for _ in range(3):  # space, macOS size, name
+        await until(pilot, lambda: not isinstance(app.screen, PickOS))
+        screen = app.screen
+        await pilot.press("enter")
+        await until(pilot, lambda s=screen: app.screen is not s)
+    await on(pilot, ConfirmScreen)
+    await pilot.click("#install")
 
 
 def test_walk_the_flow_back_and_save_answers(make_app, tmp_path):
@@ -153,15 +173,7 @@ def test_install_through_the_worker(make_app):
 
     async def run():
         async with app.run_test(size=SIZE, message_hook=hook) as pilot:
-            await on(pilot, PickOS)
-            await pilot.press("enter")  # UEFI environment only
-            for _ in range(3):  # space, macOS size, name: the defaults
-                await until(pilot, lambda: not isinstance(app.screen, PickOS))
-                screen = app.screen
-                await pilot.press("enter")
-                await until(pilot, lambda s=screen: app.screen is not s)
-            await on(pilot, ConfirmScreen)
-            await pilot.click("#install")
+            await install_defaults(pilot)
             await until(pilot, lambda: isinstance(app.screen, ProgressScreen | DoneScreen))
             done = await on(pilot, DoneScreen)
             await pilot.press("enter")
@@ -196,6 +208,32 @@ def test_error_is_one_line_with_hint(make_app, tmp_path):
     assert all("Traceback" not in t and "\n" not in t for t in text)
     assert isinstance(app.error, CatalogError)
     assert app.return_code == 1
+
+
+def test_failed_install_shows_the_error_and_leaves_the_disk(make_app, www):
+    root, _srv = www
+    pkg = root / "os" / "pippin-uefi-only.zip"
+    pkg.unlink()  # a hard link into the shared site: replace, don't write through
+    pkg.write_bytes(b"not the package the catalog's SHA-256 names")
+    before = image_digest(make_app.sim)
+    app = make_app()
+
+    async def run():
+        async with app.run_test(size=SIZE) as pilot:
+            await install_defaults(pilot)
+            err = await on(pilot, ErrorScreen)
+            assert not err.can_go_back
+            text = [str(w.content) for w in err.query("Static")]
+            await pilot.press("enter")
+        return text
+
+    text = asyncio.run(run())
+    assert text[0].startswith("error: ")
+    assert "does not match the catalog's" in text[0]
+    assert all("Traceback" not in t for t in text)
+    assert app.result is None
+    assert app.return_code == 1
+    assert image_digest(make_app.sim) == before
 
 
 def _entry(expert=False, name="X"):

@@ -132,8 +132,13 @@ class PippinApp(App[InstallResult | None]):
         def resolve(value: T | None) -> None:
             done.set_result(value)  # type: ignore[arg-type]
 
-        self.call_from_thread(self.push_screen, screen, resolve)
         worker = get_current_worker()
+        if worker.is_cancelled:
+            raise _Cancelled
+        try:
+            self.call_from_thread(self.push_screen, screen, resolve)
+        except RuntimeError as exc:  # the App closed while the worker was busy
+            raise _Cancelled from exc
         while True:
             try:
                 return done.result(timeout=0.1)
