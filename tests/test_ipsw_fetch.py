@@ -359,3 +359,25 @@ def test_bug_server_that_always_stalls_says_read_timed_out(served, session, name
                           sleep=lambda _s: None)
     assert ei.value.message == (f"GET {px.url_base}/{served.ipsw.path.name}: read timed out "
                                 "(gave up after 2 attempts without progress)")
+
+
+def test_bug_small_fetch_keeps_an_interrupted_fetchs_cache(served, session, names, tmp_path):
+    """Any successful fetch removed the archive's whole range cache. `pippin install` reads
+    BuildManifest.plist (needed_members) before the stub set, so after a crash the rerun's
+    manifest read deleted the partial download it was meant to resume."""
+    url = served.server.url(served.ipsw.path.name)
+    arc = open_archive(url, session)
+    big = max(names, key=lambda n: arc.get(n).compress_size)
+    cache = tmp_path / "cache"
+    # An interrupted fetch of `big` left its ranges (keep_cache stands in for the crash).
+    fetch_members(arc, [big], MemorySink(), session=session, cache_root=cache,
+                  options=fast_options(keep_cache=True))
+    fetch_members(arc, ["BuildManifest.plist"], MemorySink(), session=session,
+                  cache_root=cache)
+    assert list(cache.rglob("journal"))
+    res = fetch_members(arc, [big], DirectorySink(tmp_path / "out"), session=session,
+                        cache_root=cache)
+    assert_identical(tmp_path / "out", served.ipsw, [big])
+    assert res.downloaded_bytes == 0
+    assert res.cached_bytes == res.needed_bytes
+    assert not any(cache.iterdir())  # this fetch covered everything: cache removed

@@ -20,6 +20,7 @@ import zlib
 from pathlib import Path
 
 from installer.errors import RestoreImageError
+from installer.ipsw.ranges import subtract
 from vendorfw.atomic import write_bytes
 
 log = logging.getLogger(__name__)
@@ -132,16 +133,29 @@ class RangeCache:
     def invalidate(self, start: int, end: int) -> None:
         """Forget every block that touches ``[start, end)`` (its bytes proved wrong)."""
         with self._lock:
-            self._entries = [x for x in self._entries if x[1] <= start or x[0] >= end]
-            try:
-                self._journal.close()
-                self._rewrite(self._entries)
-                self._journal = open(self.dir / "journal", "a", encoding="ascii")
-            except OSError as exc:
-                raise self._error("write", exc) from exc
-            self._have = []
-            for s, e, _ in self._entries:
-                self._add(s, e)
+            self._keep([x for x in self._entries if x[1] <= start or x[0] >= end])
+
+    def release(self, spans: list[tuple[int, int]]) -> bool:
+        """Forget the blocks inside ``spans`` (sorted, merged; their members were delivered).
+        True when nothing is left; otherwise the cache holds another fetch's ranges (an
+        interrupted one, e.g. the stub set while this run read only the manifest)."""
+        with self._lock:
+            keep = [x for x in self._entries if subtract(x[0], x[1], spans)]
+            if len(keep) != len(self._entries):
+                self._keep(keep)
+            return not keep
+
+    def _keep(self, entries: list[tuple[int, int, int]]) -> None:
+        self._entries = entries
+        try:
+            self._journal.close()
+            self._rewrite(entries)
+            self._journal = open(self.dir / "journal", "a", encoding="ascii")
+        except OSError as exc:
+            raise self._error("write", exc) from exc
+        self._have = []
+        for s, e, _ in entries:
+            self._add(s, e)
 
     def close(self) -> None:
         with self._lock:

@@ -122,7 +122,15 @@ def fetch_members(
         ok = True
         return result
     finally:
-        if ok and not options.keep_cache:
+        # Done with these bytes; but a cache that also holds an interrupted fetch's ranges
+        # (e.g. the stub set, while this run read only BuildManifest.plist) stays.
+        spans = coalesce(((m.start, m.end) for m in members), options.plan.max_gap)
+        try:
+            empty = ok and not options.keep_cache and cache.release(spans)
+        except RestoreImageError as exc:  # the members are out; a stale cache is harmless
+            log.warning("%s", exc.message)
+            empty = False
+        if empty:
             cache.remove()
         else:
             cache.close()
