@@ -144,7 +144,8 @@ def rate_text(stage: str, done: int, total: int, elapsed: float) -> str:
     text = format_size(done)
     if total:
         text += f" / {format_size(total)} ({100 * done // total}%)"
-    text += f", {format_size(int(speed))}/s"
+    if speed > 0:  # one report alone (a stage done at once) has no speed
+        text += f", {format_size(int(speed))}/s"
     if total and speed > 0:
         text += f", ETA {(total - done) / speed:.0f} s"
     return text
@@ -167,11 +168,11 @@ def next_steps(result: InstallResult) -> list[str]:
     lines += [f"warning: {w}" for w in result.warnings]
     if result.target.startswith("sim:"):
         lines += ["Next: boot the simulated Mac in QEMU (stage 1 → stage 2 → kernel):",
-                  f"  scripts/qemu-boot {result.target[4:]}",
-                  "On a real Mac the next step would be step 2 in 1TR:"]
+                  f"  scripts/qemu-boot {result.target[4:]}"]
     system = f"/Volumes/{result.plan.os_name}"
     lines += [
-        "Next, step 2 in One True Recovery (1TR):",
+        ("On a real Mac, step 2 follows" if result.target.startswith("sim:") else "Next, step 2")
+        + " in One True Recovery (1TR):",
         "  1. Shut the Mac down. Press and hold the power button until 'Loading startup",
         "     options' appears, pick the new OS and confirm the Finish Installation prompt.",
         "  2. Step 2 registers the boot object (what it runs, for reference):",
