@@ -174,7 +174,7 @@ def install_cmd(ctx: click.Context, /, yes: bool, dry_run: bool, as_json: bool, 
         a = a.override(target="disk0" if sys.platform == "darwin"
                        else f"sim:{default_sim(deps.cache_dir)}")
     interactive = not yes and not dry_run and sys.stdin.isatty() and sys.stdout.isatty()
-    if interactive and tui:
+    if interactive and tui and not as_json:  # --json: the plan as JSON, then prompts
         return _run_tui(deps, a, auto_space, write_answers)
     if interactive:
         a = _prompt(deps, a)

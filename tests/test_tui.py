@@ -283,3 +283,24 @@ def test_interactive_install_runs_the_tui(make_app, monkeypatch, capsys, tmp_pat
     assert (answers.target, answers.catalog, auto_space) == (
         f"sim:{make_app.sim}", make_app.catalog, True)
     assert path == tmp_path / "a.toml"
+
+
+def test_bug_log_warnings_drew_over_the_screens():
+    """The CLI's stderr log handler wrote WARNING lines onto the terminal the TUI draws on."""
+    import io
+    import logging
+
+    from installer.tui.app import _quiet_terminal_logging
+
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setLevel(logging.WARNING)
+    root = logging.getLogger()
+    root.addHandler(handler)
+    try:
+        with _quiet_terminal_logging():
+            logging.getLogger("installer.test").warning("during the TUI")
+        logging.getLogger("installer.test").warning("after it")
+    finally:
+        root.removeHandler(handler)
+    assert stream.getvalue() == "after it\n"

@@ -9,8 +9,10 @@ reaches the UI only through ``call_from_thread`` and ``post_message``.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
+from collections.abc import Iterator
 from concurrent.futures import Future
 from dataclasses import replace
 from pathlib import Path
@@ -288,6 +290,23 @@ def run_tui(answers: Answers, deps: InstallDeps, *, auto_space: bool,
     """Run the TUI; the install's result (None when cancelled or failed) and the failure."""
     app = PippinApp(answers, deps, auto_space=auto_space, answers_path=answers_path)
     t0 = time.monotonic()
-    app.run()
+    with _quiet_terminal_logging():
+        app.run()
     log.info("TUI closed after %.0f s", time.monotonic() - t0)
     return app.result, app.error
+
+
+@contextlib.contextmanager
+def _quiet_terminal_logging() -> Iterator[None]:
+    """Mute log handlers that write to the terminal while the App draws on it (their lines
+    would land across the screens); the log file still gets everything."""
+    muted = [h for h in logging.getLogger().handlers
+             if isinstance(h, logging.StreamHandler) and not isinstance(h, logging.FileHandler)]
+    levels = [h.level for h in muted]
+    for h in muted:
+        h.setLevel(logging.CRITICAL + 1)
+    try:
+        yield
+    finally:
+        for h, level in zip(muted, levels, strict=True):
+            h.setLevel(level)
