@@ -170,7 +170,30 @@ def xz_streams() -> dict[str, bytes]:
                                  check=True).stdout for name, args in variants.items()}
 
 
+def gzip_streams() -> dict[str, bytes]:
+    """gzip members of xz_plain() from zlib: levels 1/6/9 (dynamic codes), fixed codes,
+    stored (level 0, a 20000-byte prefix), with the optional header fields."""
+    plain = xz_plain()
+    out = {}
+    for name, level, strategy, data, flags, extra in (
+        ("deflate-0.gz", 0, zlib.Z_DEFAULT_STRATEGY, plain[:20000], 0, b""),
+        ("deflate-1.gz", 1, zlib.Z_DEFAULT_STRATEGY, plain, 0x08, b"plain.bin\0"),
+        ("deflate-6.gz", 6, zlib.Z_DEFAULT_STRATEGY, plain, 0, b""),
+        ("deflate-9.gz", 9, zlib.Z_DEFAULT_STRATEGY, plain, 0x16,
+         b"\x04\x00PP\x00\x00" + b"a comment\0" + b"\x00\x00"),  # FEXTRA FCOMMENT FHCRC
+        ("deflate-fixed.gz", 6, zlib.Z_FIXED, plain, 0, b""),
+        ("deflate-small.gz", 6, zlib.Z_DEFAULT_STRATEGY, plain[:3000], 0, b""),
+    ):
+        z = zlib.compressobj(level, zlib.DEFLATED, -15, 9, strategy)
+        body = z.compress(data) + z.flush()
+        header = bytes([0x1F, 0x8B, 8, flags, 0, 0, 0, 0, 0, 0xFF])
+        out[name] = header + extra + body + struct.pack("<II", zlib.crc32(data), len(data))
+    return out
+
+
 def main() -> None:
+    for name, data in gzip_streams().items():
+        (HERE / name).write_bytes(data)
     for name, data in xz_streams().items():
         (HERE / name).write_bytes(data)
     (HERE / "gpt-tiny.img").write_bytes(tiny_gpt())

@@ -56,11 +56,12 @@ def main() -> None:
             stage2=bc.stage_bytes("stage2"), kernel=k.image.read_bytes(),
             initramfs=initrd.read_bytes(),
             variables=(bvars.Variable("chosen.bootargs", BOOTARGS),)))
-        # The same chain with the kernel stored raw (last payload, formats.md §3): stage 2
-        # then only copies it to a 2 MiB boundary instead of inflating it.
-        raw = (bc.stage_bytes("stage2") + b"m1n1_initramfs"
-               + len(initrd.read_bytes()).to_bytes(4, "little") + initrd.read_bytes()
-               + f"chosen.bootargs={BOOTARGS}\n".encode() + k.image.read_bytes())
+        # The same chain with the kernel stored raw (`--compress none`: last payload,
+        # formats.md §3): stage 2 then only copies it to a 2 MiB boundary.
+        raw = assemble.assemble_stage2(assemble.Stage2Parts(
+            stage2=bc.stage_bytes("stage2"), kernel=k.image.read_bytes(),
+            compression=assemble.Compression.NONE, initramfs=initrd.read_bytes(),
+            variables=(bvars.Variable("chosen.bootargs", BOOTARGS),)))
         disk = bc.chain_disk(work / "disk.img", {"m1n1/boot.bin": boot, "m1n1/raw.bin": raw})
         s1raw = work / "s1raw.bin"
         s1raw.write_bytes(assemble.assemble_stage1(bc.stage_bytes("stage1"), (
@@ -100,8 +101,9 @@ def main() -> None:
     entry_us = us(c, r"booting")
     k_direct = run_init_s(d) * 1e6
     k_chain = run_init_s(c) * 1e6
-    print(f"boot.bin: {len(boot):,} bytes (gzip kernel {k.image.stat().st_size:,} bytes raw, "
-          f"initramfs {initrd_len:,})")
+    print(f"boot.bin: {len(boot):,} bytes (gzip -{assemble.GZIP_LEVEL} kernel, "
+          f"{k.image.stat().st_size:,} bytes raw; initramfs {initrd_len:,}); "
+          f"raw-kernel boot.bin {len(raw):,} bytes")
     print(f"{'binary':<28}{'bytes':>12}{'budget':>12}")
     for name, budget in (("stage1", 128 * 1024), ("stage2", None)):
         size = len(bc.stage_bytes(name))

@@ -8,6 +8,7 @@ pub const fat = @import("fat.zig");
 pub const sig = @import("sig.zig");
 pub const payload = @import("payload.zig");
 pub const xz = @import("xz.zig");
+pub const inflate = @import("inflate.zig");
 
 test {
     @import("std").testing.refAllDecls(@This());

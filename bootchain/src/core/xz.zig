@@ -188,8 +188,8 @@ fn verify(check: u4, data: []const u8, stored: []const u8, crc32: Crc32Fn) Error
 
 const testing = std.testing;
 
-/// The bytes testdata/make_testdata.py `xz_plain` compresses.
-fn plain(buf: *[160 * 1024]u8) void {
+/// The bytes testdata/make_testdata.py `xz_plain` compresses (the gzip fixtures too).
+pub fn testPlain(buf: *[160 * 1024]u8) void {
     var x: u32 = 12345;
     var i: usize = 0;
     while (i < buf.len / 8) : (i += 1) {
@@ -215,7 +215,7 @@ const fixtures = .{
 
 test "xz: walk finds the end and verifies every check kind of real xz output" {
     var want: [160 * 1024]u8 = undefined;
-    plain(&want);
+    testPlain(&want);
     inline for (fixtures) |f| {
         const src = @embedFile(f);
         try testing.expectEqual(src.len, try walk(src, &want, stdCrc32));
