@@ -10,7 +10,7 @@ import zlib
 import pytest
 import requests
 
-from installer.errors import RestoreImageError
+from installer.errors import NetworkError, RestoreImageError
 from installer.ipsw.fetch import fetch_members
 from installer.ipsw.member import DirectorySink, MemorySink
 from installer.ipsw.remote import open_archive, resolve_source
@@ -205,3 +205,13 @@ def test_bug_nginx_that_lost_its_port_is_not_mistaken_for_ready(served, tmp_path
     with nginx.serve(root, tmp_path / "prefix") as srv:
         assert srv.port != served.server.port
         assert requests.get(srv.url("mine.txt"), timeout=10).text == "mine"
+
+
+@pytest.mark.parametrize("url", ["http://", "http://bad host/x.ipsw"])
+def test_bug_malformed_url_fails_at_once(session, url):
+    """A malformed URL was retried six times with backoff (3.5 s) before the same error."""
+    sleeps: list[float] = []
+    with pytest.raises(NetworkError) as ei:
+        open_archive(url, session, sleep=sleeps.append)
+    assert sleeps == []
+    assert "attempts" not in ei.value.message

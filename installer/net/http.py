@@ -16,6 +16,10 @@ from installer.errors import NetworkError
 
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
 _RETRY_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
+#: Request errors no retry can cure: a malformed URL or proxy, a scheme nobody speaks.
+_HOPELESS = (requests.exceptions.InvalidURL, requests.exceptions.MissingSchema,
+             requests.exceptions.InvalidSchema, requests.exceptions.URLRequired,
+             requests.exceptions.InvalidHeader)
 
 
 class RetryableNetworkError(NetworkError):
@@ -71,6 +75,8 @@ def get_range(
     try:
         resp = session.get(url, headers={"Range": spec, "Accept-Encoding": "identity"},
                            stream=True, timeout=timeout)
+    except _HOPELESS as exc:
+        raise NetworkError(f"GET {where}: {reason(exc)}") from exc
     except requests.RequestException as exc:
         raise RetryableNetworkError(f"GET {where}: {reason(exc)}") from exc
     try:
