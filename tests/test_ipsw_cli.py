@@ -95,6 +95,8 @@ def test_errors_are_one_line(served, tmp_path, args, rc, msg):
     assert "Traceback" not in r.stderr
     if rc == 1:
         assert r.stderr.startswith("pippin: error: ")
+        lines = r.stderr.splitlines()
+        assert len(lines) == 1 or (len(lines) == 2 and lines[1].startswith("pippin: hint: "))
     assert not (tmp_path / "o").exists() or not any((tmp_path / "o").iterdir())
 
 
