@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import time
+from pathlib import Path
 
 import pytest
+from textual.app import App
 
 from installer.answers import Answers, load_answers
 from installer.demo.site import CATALOG_NAME, DEMO_LINUX, UEFI_ONLY
@@ -15,7 +17,7 @@ from installer.disk.plan import Space, SpaceOptions
 from installer.errors import CatalogError
 from installer.tui import flow
 from installer.tui.app import PippinApp
-from installer.tui.messages import InstallProgress
+from installer.tui.messages import InstallLog, InstallProgress
 from installer.tui.screens.confirm import ConfirmScreen
 from installer.tui.screens.done import DoneScreen
 from installer.tui.screens.error import ErrorScreen
@@ -304,3 +306,67 @@ def test_bug_log_warnings_drew_over_the_screens():
     finally:
         root.removeHandler(handler)
     assert stream.getvalue() == "after it\n"
+
+
+# -- snapshots: each screen alone with fixed data (no paths, ports or clocks on screen) -------
+
+TCSS = str(Path(flow.__file__).with_name("pippin.tcss"))
+OPTS = SpaceOptions(largest_free=0, resize_offered=True, resize_min=238 * 10**9,
+                    resize_current=506 * 10**9, freeable=268 * 10**9, os_min=3 * 10**9,
+                    os_recommended=3 * 10**9)
+PLAN_TEXT = """install 'Pippin demo Linux' on disk0 (3.1 GB)
+  before:
+    disk0s2          524308480   506.1 GB  Apple_APFS          Container
+  after:
+    disk0s2          524308480   238.0 GB  Apple_APFS          Container  [resized]
+    new:0         238525874176     2.5 GB  Apple_APFS          Pippin demo Linux  [new]
+  operations:
+    1. resize APFS container disk0s2: 506.1 GB -> 238.0 GB"""
+
+
+def one_screen(make):
+    class One(App):
+        CSS_PATH = TCSS
+
+        def on_mount(self):
+            self.push_screen(make())
+
+    return One()
+
+
+def _check_size(text):
+    return flow.check_size_text("size", text)
+
+
+async def _progress(pilot):
+    await pilot.pause()
+    screen = pilot.app.screen
+    for m in (InstallProgress("package", 12 * 10**6, 12 * 10**6, 1.0),
+              InstallProgress("restore image", 25 * 10**6, 100 * 10**6, 5.0),
+              InstallLog("stage: restore image")):
+        screen.post_message(m)
+    await pilot.pause()
+
+
+SCREENS = {
+    "pick_os": (lambda: PickOS([("UEFI environment only", "UEFI environment only  (needs 3.0 GB)"),
+                                ("Pippin demo Linux", "Pippin demo Linux  (needs 3.1 GB)")],
+                               None), ["down"], None),
+    "space": (lambda: SpaceScreen(flow.space_choices(OPTS, _entry()), Space.RESIZE), [], None),
+    "size_refused": (lambda: SizeScreen("Size of the new OS", "It needs at least 3.1 GB.", "",
+                                        _check_size), [*"12 parsecs", "enter"], None),
+    "name": (lambda: NameScreen("Pippin demo Linux", None, lambda t: t or None), [], None),
+    "confirm": (lambda: ConfirmScreen(PLAN_TEXT, ["Nothing has been written yet."]), [], None),
+    "progress": (lambda: ProgressScreen("Installing", ["package", "restore image", "disk"]), [],
+                 _progress),
+    "done": (lambda: DoneScreen(["Installed 'X' on sim:mac.img.", "  scripts/qemu-boot mac.img"]),
+             [], None),
+    "error": (lambda: ErrorScreen("cannot read catalog x.json: No such file or directory",
+                                  "pass --catalog", can_go_back=True), [], None),
+}
+
+
+@pytest.mark.parametrize("name", sorted(SCREENS))
+def test_snapshot(snap_compare, name):
+    make, press, before = SCREENS[name]
+    assert snap_compare(one_screen(make), press=press, terminal_size=SIZE, run_before=before)

@@ -102,15 +102,20 @@ def check_size(key: str, text: str, setup: Setup, entry: OsEntry, answers: Answe
 
     Raises AnswersError (not a size) or PlanError (out of range, with the numbers).
     """
+    value = check_size_text(key, text)
+    check_plan(setup, entry, answers.override(**{key: value}))
+    return value
+
+
+def check_size_text(key: str, text: str) -> str:
+    """``min``/``max``/``NN%``/a size; AnswersError with the size parser's own reason."""
     word = text.strip().lower()
     if word not in ("min", "max") and not word.endswith("%"):
         try:
             parse_size(text)
         except ValueError as exc:  # the parser's one-line reason, as the user typed it
             raise AnswersError(str(exc)) from None
-    value = check_choice(key, text)
-    check_plan(setup, entry, answers.override(**{key: value}))
-    return value
+    return check_choice(key, text)
 
 
 def check_name(text: str, setup: Setup, entry: OsEntry, answers: Answers) -> str | None:
@@ -146,7 +151,7 @@ def rate_text(stage: str, done: int, total: int, elapsed: float) -> str:
         text += f" / {format_size(total)} ({100 * done // total}%)"
     if speed > 0:  # one report alone (a stage done at once) has no speed
         text += f", {format_size(int(speed))}/s"
-    if total and speed > 0:
+    if total and speed > 0 and done < total:
         text += f", ETA {(total - done) / speed:.0f} s"
     return text
 

@@ -11,7 +11,7 @@ class StageBar(Horizontal):
     DEFAULT_CSS = """
     StageBar { height: 1; }
     StageBar > .stage { width: 16; }
-    StageBar > ProgressBar { width: 40; }
+    StageBar > ProgressBar { width: 32; }
     StageBar > .rate { width: 1fr; padding-left: 1; }
     """
 
@@ -23,11 +23,12 @@ class StageBar(Horizontal):
 
     def compose(self) -> ComposeResult:
         yield Label(self.stage, classes="stage")
-        yield ProgressBar(total=None, show_eta=False)
+        yield ProgressBar(total=1, show_eta=False)  # 0% until it starts: no animation
         yield Label("waiting", classes="rate")
 
     def show(self, done: int, total: int, text: str) -> None:
         self.text = text
+        # no total (a byte count alone): the bar animates as indeterminate
         self.query_one(ProgressBar).update(total=total or None, progress=done)
         self.query_one(".rate", Label).update(text)
 
