@@ -236,3 +236,10 @@ def test_chain_boots_raw_kernel_last_and_keeps_forwarded_variables(tmp_path, gue
     ch = assert_booted_any_dtb(boot_run, guest["initrd"])
     assert "(passed in)" in boot_run.console
     assert ch["pippin,who"] == b"stage1\0"
+    # Padded to a 2 MiB offset, the kernel is booted where stage 1 loaded it (no copy).
+    import re
+
+    loaded = int(re.search(r"loaded m1n1/boot.bin \(\d+ bytes\) at ([0-9a-f]+)",
+                           boot_run.console).group(1), 16)
+    kernel_at = int(re.search(r"kernel at ([0-9a-f]+)", boot_run.console).group(1), 16)
+    assert kernel_at == loaded + boot.index(k.image.read_bytes()[:4096])

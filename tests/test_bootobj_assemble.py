@@ -93,8 +93,10 @@ def test_uncompressed_kernel_is_last():
     k = fake_kernel()
     data = assemble.assemble_stage2(Stage2Parts(fake_stage(), kernel=k,
                                                 compression=Compression.NONE))
-    assert data == fake_stage() + k
-    assert [p.kind for p in scan.scan(data, scan.payload_start(data))] == ["image"]
+    pad = assemble.KERNEL_ALIGN - len(fake_stage())
+    assert data == fake_stage() + assemble.filler_fdt(pad) + k
+    assert data.index(k) == assemble.KERNEL_ALIGN  # stage 2 boots it in place
+    assert [p.kind for p in scan.scan(data, scan.payload_start(data))] == ["fdt", "image"]
 
 
 def test_uncompressed_kernel_goes_last_after_initramfs_and_variables(dtbs):
@@ -106,19 +108,33 @@ def test_uncompressed_kernel_goes_last_after_initramfs_and_variables(dtbs):
                                                 compression=Compression.NONE,
                                                 initramfs=b"070701" + bytes(10), variables=v))
     tagged = scan.INITRAMFS_TAG + struct.pack("<I", 16) + b"070701" + bytes(10)
-    assert data == (fake_stage() + dtbs[0] + tagged
-                    + b"chosen.bootargs=quiet\nchosen.x=y\n" + k)
+    lines = b"chosen.bootargs=quiet\nchosen.x=y\n"
+    head = fake_stage() + dtbs[0] + tagged
+    filler = assemble.filler_fdt(assemble.KERNEL_ALIGN - len(head) - len(lines))
+    assert data == head + filler + lines + k
     found = scan.scan(data, scan.payload_start(data))
-    assert [p.kind for p in found] == ["fdt", "initramfs", "variables", "image"]
-    assert found[2].variables == v
-    assert found[3].offset == len(data) - len(k)
-    assert found[3].size == len(k)
+    assert [p.kind for p in found] == ["fdt", "initramfs", "fdt", "variables", "image"]
+    assert found[2].detail == "compatible ?"  # the filler matches no machine
+    assert found[3].variables == v
+    assert found[4].offset == assemble.KERNEL_ALIGN
+    assert found[4].size == len(k)
     key = Ed25519PrivateKey.from_private_bytes(bytes(32))
     signed = assemble.assemble_stage2(Stage2Parts(fake_stage(), kernel=k,
                                                   compression=Compression.NONE, variables=v),
                                       key)
     kinds = [p.kind for p in scan.scan(signed, scan.payload_start(signed))]
-    assert kinds == ["variables", "image", "signature"]
+    assert kinds == ["fdt", "variables", "image", "signature"]
+
+
+@pytest.mark.parametrize("offset", [0, 8, 2 * 1024 * 1024 - 72, 2 * 1024 * 1024 - 71,
+                                    2 * 1024 * 1024 - 1, 2 * 1024 * 1024 + 5])
+def test_kernel_padding_reaches_a_2mib_boundary(offset):
+    pad = assemble._pad_to_kernel_align(offset)
+    assert (offset + len(pad)) % assemble.KERNEL_ALIGN == 0
+    if pad:
+        assert len(pad) >= 72
+        assert scan.fdt_totalsize(pad) == len(pad)
+        assert scan.fdt_root_compatible(pad) == ()
 
 
 def test_scan_refuses_lines_before_a_non_image():

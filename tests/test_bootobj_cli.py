@@ -114,7 +114,7 @@ def test_build_raw_kernel_last_with_gzip_initramfs_and_level(capsys, inputs, tmp
     assert (rc, err) == (0, "")
     data = (tmp_path / "b.bin").read_bytes()
     kinds = [p.kind for p in scan.scan(data, scan.payload_start(data))]
-    assert kinds == ["gzip", "variables", "image"]
+    assert kinds == ["gzip", "fdt", "variables", "image"]
     assert data.endswith(b"chosen.bootargs=quiet\n" + (inputs / "Image").read_bytes())
     assert assemble.gzip_member((inputs / "initrd").read_bytes(), 1) in data
     rc, _, err = run(capsys, "build", "--stage2", inputs / "stage2.bin", "--kernel",

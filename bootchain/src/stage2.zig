@@ -108,9 +108,18 @@ fn main(b: *rt.Boot) noreturn {
                     s.pos = file_end - data_start;
                 }
                 const n: usize = @intCast(@min(len, info.image_size));
-                const dst = placeKernel(&arena, info, n);
-                rt.copyToAligned(dst[0..n], it.data[0..n]);
-                found.kernel = .{ .start = @intFromPtr(dst.ptr), .len = @intCast(info.image_size) };
+                const at = @intFromPtr(it.data.ptr);
+                if (info.text_offset == 0 and at % two_mib == 0 and info.image_size <= arena.top - at) {
+                    // Already on a 2 MiB boundary (bootobj pads boot.bin so): boot it where
+                    // it lies. Its bss may cover the forwarded lines after it; they are
+                    // copied into /chosen before the jump, and nothing is placed there.
+                    arena.cur = @max(arena.cur, at + @as(usize, @intCast(info.image_size)));
+                    found.kernel = .{ .start = at, .len = @intCast(info.image_size) };
+                } else {
+                    const dst = placeKernel(&arena, info, n);
+                    rt.copyToAligned(dst[0..n], it.data[0..n]);
+                    found.kernel = .{ .start = @intFromPtr(dst.ptr), .len = @intCast(info.image_size) };
+                }
             },
             .initramfs => found.addInitrd(.{ .start = @intFromPtr(it.data.ptr), .len = it.data.len }),
             .signature => {}, // checked by stage 1 when it has a key
