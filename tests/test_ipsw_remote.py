@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import io
+import socket
 import struct
+import threading
 import zipfile
 import zlib
 
@@ -215,3 +217,24 @@ def test_bug_malformed_url_fails_at_once(session, url):
         open_archive(url, session, sleep=sleeps.append)
     assert sleeps == []
     assert "attempts" not in ei.value.message
+
+
+def test_server_that_hangs_up_is_named_in_one_line(session):
+    """A server that accepts and closes: the error says so, without urllib3's reprs."""
+    with socket.create_server(("127.0.0.1", 0)) as srv:
+        port = srv.getsockname()[1]
+
+        def hang_up():
+            for _ in range(6):
+                c, _ = srv.accept()
+                c.recv(4096)
+                c.close()
+
+        t = threading.Thread(target=hang_up, daemon=True)
+        t.start()
+        with pytest.raises(NetworkError) as ei:
+            open_archive(f"http://127.0.0.1:{port}/x.ipsw", session, sleep=lambda _s: None)
+        t.join(10)
+    assert ei.value.message == (f"GET http://127.0.0.1:{port}/x.ipsw last 65536 bytes: "
+                                "Remote end closed "
+                                "connection without response (after 6 attempts)")

@@ -27,27 +27,28 @@ class RetryableNetworkError(NetworkError):
 
 
 def reason(exc: BaseException) -> str:
-    """A short cause for a requests failure ("Connection refused", "read timed out"), not
-    urllib3's nested pool/retry repr."""
+    """A short cause for a requests failure ("Connection refused", "read timed out",
+    "Remote end closed connection without response"), not urllib3's nested repr."""
     if isinstance(exc, requests.ConnectTimeout):
         return "connection timed out"
     if isinstance(exc, requests.ReadTimeout):
         return "read timed out"
     seen: set[int] = set()
     cur: BaseException | None = exc
+    text = None  # the innermost plain message met on the way down
     while cur is not None and id(cur) not in seen:
         seen.add(id(cur))
         if isinstance(cur, TimeoutError) or type(cur).__name__ == "ReadTimeoutError":
             return "read timed out"
         if isinstance(cur, OSError) and cur.strerror:
             return cur.strerror
+        if cur.args and isinstance(cur.args[0], str):
+            text = cur.args[0]
         inner = getattr(cur, "reason", None)
-        if not isinstance(inner, BaseException) and cur.args and isinstance(cur.args[0],
-                                                                           BaseException):
-            inner = cur.args[0]
-        cur = inner if isinstance(inner, BaseException) else (cur.__cause__ or
-                                                              cur.__context__)
-    text = str(exc)
+        if not isinstance(inner, BaseException):
+            inner = next((a for a in cur.args if isinstance(a, BaseException)), None)
+        cur = inner or cur.__cause__ or cur.__context__
+    text = text or str(exc)
     return text if len(text) <= 160 else text[:157] + "..."
 
 
