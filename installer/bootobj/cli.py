@@ -60,21 +60,28 @@ def bootobj() -> None:
 @click.option("--kernel", type=_IN, help="arm64 Image (or Image.gz), or U-Boot.")
 @click.option("--compress", type=click.Choice([c.value for c in assemble.Compression]),
               default="gzip", show_default=True,
-              help="How the kernel is stored. 'none' boots fastest (stage 2 copies instead of "
-                   "inflating; the kernel goes last) for a ~2.6x larger boot.bin.")
+              help="How the kernel is stored. 'none' boots fastest (the kernel goes last, "
+                   "2 MiB-aligned, and stage 2 boots it in place instead of inflating it) "
+                   "for a ~2.6x larger boot.bin.")
 @click.option("--gzip-level", type=click.IntRange(1, 9), default=assemble.GZIP_LEVEL,
               show_default=True, help="gzip level (9: ~0.2% smaller, 2.6x slower to build).")
 @click.option("--initramfs", type=_IN, help="Initramfs (cpio, maybe compressed).")
 @click.option("--initramfs-mode", type=click.Choice([m.value for m in assemble.InitramfsMode]),
-              default="tag", show_default=True)
+              default="tag", show_default=True,
+              help="tag: the bytes as given behind m1n1_initramfs + size (any format the "
+                   "kernel reads); gzip: a newc cpio recompressed as a gzip payload.")
 @click.option("--var", "var_args", multiple=True, metavar="NAME=VALUE", help="Variable line.")
 @click.option("--sign-key", type=_IN, help="Ed25519 private key (PEM or hex) to sign with.")
-@click.option("-o", "--output", type=_FILE, required=True)
-@click.option("--json", "as_json", is_flag=True)
+@click.option("-o", "--output", type=_FILE, required=True, help="Where to write boot.bin.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def build(stage2: Path, dtbs: tuple[Path, ...], kernel: Path | None, compress: str,
           gzip_level: int, initramfs: Path | None, initramfs_mode: str, var_args: tuple[str, ...],
           sign_key: Path | None, output: Path, as_json: bool) -> None:
-    """Assemble a stage-2 boot.bin: stage2 | dtb… | kernel | initramfs | vars | sig."""
+    """Assemble a stage-2 boot.bin: stage2 | dtb… | kernel | initramfs | vars | sig.
+
+    With --compress none the kernel comes last: stage2 | dtb… | initramfs | filler FDT |
+    vars | kernel | sig.
+    """
     parts = assemble.Stage2Parts(
         stage2=_read(stage2, "stage 2"),
         dtbs=tuple(_read(d, "device tree") for d in dtbs),
