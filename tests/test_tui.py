@@ -133,6 +133,10 @@ def test_walk_the_flow_back_and_save_answers(make_app, tmp_path):
             assert size.value == "min"
             await pilot.press("enter")
             await on(pilot, NameScreen)
+            await pilot.press("ctrl+s")  # saving works from inside an input too
+            await until(pilot, saved.exists)
+            assert load_answers(saved).resize_to == "min"
+            saved.unlink()
             await type_answer(pilot, "a/b")
             assert isinstance(app.screen, NameScreen)
             assert "must be 1-200 printable bytes" in app.screen.query_one(CheckedInput).reason
@@ -178,12 +182,13 @@ def test_install_through_the_worker(make_app):
             await install_defaults(pilot)
             await until(pilot, lambda: isinstance(app.screen, ProgressScreen | DoneScreen))
             done = await on(pilot, DoneScreen)
-            await pilot.press("enter")
+            await pilot.press("ctrl+q")  # quitting here is success, like the Quit button
         return done
 
     done = asyncio.run(run())
     assert app.error is None
     assert app.return_value is app.result
+    assert app.return_code == 0
     assert app.result.os_name == UEFI_ONLY
     assert f"  scripts/qemu-boot {make_app.sim}" in done.lines
     assert any(line.strip().startswith("kmutil configure-boot") for line in done.lines)

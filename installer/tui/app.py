@@ -71,6 +71,7 @@ class PippinApp(App[InstallResult | None]):
     TITLE = "Pippin"
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("w", "write_answers", "Save answers"),
+        Binding("ctrl+s", "write_answers", "Save answers", show=False),  # also in inputs
         Binding("ctrl+q", "quit", "Quit"),
     ]
 
@@ -109,6 +110,9 @@ class PippinApp(App[InstallResult | None]):
         if self.installing:
             self.notify("the install is running; quitting now would leave it half done",
                         severity="warning")
+            return
+        if self.result is not None:  # installed: quitting from the done screen is success
+            self.exit(self.result)
             return
         self.exit(None, return_code=1)
 
