@@ -128,7 +128,8 @@ class PippinApp(App[InstallResult | None]):
             self._fail(exc)
         except Exception as exc:  # noqa: BLE001 - worker entry: one line on screen, details in the log
             log.exception("internal error in the install TUI")
-            self._fail(PippinError(f"internal error: {exc.__class__.__name__}: {exc}",
+            first = (str(exc).splitlines() or [""])[0]
+            self._fail(PippinError(f"internal error: {exc.__class__.__name__}: {first}",
                                    hint="details in the pippin log file"))
 
     def _ask(self, screen: Screen[T]) -> T:
