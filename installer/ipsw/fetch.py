@@ -276,6 +276,8 @@ class _Run:
                 continue
             self.sink.write_member(m, iter_member(m, self.cache.read))
             self.pending.remove(m)
+            log.debug("%s: %s verified and delivered (%d bytes)", self.url, m.name,
+                      m.file_size)
             self._report(m.name, MemberState.DONE, force=True)
         if again:
             # Whole blocks were dropped, neighbours' bytes too (a neighbour verified in
