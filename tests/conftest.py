@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import hypothesis.configuration
@@ -15,6 +17,22 @@ TEST_ASSETS = ROOT / ".cache" / "test-assets"
 # Hypothesis caches (example database, constants, unicode tables) go under .cache, not a
 # .hypothesis/ in the tree (which its pytest plugin then warns about, an error here).
 hypothesis.configuration.set_hypothesis_home_dir(ROOT / ".cache" / "hypothesis")
+
+
+@pytest.fixture(autouse=True)
+def _restore_root_logging() -> Iterator[None]:
+    """A CLI main() run in-process installs root log handlers (stderr, log file): put the
+    previous ones back so they don't leak into later tests in the same worker."""
+    root = logging.getLogger()
+    saved, level = list(root.handlers), root.level
+    yield
+    for h in list(root.handlers):
+        root.removeHandler(h)
+        if h not in saved:
+            h.close()
+    for h in saved:
+        root.addHandler(h)
+    root.setLevel(level)
 
 
 @pytest.fixture(scope="session")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import os
 import subprocess
 import sys
@@ -20,18 +19,9 @@ from vendorfw.cli import main
 
 @pytest.fixture
 def env(tmp_path, monkeypatch):
-    """Logs under tmp_path; main() installs root log handlers, so put the old ones back."""
+    """Logs under tmp_path (conftest puts the root log handlers back after each test)."""
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    root = logging.getLogger()
-    saved = (list(root.handlers), root.level)
-    yield tmp_path
-    for h in list(root.handlers):
-        root.removeHandler(h)
-        if h not in saved[0]:
-            h.close()
-    for h in saved[0]:
-        root.addHandler(h)
-    root.setLevel(saved[1])
+    return tmp_path
 
 
 def run(capsys, *argv: str) -> tuple[int, str, str]:

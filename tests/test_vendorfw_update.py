@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import os
 import shutil
 import subprocess
@@ -50,18 +49,9 @@ def make_esp(root: Path, seed: int = 3) -> dict[str, str]:
 
 @pytest.fixture
 def env(tmp_path, monkeypatch):
-    """Logs under tmp_path; main() installs root log handlers, so put the old ones back."""
+    """Logs under tmp_path (conftest puts the root log handlers back after each test)."""
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    root = logging.getLogger()
-    saved = (list(root.handlers), root.level)
-    yield tmp_path
-    for h in list(root.handlers):
-        root.removeHandler(h)
-        if h not in saved[0]:
-            h.close()
-    for h in saved[0]:
-        root.addHandler(h)
-    root.setLevel(saved[1])
+    return tmp_path
 
 
 def locator(tmp_path: Path, esp: Path, *, mounted: bool = True) -> list[str]:
