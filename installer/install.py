@@ -98,6 +98,7 @@ class InstallResult:
     restore_image: str
     dry_run: bool
     esp_partuuid: str = ""
+    vgid: str = ""  # the stub's volume group, which step 2 hands to bputil
     stage1_path: Path | None = None
     stage1_sha256: str = ""
     bytes_downloaded: int = 0
@@ -109,7 +110,7 @@ class InstallResult:
     def to_json(self) -> dict[str, object]:
         from installer.disk.render import plan_to_dict
         return {"target": self.target, "os": self.os_name, "restore_image": self.restore_image,
-                "dry_run": self.dry_run, "esp_partuuid": self.esp_partuuid,
+                "dry_run": self.dry_run, "esp_partuuid": self.esp_partuuid, "vgid": self.vgid,
                 "stage1": str(self.stage1_path) if self.stage1_path else None,
                 "stage1_sha256": self.stage1_sha256, "bytes_downloaded": self.bytes_downloaded,
                 "seconds": self.seconds, "warnings": list(self.warnings),
@@ -364,7 +365,7 @@ def _run(result: InstallResult, entry: OsEntry, facts: DeviceFacts, target: Inst
             raise BackendError(f"install failed: {exc}",
                                hint="the disk was rolled back to its state before") from exc
         raise
-    return replace(result, esp_partuuid=esp_uuid, stage1_path=stage1_path,
+    return replace(result, esp_partuuid=esp_uuid, vgid=info.vgid, stage1_path=stage1_path,
                    stage1_sha256=hashlib.sha256(stage1).hexdigest(),
                    bytes_downloaded=downloaded, seconds=dict(st.seconds), warnings=warnings)
 

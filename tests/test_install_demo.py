@@ -69,6 +69,7 @@ def test_uefi_only_install(tmp_path, demo_cache, session):
                                      "chip_id": 0x6000}
     assert info["system_version"] == "13.5"
     assert info["vgid"]
+    assert res.vgid == info["vgid"]  # what the done screen hands to bputil in step 2
     # vendorfw/firmware.cpio passes `vendorfw verify` against its manifest
     fw = tmp_path / "fw"
     fw.mkdir()

@@ -181,7 +181,7 @@ def next_steps(result: InstallResult) -> list[str]:
         "  1. Shut the Mac down. Press and hold the power button until 'Loading startup",
         "     options' appears, pick the new OS and confirm the Finish Installation prompt.",
         "  2. Step 2 registers the boot object (what it runs, for reference):",
-        "       bputil -nc -v <VGID of the new stub>",
+        f"       bputil -nc -v {result.vgid or '<VGID of the new stub>'}",
         f"       kmutil configure-boot -c '{system}/{STAGE1_PATH}' --raw --entry-point "
         f"2048 --lowest-virtual-address 0 -v '{system}'",
         "  3. The Mac then restarts into the new OS.",
