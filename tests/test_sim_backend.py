@@ -364,3 +364,10 @@ def test_inspect_shows_an_interrupted_run(tmp_path, base_sim, uefi, package):
     assert 0 < pending["done"] < pending["total"]
     rollback(SimBackend(img), sidecar(img) / "journal.json")
     assert inspect_json(img)["interrupted"] is None
+
+
+def test_bug_leftover_sidecar_reported_as_the_missing_image(tmp_path):
+    """A deleted image's leftover sidecar blocked create with '<image> already exists'."""
+    (tmp_path / "c.img.d").mkdir()
+    with pytest.raises(BackendError, match=r"c\.img\.d already exists"):
+        SimMac.create(tmp_path / "c.img")

@@ -62,8 +62,12 @@ class SimMac:
                 f"disk size {format_size(disk_size)} is outside {format_size(MIN_DISK)}"
                 f"..{format_size(MAX_DISK)}"
             )
-        if path.exists() or facts_path(path).exists():
-            raise BackendError(f"{path} already exists", hint="choose another path or delete it")
+        taken = [p for p in (path, facts_path(path), Path(f"{path}.d")) if p.exists()]
+        if taken:
+            # Name what is in the way: a leftover sidecar of a deleted image blocks too.
+            raise BackendError(f"{taken[0]} already exists",
+                               hint="choose another path or delete the image, "
+                               f"{facts_path(path).name} and {path.name}.d/")
         if not path.parent.is_dir():
             raise BackendError(f"directory {path.parent} does not exist")
         runner = runner or SubprocessRunner()
