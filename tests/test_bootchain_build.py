@@ -18,6 +18,11 @@ def test_zig_host_unit_tests_pass():
     assert "tests passed" in r.stdout + r.stderr
 
 
+def test_zig_sources_are_zig_fmt_clean():
+    r = bc.zig("fmt", "--check", "src", "build.zig", "tests.zig")
+    assert r.returncode == 0, "not zig fmt clean: " + r.stdout + r.stderr
+
+
 def test_rebuild_matches_prebuilt_bytes(tmp_path):
     r = subprocess.run([str(bc.ROOT / "scripts" / "build-bootchain"), str(tmp_path)],
                        capture_output=True, text=True, timeout=900)

@@ -40,3 +40,14 @@ pub const MemDisk = struct {
         return .{ .ctx = m, .readFn = readImpl, .block_size = m.block_size, .block_count = m.data.len / m.block_size };
     }
 };
+
+/// Host tests only: a gzip-compressed disk image (from testdata/) decompressed into
+/// `std.testing.allocator`; the caller frees it. Never referenced by the stages.
+pub fn gunzipTestImage(gz: []const u8) ![]u8 {
+    var in: std.Io.Reader = .fixed(gz);
+    var d: std.compress.flate.Decompress = .init(&in, .gzip, &.{});
+    var out: std.Io.Writer.Allocating = .init(std.testing.allocator);
+    errdefer out.deinit();
+    _ = try d.reader.streamRemaining(&out.writer);
+    return out.toOwnedSlice();
+}

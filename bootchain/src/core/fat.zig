@@ -303,14 +303,9 @@ fn shortEquals(raw: []const u8, want: []const u8) bool {
 
 const testing = std.testing;
 
+/// The gzip-compressed test image at `path` (relative to this file), decompressed.
 fn gunzip(comptime path: []const u8) ![]u8 {
-    const gz = @embedFile(path);
-    var in: std.Io.Reader = .fixed(gz);
-    var d: std.compress.flate.Decompress = .init(&in, .gzip, &.{});
-    var out: std.Io.Writer.Allocating = .init(testing.allocator);
-    errdefer out.deinit();
-    _ = try d.reader.streamRemaining(&out.writer);
-    return out.toOwnedSlice();
+    return blockdev.gunzipTestImage(@embedFile(path));
 }
 
 test "fat: read files by long and short names from FAT12/16/32 (512 and 4096 sectors)" {

@@ -108,14 +108,9 @@ fn search(dev: BlockDev, h: Header, guid: [16]u8, buf: []u8) Error!?Partition {
 const testing = std.testing;
 const vars = @import("vars.zig");
 
+/// The gzip-compressed test image at `path` (relative to this file), decompressed.
 fn gunzip(comptime path: []const u8) ![]u8 {
-    const gz = @embedFile(path);
-    var in: std.Io.Reader = .fixed(gz);
-    var d: std.compress.flate.Decompress = .init(&in, .gzip, &.{});
-    var out: std.Io.Writer.Allocating = .init(testing.allocator);
-    errdefer out.deinit();
-    _ = try d.reader.streamRemaining(&out.writer);
-    return out.toOwnedSlice();
+    return blockdev.gunzipTestImage(@embedFile(path));
 }
 
 const esp_uuid = "6a1f3b7e-2c4d-4e5f-8a9b-0c1d2e3f4a5b";

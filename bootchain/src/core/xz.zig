@@ -209,7 +209,7 @@ fn stdCrc32(data: []const u8) u32 {
 }
 
 const fixtures = .{
-    "../../testdata/xz-crc64.xz", "../../testdata/xz-crc32.xz", "../../testdata/xz-sha256.xz",
+    "../../testdata/xz-crc64.xz", "../../testdata/xz-crc32.xz",  "../../testdata/xz-sha256.xz",
     "../../testdata/xz-none.xz",  "../../testdata/xz-blocks.xz",
 };
 
