@@ -57,7 +57,9 @@ from installer.platform.base import DirPayloads, Runner
 from installer.platform.journal import Journal, rollback, run_plan
 from installer.platform.simmac import SimMac
 from installer.stub import STAGE1_PATH, build_stub, stub_system_version
-from installer.target import InstallTarget, MacTarget, SimTarget
+from installer.targets.base import InstallTarget
+from installer.targets.mac import MacTarget
+from installer.targets.sim import SimTarget
 
 log = logging.getLogger(__name__)
 
