@@ -83,8 +83,16 @@ def _deps(ctx: click.Context) -> InstallDeps:
     cache = Path(obj.get("cache_dir") or Path.home() / ".cache" / "pippin")
     proxies, no_proxy = proxies_from_env(env)
     session = make_session(NetConfig(proxies=proxies, no_proxy=no_proxy + LOOPBACK))
+    # PIPPIN_MAC_ROOT: where /Volumes and /dev are (set by scripts/mac-standin; "/" on a Mac)
+    root = Path(env.get("PIPPIN_MAC_ROOT") or "/")
     return InstallDeps(session=session, runner=SubprocessRunner(env or None), cache_dir=cache,
-                       env=env)
+                       env=env, mac_root=root)
+
+
+def _password(ctx: click.Context) -> str | None:
+    """The administrator's password for bless: PIPPIN_ADMIN_PASSWORD (never a file/option)."""
+    env: dict[str, str] = (ctx.find_root().obj or {}).get("env", {})
+    return env.get("PIPPIN_ADMIN_PASSWORD") or None
 
 
 def _answers(kw: dict[str, Any]) -> tuple[Answers, bool]:
@@ -99,7 +107,8 @@ def _answers(kw: dict[str, Any]) -> tuple[Answers, bool]:
         space=Space(kw["space"]) if kw["space"] else None,
         resize_to=check_choice("--resize-to", kw["resize_to"]) if kw["resize_to"] else None,
         size=check_choice("--size", kw["size"]) if kw["size"] else None,
-        name=kw["name"], expert=kw["expert"])
+        name=kw["name"], expert=kw["expert"], admin_user=kw["admin_user"],
+        stage1=str(kw["stage1"]) if kw["stage1"] else None)
     return a, not space_given
 
 
@@ -157,6 +166,11 @@ def _run_tui(deps: InstallDeps, a: Answers, auto_space: bool, write_answers: Pat
 @click.option("--size", help="Size of the new OS: max, min, NN%, or a size.")
 @click.option("--name", help="Name shown in the boot picker.")
 @click.option("--expert/--no-expert", default=None)
+@click.option("--stage1", type=click.Path(path_type=Path, dir_okay=False),
+              help="m1n1-format stage-1 image to register (needed on a real Mac: Pippin's "
+              "own stage 1 has no Apple platform yet).")
+@click.option("--admin-user", help="Administrator who sets the boot volume (bless); the "
+              "password comes from PIPPIN_ADMIN_PASSWORD or is asked for.")
 @click.option("--yes", is_flag=True, help="Install without asking.")
 @click.option("--dry-run", is_flag=True, help="Print the plan; write nothing.")
 @click.option("--json", "as_json", is_flag=True, help="Print the plan or result as JSON.")
@@ -194,9 +208,13 @@ def install_cmd(ctx: click.Context, /, yes: bool, dry_run: bool, as_json: bool, 
         if not click.confirm(f"Install {planned.os_name!r} on {planned.target}?"):
             click.echo("pippin install: cancelled; nothing written", err=True)
             return 1
+    password = _password(ctx)
+    if interactive and a.admin_user and not password and not (a.target or "").startswith("sim:"):
+        password = click.prompt(f"password of {a.admin_user} (for bless)", hide_input=True)
     bar = ProgressBar(live=sys.stderr.isatty())
     try:
-        result = install(InstallRequest(a, auto_space=auto_space), deps, bar)
+        result = install(InstallRequest(a, auto_space=auto_space, admin_password=password),
+                         deps, bar)
     finally:
         bar.close()
     if as_json:

@@ -8,8 +8,10 @@ the backend it wraps: :mod:`installer.targets.sim` (sidecar folders + mtools) an
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,6 +44,18 @@ class InstallTarget(ABC):
     @abstractmethod
     def account_stub(self, container: Partition, written: int) -> None:
         """Record what the stub now holds (the sim keeps per-volume usage)."""
+
+    def close_stub(self, container: Partition) -> None:  # noqa: B027 - optional hook
+        """Release what :meth:`stub` opened (a Mac unmounts the volumes)."""
+
+    @contextlib.contextmanager
+    def open_stub(self, container: Partition) -> Iterator[StubInfo]:
+        """:meth:`stub`, then :meth:`close_stub` however the block ends."""
+        info = self.stub(container)
+        try:
+            yield info
+        finally:
+            self.close_stub(container)
 
     @abstractmethod
     def write_esp(self, esp: Partition, staging: Path) -> None:
