@@ -17,7 +17,7 @@ from pathlib import Path
 from installer.bootobj import assemble, version
 from installer.errors import BootObjectError
 
-MIN_SIZE = 4096
+MIN_SIZE = 0x800 + 4  # at least the header area and the instruction at the entry
 MAX_SIZE = 64 << 20
 HINT = ("pass --stage1 PATH (an m1n1 stage-1 image, e.g. m1n1.bin) or stage1 = \"PATH\" in "
         "the answers file")
