@@ -184,9 +184,9 @@ def install_cmd(ctx: click.Context, /, yes: bool, dry_run: bool, as_json: bool, 
     """Install an OS next to macOS (on a non-Mac: onto the simulated Mac)."""
     deps = _deps(ctx)
     a, auto_space = _answers(kw)
-    if a.target is None:
-        a = a.override(target="disk0" if sys.platform == "darwin"
-                       else f"sim:{default_sim(deps.cache_dir)}")
+    if a.target is None:  # this Mac (or the macOS stand-in's), else the simulated one
+        on_mac = sys.platform == "darwin" or deps.mac_root != Path("/")
+        a = a.override(target="disk0" if on_mac else f"sim:{default_sim(deps.cache_dir)}")
     interactive = not yes and not dry_run and sys.stdin.isatty() and sys.stdout.isatty()
     if interactive and tui and not as_json:  # --json: the plan as JSON, then prompts
         return _run_tui(deps, a, auto_space, write_answers)
@@ -224,8 +224,12 @@ def install_cmd(ctx: click.Context, /, yes: bool, dry_run: bool, as_json: bool, 
         click.echo(render_plan(result.plan))
     for w in result.warnings:
         click.echo(f"  warning: {w}")
-    click.echo(f"installed {result.os_name!r} on {result.target}: ESP {result.esp_partuuid}, "
-               f"stage 1 at {result.stage1_path}")
+    if result.esp_partuuid:
+        click.echo(f"installed {result.os_name!r} on {result.target}: ESP "
+                   f"{result.esp_partuuid}, stage 1 at {result.stage1_path}")
+    else:
+        click.echo(f"installed {result.os_name!r} on {result.target} (tethered: stage 1 waits "
+                   f"for a development host), stage 1 at {result.stage1_path}")
     click.echo(f"  downloaded {format_size(result.bytes_downloaded)}; "
                + ", ".join(f"{k} {v:.1f} s" for k, v in result.seconds.items()))
     if result.target.startswith("sim:"):
