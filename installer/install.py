@@ -187,6 +187,8 @@ def open_source(answers: Answers, deps: InstallDeps) -> Iterator[Source]:
         why = "no demo kernel assets configured"
     site = ensure_site(deps.cache_dir, prebuilt=deps.prebuilt, assets=assets,
                        assets_missing=why)
+    for note in site.notes:  # an entry left out: say why where the user looks (stderr)
+        log.warning("%s", note)
     with demo_server.serve(site.root) as srv:
         url = f"{srv.url}/{site.catalog}"
         cat = _read_catalog(url, deps.session, srv.url)

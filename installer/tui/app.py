@@ -163,6 +163,8 @@ class PippinApp(App[InstallResult | None]):
 
     def _flow(self) -> None:
         setup = flow.load_setup(self.answers, self.deps)
+        for note in setup.notes:  # e.g. why an OS is missing from the list (log is muted)
+            self.call_from_thread(self.notify, note, severity="warning", timeout=30)
         entries = flow.offered(setup.entries, self.answers.expert)
         if not entries:
             raise CatalogError("the catalog offers no OS to install",
