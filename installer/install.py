@@ -46,12 +46,14 @@ from installer.device import DeviceFacts
 from installer.disk.model import DiskModel, Partition, PartKind
 from installer.disk.ops import CreatePartition, CreateStubContainer
 from installer.disk.plan import NEED_FREE, Choices, Plan, Space, plan_install, space_options
-from installer.errors import AnswersError, BackendError, CatalogError, NetworkError, PippinError
+from installer.errors import AnswersError, BackendError, CatalogError, PippinError
 from installer.firmware import FirmwareOutput, build_firmware
 from installer.ipsw import images, remote
+from installer.ipsw.cache import cache_root as range_cache_root
 from installer.ipsw.fetch import FetchOptions, FetchProgress, fetch_members
 from installer.ipsw.member import DirectorySink
 from installer.ipsw.select import Needed, needed_members
+from installer.net.http import request_error
 from installer.ospackage import fetch_extras, fetch_package, unpack_package
 from installer.platform.base import DirPayloads, Runner
 from installer.platform.journal import Journal, rollback, run_plan
@@ -149,7 +151,7 @@ def _read_catalog(ref: str, session: requests.Session, repo_base: str | None) ->
         try:
             resp = session.get(ref, timeout=(10.0, 30.0))
         except requests.RequestException as exc:
-            raise NetworkError(f"GET {ref}: {exc}") from exc
+            raise request_error(ref, exc) from exc
         if resp.status_code != 200:
             raise CatalogError(f"GET {ref}: HTTP {resp.status_code}")
         base = repo_base or ref.rsplit("/", 1)[0]
@@ -417,7 +419,7 @@ def _boot_bin(payloads: DirPayloads | None, deps: InstallDeps) -> bytes:
 def _fetch_restore(url: str, facts: DeviceFacts, deps: InstallDeps, st: _Stages,
                    work: Path) -> tuple[Needed, Path, int]:
     archive = remote.open_archive(url, deps.session, timeout=deps.fetch_options.timeout)
-    cache_root = deps.cache_dir / "ipsw-cache"
+    cache_root = range_cache_root(deps.cache_dir)  # shared with `pippin ipsw fetch`
     needed = needed_members(archive, board_id=facts.board_id, chip_id=facts.chip_id,
                             device_class=facts.device_class, session=deps.session,
                             cache_root=cache_root)
