@@ -25,11 +25,12 @@ from pathlib import Path
 import pyimg4
 
 from tests.support.fwmultitouch import (
-    multitouch_payload,
-    touchbar_expected,
-    touchbar_items,
-    trackpad_expected,
-    trackpad_items,
+    J293_DFRMTFW,
+    J293_TPMTFW,
+    J314C_TPMTFW,
+    j293_value,
+    j314c_value,
+    osserialize,
 )
 
 # --------------------------------------------------------------------------- expectations
@@ -323,26 +324,30 @@ def make_kernelcache(path: Path, asmedia: bytes, lzfse: bool, seed: int = 0) -> 
 
 
 def _multitouch(t: _Tree, raw_dump: bool) -> None:
-    tb, tp = touchbar_items(t.rng), trackpad_items(t.rng)
-    j293 = multitouch_payload({"C1FB0A1B2C3D": tb, "C1FD0A1B2C3D": tp})
-    tp2 = trackpad_items(t.rng)
-    j314 = multitouch_payload({"C1FA00000001": [{"Type": "Other"}], "C1FD00000002": tp2})
-    if raw_dump:  # by manifest path, plus <device>/<ManifestKey>.im4p symlinks (§8)
-        target = "Firmware/Multitouch/J293_Multitouch.im4p"
-        t.write(f"fud_firmware/{target}", make_im4p("mtfw", j293, compress="lzfse"))
-        link = t.root / "fud_firmware/j293ap/Multitouch.im4p"
-        link.parent.mkdir(parents=True, exist_ok=True)
-        os.symlink(f"../{target}", link)
-    else:
-        t.write("fud_firmware/j293ap/Multitouch.im4p", make_im4p("mtfw", j293))
-    t.write("fud_firmware/j314cap/Multitouch.im4p", make_im4p("mtfw", j314))
-    t.write("fud_firmware/j293ap/StockholmEMD.im4p", make_im4p("stfw", t.rand(100, 300)))
-    broken = bytearray(make_im4p("mtfw", j314))
-    t.write("fud_firmware/j413ap/Multitouch.im4p", bytes(broken[: len(broken) // 2]))
+    """j293: Touch Bar + trackpad, LZFSE IM4P; j314c: trackpad only, raw IM4P (golden bytes
+    in fwmultitouch.py); j413: a truncated IM4P (reported); a StockholmEMD beside them.
+    In the raw dump (§8) the files sit at their manifest paths and every
+    ``<device>/<ManifestKey>.im4p`` is a relative symlink to one."""
+    im4ps = {
+        ("j293ap", "Multitouch"): make_im4p("mtfw", osserialize(j293_value()), compress="lzfse"),
+        ("j314cap", "Multitouch"): make_im4p("mtfw", osserialize(j314c_value())),
+        ("j293ap", "StockholmEMD"): make_im4p("stfw", t.rand(100, 300)),
+    }
+    broken = make_im4p("mtfw", osserialize(j314c_value()))
+    im4ps[("j413ap", "Multitouch")] = broken[: len(broken) // 2]
+    for (device, key), data in im4ps.items():
+        if raw_dump:
+            target = f"Firmware/{key}/{device[:-2].upper()}_{key}.im4p"
+            t.write(f"fud_firmware/{target}", data)
+            link = t.root / f"fud_firmware/{device}/{key}.im4p"
+            link.parent.mkdir(parents=True, exist_ok=True)
+            os.symlink(f"../{target}", link)
+        else:
+            t.write(f"fud_firmware/{device}/{key}.im4p", data)
     t.summary.problems.add("fud_firmware/j413ap/Multitouch.im4p")
-    t.expect("apple/dfrmtfw-j293.bin", touchbar_expected(tb))
-    t.expect("apple/tpmtfw-j293.bin", trackpad_expected(tp))
-    t.expect("apple/tpmtfw-j314c.bin", trackpad_expected(tp2))
+    t.expect("apple/dfrmtfw-j293.bin", J293_DFRMTFW)
+    t.expect("apple/tpmtfw-j293.bin", J293_TPMTFW)
+    t.expect("apple/tpmtfw-j314c.bin", J314C_TPMTFW)
 
 
 # --------------------------------------------------------------------------- camera, ALS

@@ -1,9 +1,10 @@
 """Multitouch firmware: ``fud_firmware/<jNNN>/Multitouch.im4p`` (IM4P type ``mtfw``, §7).
 
-The payload is a plist mapping device keys to item lists. ``C1FD…`` keys are trackpads,
-written as ``apple/tpmtfw-<jNNN>.bin`` (a ``HIDF`` header and a compact CBOR-like encoding
-of the items); ``C1FB…`` keys are Touch Bars, written as ``apple/dfrmtfw-<jNNN>.bin``
-(``Z2FW`` records). Both encodings are built here because no library knows them.
+The payload (IOKit ``OSSerialize`` XML, read by mtplist.py) maps device keys to item lists.
+``C1FD…`` keys are trackpads, written as ``apple/tpmtfw-<jNNN>.bin`` (a ``HIDF`` header and
+a compact CBOR-like encoding of the items); ``C1FB…`` keys are Touch Bars, written as
+``apple/dfrmtfw-<jNNN>.bin`` (``Z2FW`` records). Both encodings are built here because no
+library knows them.
 """
 
 from __future__ import annotations
