@@ -43,7 +43,7 @@ def _run(tmp_path: Path, im4p: bytes, machine: str = "j293ap"):
     p = tmp_path / "fud_firmware" / machine / "Multitouch.im4p"
     p.parent.mkdir(parents=True, exist_ok=True)
     p.write_bytes(im4p)
-    files, problems = multitouch.collect(FirmwareSource(fud_firmware=tmp_path / "fud_firmware"))
+    files, problems = multitouch.collect(FirmwareSource.from_dir(tmp_path))
     return {f.name: f.read() for f in files}, problems
 
 
@@ -337,7 +337,7 @@ def test_symlink_leading_outside_is_refused(tmp_path):
     link = tmp_path / "fud_firmware/j293ap/Multitouch.im4p"
     link.parent.mkdir(parents=True)
     os.symlink("../../elsewhere.im4p", link)
-    files, problems = multitouch.collect(FirmwareSource(fud_firmware=tmp_path / "fud_firmware"))
+    files, problems = multitouch.collect(FirmwareSource.from_dir(tmp_path))
     assert files == []
     assert [p.reason for p in problems] == [f"link leads outside {tmp_path / 'fud_firmware'}"]
 
@@ -348,7 +348,7 @@ def test_non_machine_dirs_are_ignored(tmp_path):
         p = tmp_path / "fud_firmware" / d / "Multitouch.im4p"
         p.parent.mkdir(parents=True)
         p.write_bytes(im4p)
-    files, problems = multitouch.collect(FirmwareSource(fud_firmware=tmp_path / "fud_firmware"))
+    files, problems = multitouch.collect(FirmwareSource.from_dir(tmp_path))
     assert [f.name for f in files] == ["apple/tpmtfw-j293.bin"]
     assert problems == []
 

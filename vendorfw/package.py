@@ -88,13 +88,13 @@ def iter_chunks(f: FirmwareFile) -> Iterator[bytes | memoryview]:
         for off in range(0, len(view), CHUNK):
             yield view[off : off + CHUNK]
         return
-    assert f.source is not None  # FirmwareFile guarantees one of data/source
+    content = f.content
+    assert content is not None  # FirmwareFile guarantees one of data/source
     try:
-        with open(f.source, "rb") as fh:
-            while chunk := fh.read(CHUNK):
-                yield chunk
+        yield from content.chunks(CHUNK)
     except OSError as exc:
-        raise ArchiveError(f"cannot read {f.source} (for {f.name}): {exc.strerror}") from exc
+        raise ArchiveError(f"cannot read {content} (for {f.name}): {exc.strerror or exc}"
+                           ) from exc
 
 
 def _hash(f: FirmwareFile, progress: Progress | None) -> tuple[str, int]:

@@ -2,15 +2,16 @@
 
 Names look like macOS's (several Wi-Fi chips and revisions, antenna variants, identical and
 differing variants, perf/ and assert/ dirs, ``_gen`` files, ``C-4388__s-C2``, Bluetooth
-MUR/USI/GEN/Willamette/ES2/_DEV, Multitouch IM4Ps using ID/IDREF, a kernelcache carrying
+MUR/USI/GEN/Willamette/ES2/_DEV, Multitouch IM4Ps holding OSSerialize payloads (bare dict
+root, hex integers, ID/IDREF), symlinked by device in the raw dump, a kernelcache carrying
 the ASMedia blob, camerad with set-file headers, factory-data HmCA files, ALS calibration).
 Contents are random bytes from a seeded RNG.
 
 The expected Linux names and bytes of the fixed core are written out by hand here from
 formats.md §7 (``WIFI_CORE``, ``BT_CORE``, Z2FW/HIDF in fwmultitouch.py); they are not
 computed by vendorfw. ``scale`` > 1 adds Wi-Fi boards whose variants all differ, whose
-names follow directly from the path (no pruning applies); scale 11 gives ≥ 1,000 files and
-≥ 60 MB.
+names follow directly from the path (no pruning applies); scale 11 gives about 1,000 files
+and 50 MB, the size of the dump measured in issue 13 (``make_asahi_dir`` packs it).
 """
 
 from __future__ import annotations
@@ -258,8 +259,8 @@ def _wifi_extra(t: _Tree, fw: str, scale: int) -> None:
         d, chip = _CHIPS[i % len(_CHIPS)]
         board = f"{_ISLANDS[i % len(_ISLANDS)]}{i}"
         pre = f"brcm/brcmfmac{chip}-pcie.apple,{board}"
-        for ext, out, lo, hi in ((".trx", "bin", 300_000, 340_000),
-                                 (".clmb", "clm_blob", 30_000, 50_000),
+        for ext, out, lo, hi in ((".trx", "bin", 190_000, 250_000),
+                                 (".clmb", "clm_blob", 20_000, 30_000),
                                  (".txcb", "txcap_blob", 8_000, 12_000)):
             data = t.rand(lo, hi)
             t.write(f"{fw}/wifi/{d}/{board}{ext}", data)
@@ -422,13 +423,14 @@ def make_macos_tree(root: Path, seed: int = 0, scale: int = 1) -> ExpectedSummar
     return summary
 
 
-def make_raw_dump_dir(root: Path, seed: int = 0) -> ExpectedSummary:
+def make_raw_dump_dir(root: Path, seed: int = 0, scale: int = 1) -> ExpectedSummary:
     """The §8 raw-dump layout, unpacked: firmware/, fud_firmware/ (with symlinks),
     appleh13camerad, com.apple.factorydata/, apple/aop-als-cal.bin, plus an LZFSE
     kernelcache beside them. Five of the six set-files (a reported warning)."""
     summary = ExpectedSummary(root)
     t = _Tree(root, random.Random(seed), summary)
     _wifi_core(t, "firmware")
+    _wifi_extra(t, "firmware", scale)
     _bluetooth(t, "firmware")
     _multitouch(t, raw_dump=True)
     _camera_als(t, "appleh13camerad", "com.apple.factorydata", "apple/aop-als-cal.bin",
@@ -439,6 +441,21 @@ def make_raw_dump_dir(root: Path, seed: int = 0) -> ExpectedSummary:
     summary.source_files += 1
     summary.source_bytes += kc.stat().st_size
     t.expect("asmedia/asm2214a-apple.bin", asm)
+    return summary
+
+
+def make_asahi_dir(asahi: Path, work: Path, seed: int = 0, scale: int = 1) -> ExpectedSummary:
+    """An ESP ``asahi/`` directory as the installer leaves it (formats.md §5, §8):
+    ``all_firmware.tar.gz`` (packed by vendorfw.rawdump, as the installer does) and the
+    kernelcache beside it. ``work`` holds the unpacked tree while it is built."""
+    from vendorfw import rawdump
+
+    tree = work / "dump-tree"
+    summary = make_raw_dump_dir(tree, seed=seed, scale=scale)
+    asahi.mkdir(parents=True, exist_ok=True)
+    for kc in tree.glob("kernelcache*"):
+        os.rename(kc, asahi / kc.name)
+    rawdump.pack(tree, asahi / rawdump.RAWDUMP_NAME)
     return summary
 
 
