@@ -20,13 +20,21 @@ CHUNK = 1 << 20
 @dataclass(frozen=True, slots=True)
 class Content:
     """Bytes to read later: the whole file ``path``, or ``size`` bytes at ``offset`` of the
-    open file descriptor ``fd`` (valid while its owner keeps it open). ``label`` names it."""
+    open file descriptor ``fd`` (valid while its owner keeps it open). ``label`` names it.
+    ``digest`` is the SHA-256 when a collector already computed it."""
 
     label: str
     path: Path | None = None
     fd: int = -1
     offset: int = 0
     size: int = 0
+    digest: bytes | None = None
+
+    @property
+    def immutable(self) -> bool:
+        """A slice of a spool only its owner holds (unnamed): it cannot change under us,
+        unlike a file on disk."""
+        return self.path is None
 
     @classmethod
     def of_path(cls, path: Path) -> Content:

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import abc
 import contextlib
+import dataclasses
 import hashlib
 import logging
 import mmap
@@ -124,6 +125,11 @@ class Tree(abc.ABC):
         for chunk in self.content(rel).chunks():
             h.update(chunk)
         return h.digest()
+
+    def hashed(self, rel: str) -> Content:
+        """:meth:`content` with its ``digest`` filled in (packaging then need not hash a
+        spool slice again)."""
+        return dataclasses.replace(self.content(rel), digest=self.digest(rel))
 
     def walk(self, top: str) -> Iterator[tuple[str, list[str], list[str]]]:
         """Like ``os.walk`` (top-down, ``dirnames`` may be pruned in place): directories and

@@ -161,7 +161,9 @@ def _read(tree: Tree, path: str) -> _Content:
     if path.endswith(".txt"):
         data = clean_nvram(tree.read(path))
         return _Content(hashlib.sha256(data).digest(), data, None)
-    return _Content(tree.digest(path), None, tree.content(path))
+    content = tree.hashed(path)
+    assert content.digest is not None  # hashed() fills it in
+    return _Content(content.digest, None, content)
 
 
 def _tree_path(suffix: str, dims: dict[str, str]) -> list[str | None]:
