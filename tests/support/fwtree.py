@@ -303,8 +303,15 @@ def make_im4p(fourcc: str, payload: bytes, *, compress: str | None = None) -> by
     return out
 
 
+def macho_header(filetype: int) -> bytes:
+    """A 64-bit arm64e Mach-O header (magic, cputype, cpusubtype, filetype, no load
+    commands), as Apple's binaries start: ``filetype`` 2 = MH_EXECUTE, 0xC = MH_FILESET (a
+    kernelcache)."""
+    return struct.pack("<8I", 0xFEEDFACF, 0x0100000C, 0x80000002, filetype, 0, 0, 0, 0)
+
+
 def kernel_image(asmedia: bytes, rng: random.Random, size: int = 2 << 20) -> bytes:
-    """A fake kernel image: Mach-O magic, filler, the 2214A_RCFG record, filler."""
+    """A fake kernel image: a Mach-O fileset header, filler, the 2214A_RCFG record, filler."""
     assert len(asmedia) == 0x18000
     record = b"2214A_RCFG" + bytes(0x2F - 10) + struct.pack("<I", 0x18000) + asmedia
 
@@ -312,7 +319,7 @@ def kernel_image(asmedia: bytes, rng: random.Random, size: int = 2 << 20) -> byt
         page = rng.randbytes(1024) + bytes(1024)
         return (page * (n // len(page) + 1))[:n]
 
-    head = b"\xcf\xfa\xed\xfe" + filler(size // 2)
+    head = macho_header(0xC) + filler(size // 2)
     return head + record + bytes(4096) + filler(size // 2)
 
 
@@ -364,6 +371,7 @@ def make_camerad(rng: random.Random, magics: list[int]) -> tuple[bytes, dict[str
     expected ``apple/isp_*.dat`` contents."""
     page = 4096
     blob = bytearray(rng.randbytes(64 * page))
+    blob[:32] = macho_header(2)  # the daemon is an arm64e executable
     expected: dict[str, bytes] = {}
     at = 5 * page
     for magic in magics:
