@@ -109,6 +109,12 @@ HOSTILE = {
     ),
     "hardlink-outside": ([special("h", tarfile.LNKTYPE, "../../etc/passwd")], "unsafe path"),
     "hardlink-unknown": ([special("h", tarfile.LNKTYPE, "nothing")], "no earlier file"),
+    "file-then-dir": ([reg("f"), reg("f/x")], "f is both a directory and a file"),
+    "dir-then-file": ([special("d", tarfile.DIRTYPE), reg("d")], "d is both a directory"),
+    "hardlink-to-dir": ([special("d", tarfile.DIRTYPE), special("h", tarfile.LNKTYPE, "d")],
+                        "no earlier file"),
+    "symlink-loop": ([special("l1", tarfile.SYMTYPE, "l2/x"), special("l2", tarfile.SYMTYPE,
+                                                                      "l1/y")], "is a loop"),
     "fifo": ([special("f", tarfile.FIFOTYPE)], "device or fifo"),
     "chardev": ([special("c", tarfile.CHRTYPE)], "device or fifo"),
 }
