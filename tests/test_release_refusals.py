@@ -167,14 +167,20 @@ def test_not_root_names_the_sudo_line(served_release, tmp_path):
             "/install | sudo sh -s -- --dry-run", home)
 
 
-def test_no_python_311(served_release, tmp_path):
-    """No runtime in the bundle and only an old python3 on PATH."""
+def python_shims(tmp_path: Path, body: str) -> str:
+    """A PATH dir whose python3, python3.11, python3.12 and python3.13 all run ``body``."""
     shim = tmp_path / "shim"
     shim.mkdir()
-    (shim / "python3").write_text(
-        '#!/bin/sh\ncase "$*" in *version_info*) exit 1 ;; *python_version*) echo 3.9.6 ;; '
-        "esac\n")
-    (shim / "python3").chmod(0o755)
+    for name in ("python3", "python3.11", "python3.12", "python3.13"):
+        (shim / name).write_text("#!/bin/sh\n" + body)
+        (shim / name).chmod(0o755)
+    return str(shim)
+
+
+def test_no_python_311(served_release, tmp_path):
+    """No runtime in the bundle and only an old python3 on PATH."""
+    shim = python_shims(tmp_path, 'case "$*" in *version_info*) exit 1 ;; '
+                        "*python_version*) echo 3.9.6 ;; esac\n")
     env = env_for(tmp_path)
     env["PATH"] = f"{shim}:{env['PATH']}"
     r = curl_sh(served_release.url("rel/install"), env)
@@ -213,3 +219,17 @@ def test_hostile_latest_on_a_mirror(served_release, tmp_path, n, latest):
     r = curl_sh(served_release.url("rel/install"), env_for(tmp_path, PIPPIN_BASE=base))
     refused(r, f"pippin: {base}/latest is not a Pippin release index (version, file, size, "
             "sha256); nothing was run", tmp_path / "home")
+
+
+def test_no_python_the_wheels_fit(served_release, tmp_path):
+    """Pythons >= 3.11 that the bundle has no wheels for (e.g. a newer CPython): every one
+    is tried, then one line says why the last one failed."""
+    shim = python_shims(tmp_path, 'case "$*" in *version_info*) exit 0 ;; esac\n'
+                        'echo "ERROR: No matching distribution found for pylzss==0.3.4" >&2\n'
+                        "exit 1\n")
+    env = env_for(tmp_path)
+    env["PATH"] = f"{shim}:{env['PATH']}"
+    r = curl_sh(served_release.url("rel/install"), env)
+    refused(r, "pippin: cannot install the bundle's wheels with any Python here; "
+            f"{shim}/python3.11: ERROR: No matching distribution found for pylzss==0.3.4",
+            tmp_path / "home")

@@ -23,7 +23,7 @@ trap 'printf "%s\n" "pippin: this install script is incomplete (cut short while 
 pippin_bootstrap() {
     trap - EXIT
     local built_base built_file built_size built_sha base file size sha tty py pipwhl \
-        bundle top have rc
+        bundle top have rc cand failed
 
     built_base='@PIPPIN_BASE_URL@'
     built_file='@PIPPIN_BUNDLE@'
@@ -160,13 +160,37 @@ pippin_bootstrap() {
     }
     top="$pippin_tmp/b/${file%.tar.gz}"
 
+    pipwhl=""
+    for have in "$top"/wheels/pip-*.whl; do pipwhl=$have; done
+    [ -f "$pipwhl" ] || {
+        pippin_say "$file holds no pip wheel"
+        return 1
+    }
+    # The runtime: the bundle's, else the first Python >= 3.11 on PATH that the bundle has
+    # wheels for (python3 may be newer than the wheels; python3.1x may then fit).
     py=""
-    if [ -x "$top/python/bin/python3" ] && "$top/python/bin/python3" -c '' 2>/dev/null; then
-        py="$top/python/bin/python3"
-    elif command -v python3 >/dev/null 2>&1 &&
-        python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
-        py=$(command -v python3)
-    else
+    failed=""
+    for cand in "$top/python/bin/python3" python3 python3.13 python3.12 python3.11; do
+        case $cand in
+        /*) [ -x "$cand" ] || continue ;;
+        *) cand=$(command -v "$cand") || continue ;;
+        esac
+        "$cand" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null || continue
+        pippin_info "installing Pippin with $cand"
+        rm -rf "$pippin_tmp/site"
+        if PIP_CONFIG_FILE=/dev/null PYTHONNOUSERSITE=1 "$cand" "$pipwhl/pip" install -q \
+            --disable-pip-version-check --no-index --find-links "$top/wheels" \
+            --only-binary=:all: --no-compile --no-warn-script-location \
+            --target "$pippin_tmp/site" "pippin==@PIPPIN_VERSION@" 2>"$pippin_tmp/pip.log"; then
+            py=$cand
+            break
+        fi
+        failed="$cand: $(tail -n 1 "$pippin_tmp/pip.log")"
+    done
+    if [ -z "$py" ] && [ -n "$failed" ]; then
+        pippin_say "cannot install the bundle's wheels with any Python here; $failed"
+        return 1
+    elif [ -z "$py" ]; then
         have=$(python3 -c 'import platform; print(platform.python_version())' 2>/dev/null)
         pippin_say "Pippin needs Python 3.11 or newer: this bundle carries no runtime for this machine and python3 is ${have:-missing} (install Python 3.11+, e.g. from python.org)"
         return 1
@@ -176,20 +200,6 @@ pippin_bootstrap() {
     0 | "" | no | false) set -- install "$@" ;;
     *) set -- install --expert "$@" ;;
     esac
-    pipwhl=""
-    for have in "$top"/wheels/pip-*.whl; do pipwhl=$have; done
-    [ -f "$pipwhl" ] || {
-        pippin_say "$file holds no pip wheel"
-        return 1
-    }
-    pippin_info "installing Pippin with $py"
-    PIP_CONFIG_FILE=/dev/null PYTHONNOUSERSITE=1 "$py" "$pipwhl/pip" install -q \
-        --disable-pip-version-check --no-index --find-links "$top/wheels" \
-        --only-binary=:all: --no-compile --no-warn-script-location \
-        --target "$pippin_tmp/site" "pippin==@PIPPIN_VERSION@" 2>"$pippin_tmp/pip.log" || {
-        pippin_say "installing the bundle's wheels with $py failed: $(tail -n 1 "$pippin_tmp/pip.log")"
-        return 1
-    }
 
     # The installer's questions come from the terminal, not from this script's pipe.
     tty=/dev/null
