@@ -284,3 +284,36 @@ def test_plan_verifies_a_local_catalog(tmp_path):
                "--target", f"sim:{tmp_path / 'mac.img'}")
     assert r.returncode == 1
     assert r.stderr.splitlines()[0].startswith(f"pippin: error: catalog {cat} does not match")
+
+
+def test_catalog_sign_and_verify_commands(tmp_path):
+    """What a publisher runs: keygen, sign, verify; then an edited catalog fails verify."""
+    k = tmp_path / "k.pem"
+    assert pippin(tmp_path, "bootobj", "keygen", "-o", str(k)).returncode == 0
+    cat = tmp_path / CATALOG_NAME
+    cat.write_bytes(b'{"os_list": []}\n')
+    r = pippin(tmp_path, "catalog", "sign", "--key", str(k), str(cat))
+    assert r.returncode == 0, r.stderr
+    public = sign.load_public_key(k)
+    assert r.stdout.strip() == (f"{cat}.sig: signed by key {ct.key_id(public)} (pin it with "
+                                f"PIPPIN_CATALOG_KEY=ed25519:{public.hex()})")
+    r = pippin(tmp_path, "catalog", "verify", "--key", str(k), str(cat))
+    assert (r.returncode, r.stdout.strip()) == (
+        0, f"catalog {cat}: signature by pinned key {ct.key_id(public)} verified")
+    cat.write_bytes(b'{"os_list": [ ]}\n')
+    r = pippin(tmp_path, "catalog", "verify", str(cat))
+    assert r.returncode == 1
+    assert r.stderr.splitlines() == [f"pippin: error: catalog {cat} does not match its "
+                                     f"signature {cat}.sig (key {ct.key_id(public)}): altered "
+                                     "or truncated; not using it"]
+
+
+def test_catalog_sign_refuses_a_broken_catalog(tmp_path):
+    k = tmp_path / "k.pem"
+    sign.save_private_key(k, A)
+    cat = tmp_path / CATALOG_NAME
+    cat.write_bytes(b'{"os_list": [')
+    r = pippin(tmp_path, "catalog", "sign", "--key", str(k), str(cat))
+    assert r.returncode == 1
+    assert r.stderr.splitlines()[0].startswith("pippin: error: catalog is not valid JSON")
+    assert not (tmp_path / (CATALOG_NAME + ".sig")).exists()
