@@ -14,15 +14,18 @@ from pathlib import Path
 
 import pytest
 
-from installer.demo.site import DEMO_LINUX, DEMO_MARKER
+from installer.demo.site import DEMO_LINUX, DEMO_MARKER, image_file_name
 from installer.errors import ReleaseError
 from installer.release import wheels as wh
 from installer.release.bundle import EPOCH, check_base_url
 from tests.conftest import require_tool
-from tests.support import nginx, releasefix
+from tests.support import installfix, nginx, releasefix
+from tests.support.installfix import link_tree
 from tests.support.releasefix import clean_env, curl_sh, make_release
 
 served_release = releasefix.served_release
+demo_cache = installfix.demo_cache
+demo_site = installfix.demo_site
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -172,9 +175,15 @@ def test_install_script_has_the_values_and_passes_shellcheck(served_release):
 
 @pytest.mark.qemu
 @pytest.mark.timeout(900)
-def test_curl_sh_installs_the_demo_linux_and_it_boots(served_release, tmp_path, test_assets):
+def test_curl_sh_installs_the_demo_linux_and_it_boots(served_release, tmp_path, demo_site):
     """curl | sh → verified bundle → wheels → `pippin install --answers A --yes` onto a
-    fresh simulated Mac (under caffeinate) → scripts/qemu-boot boots the result."""
+    fresh simulated Mac (under caffeinate) → scripts/qemu-boot boots the result.
+
+    The catalog, OS packages and restore image come from the same nginx through
+    INSTALLER_DATA, REPO_BASE and IPSW_BASE (the demo site, signed, its key pinned with
+    PIPPIN_CATALOG_KEY), with EXPERT=1: the access log shows each one was used."""
+    site = link_tree(demo_site.root, served_release.root / "site")
+    assert (site / "installer_data.json.sig").is_file()
     sim = tmp_path / "mac.img"
     answers = tmp_path / "a.toml"
     answers.write_text(f'target = "sim:{sim}"\nos = "{DEMO_LINUX}"\n')
@@ -184,19 +193,26 @@ def test_curl_sh_installs_the_demo_linux_and_it_boots(served_release, tmp_path, 
         f'#!/bin/sh\necho "$@" > {tmp_path}/caffeinate.args\n'
         'while [ $# -gt 0 ] && [ "${1#-}" != "$1" ]; do shift; done\nexec "$@"\n')
     (shim / "caffeinate").chmod(0o755)
-    env = clean_env(tmp_path / "home", PIPPIN_ALLOW_NON_MAC="1",
-                    PIPPIN_DEMO_ASSETS=str(test_assets))
+    base = served_release.url("site")
+    env = clean_env(tmp_path / "home", PIPPIN_ALLOW_NON_MAC="1", EXPERT="1",
+                    INSTALLER_DATA=f"{base}/installer_data.json", REPO_BASE=base,
+                    IPSW_BASE=base, PIPPIN_CATALOG_KEY=f"ed25519:{demo_site.catalog_key.hex()}")
     env["PATH"] = f"{shim}:{env['PATH']}"
     r = curl_sh(served_release.url("rel/install"), env, "--answers", str(answers), "--yes")
     assert r.rc == 0, r.stderr[-3000:]
     assert f"installed '{DEMO_LINUX}' on sim:{sim}" in r.stdout
+    assert "catalog" not in r.stderr  # signed by the pinned key: no notice
     args = (tmp_path / "caffeinate.args").read_text().split()
     assert args[0] == "-dis"
-    assert args[2:] == ["-m", "installer.cli", "install", "--answers", str(answers), "--yes"]
+    assert args[2:] == ["-m", "installer.cli", "install", "--expert", "--answers",
+                        str(answers), "--yes"]
     assert list((tmp_path / "home" / "tmp").iterdir()) == []  # the temp dir is gone
-    got = served_release.requests_for("rel")
-    assert any(f"GET /rel/{served_release.built.bundle.name} " in ln and " 200 " in ln
-               for ln in got)
+    log = served_release.server.log_lines()
+    bundle = served_release.built.bundle.name
+    assert any(ln.startswith(f"GET /rel/{bundle} ") and " 200 " in ln for ln in log)
+    for path in ("/site/installer_data.json ", "/site/installer_data.json.sig ",
+                 "/site/os/pippin-demo-linux.zip ", f"/site/{image_file_name()} "):
+        assert any(f"GET {path}" in ln for ln in log), path
     boot = subprocess.run([str(ROOT / "scripts" / "qemu-boot"), str(sim), "--timeout", "240"],
                           capture_output=True, text=True, timeout=300,
                           stdin=subprocess.DEVNULL)
