@@ -9,6 +9,7 @@ import click
 
 from installer import __version__
 from installer.bootobj.cli import bootobj
+from installer.catalog_cli import catalog
 from installer.disk.cli import plan_cmd, sim
 from installer.install_cli import install_cmd
 from installer.ipsw.cli import ipsw
@@ -31,6 +32,7 @@ def cli(ctx: click.Context, verbose: bool) -> None:
 
 
 cli.add_command(bootobj)
+cli.add_command(catalog)
 cli.add_command(plan_cmd)
 cli.add_command(sim)
 cli.add_command(ipsw)

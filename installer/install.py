@@ -30,16 +30,18 @@ import secrets
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import requests
 
+from installer import catalog_trust
 from installer.answers import Answers
 from installer.bootobj import assemble, espupdate
 from installer.bootobj import vars as bvars
 from installer.catalog import Catalog, OsEntry, PartitionType, parse_catalog
+from installer.catalog_trust import Pin
 from installer.demo import server as demo_server
 from installer.demo.site import ensure_site
 from installer.device import DeviceFacts
@@ -146,7 +148,9 @@ def make_target(target: str, runner: Runner) -> InstallTarget:
     return MacTarget(MacBackend(runner, disk=target))
 
 
-def _read_catalog(ref: str, session: requests.Session, repo_base: str | None) -> Catalog:
+def _read_catalog(ref: str, session: requests.Session, repo_base: str | None,
+                  pins: Sequence[Pin] = ()) -> Catalog:
+    """The catalog at ``ref``, used only after its signature checks out (catalog_trust)."""
     if remote.is_url(ref):
         try:
             resp = session.get(ref, timeout=(10.0, 30.0))
@@ -154,6 +158,7 @@ def _read_catalog(ref: str, session: requests.Session, repo_base: str | None) ->
             raise request_error(ref, exc) from exc
         if resp.status_code != 200:
             raise CatalogError(f"GET {ref}: HTTP {resp.status_code}")
+        catalog_trust.trusted(ref, resp.content, session, pins)
         base = repo_base or ref.rsplit("/", 1)[0]
         return parse_catalog(resp.content, base)
     path = remote.local_path(ref)
@@ -161,6 +166,7 @@ def _read_catalog(ref: str, session: requests.Session, repo_base: str | None) ->
         data = path.read_bytes()
     except OSError as exc:
         raise CatalogError(f"cannot read catalog {path}: {exc.strerror}") from exc
+    catalog_trust.trusted(str(path), data, None, pins)
     return parse_catalog(data, repo_base or str(path.resolve().parent))
 
 
@@ -169,7 +175,8 @@ def open_source(answers: Answers, deps: InstallDeps) -> Iterator[Source]:
     """The catalog named by the answers, INSTALLER_DATA, or the demo site (served here)."""
     ref = answers.catalog or deps.env.get("INSTALLER_DATA")
     if ref:
-        cat = _read_catalog(ref, deps.session, deps.env.get("REPO_BASE"))
+        cat = _read_catalog(ref, deps.session, deps.env.get("REPO_BASE"),
+                            catalog_trust.pins_from_env(deps.env))
         yield Source(cat, ref, deps.env.get("IPSW_BASE"))
         return
     assets = deps.demo_assets
@@ -193,7 +200,9 @@ def open_source(answers: Answers, deps: InstallDeps) -> Iterator[Source]:
         log.warning("%s", note)
     with demo_server.serve(site.root) as srv:
         url = f"{srv.url}/{site.catalog}"
-        cat = _read_catalog(url, deps.session, srv.url)
+        pins = (*catalog_trust.pins_from_env(deps.env),
+                catalog_trust.Pin(srv.url + "/", site.catalog_key))  # we made this site
+        cat = _read_catalog(url, deps.session, srv.url, pins)
         yield Source(cat, url, deps.env.get("IPSW_BASE") or srv.url, True, site.notes)
 
 

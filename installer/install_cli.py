@@ -14,6 +14,7 @@ import json
 import sys
 import time
 import tomllib
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -83,8 +84,14 @@ def _deps(ctx: click.Context) -> InstallDeps:
     cache = Path(obj.get("cache_dir") or Path.home() / ".cache" / "pippin")
     proxies, no_proxy = proxies_from_env(env)
     session = make_session(NetConfig(proxies=proxies, no_proxy=no_proxy + LOOPBACK))
-    return InstallDeps(session=session, runner=SubprocessRunner(env or None), cache_dir=cache,
+    deps = InstallDeps(session=session, runner=SubprocessRunner(env or None), cache_dir=cache,
                        env=env)
+    # Run from a release bundle (not a checkout): the bootstrap says where its loaders are.
+    if env.get("PIPPIN_PREBUILT"):
+        deps = replace(deps, prebuilt=Path(env["PIPPIN_PREBUILT"]))
+    if env.get("PIPPIN_DEMO_ASSETS"):  # the demo kernel + busybox (scripts/fetch-test-assets)
+        deps = replace(deps, demo_assets=Path(env["PIPPIN_DEMO_ASSETS"]))
+    return deps
 
 
 def _answers(kw: dict[str, Any]) -> tuple[Answers, bool]:
