@@ -16,6 +16,12 @@ Order, chosen so that every download and check happens before the disk is touche
 
 Any failure in step 3 rolls the journal back, so the disk holds either the whole install or
 none of it. Progress: ``progress(stage, done, total)`` (bytes, or operations for "disk").
+
+A run killed during step 3 leaves its journal (with the install's answers and how far the
+file steps got, :mod:`installer.platform.journal`). A new install or plan on that target
+stops first and names ``pippin resume`` and ``pippin rollback``: :func:`resume_install`
+fetches what it needs again (package, restore-image members) and finishes the operations
+and every file step; :func:`rollback_install` undoes them.
 """
 
 from __future__ import annotations
@@ -36,7 +42,7 @@ from pathlib import Path
 
 import requests
 
-from installer.answers import Answers
+from installer.answers import Answers, parse_answers, to_toml
 from installer.bootobj import assemble, espupdate
 from installer.bootobj import vars as bvars
 from installer.catalog import Catalog, OsEntry, PartitionType, parse_catalog
@@ -54,7 +60,14 @@ from installer.ipsw.member import DirectorySink
 from installer.ipsw.select import Needed, needed_members
 from installer.ospackage import fetch_extras, fetch_package, unpack_package
 from installer.platform.base import DirPayloads, Runner
-from installer.platform.journal import Journal, rollback, run_plan
+from installer.platform.journal import (
+    Journal,
+    PendingRun,
+    pending_run,
+    rollback,
+    run_plan,
+    set_phase,
+)
 from installer.platform.simmac import SimMac
 from installer.stub import STAGE1_PATH, build_stub, stub_system_version
 from installer.target import InstallTarget, MacTarget, SimTarget
@@ -88,6 +101,8 @@ class InstallDeps:
     # New partitions' unique GUIDs derive from this; random per run so that no two installs
     # share a PARTUUID (stage 1 finds the ESP by it). Tests pin it for stable plans.
     guid_seed: str = field(default_factory=lambda: secrets.token_hex(16))
+    # Called at each step of the disk-changing part (tests crash the run there).
+    checkpoint: Callable[[str], None] = field(default=lambda point: None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -282,22 +297,36 @@ def install(request: InstallRequest, deps: InstallDeps,
         logging.getLogger("vendorfw").removeHandler(capture)
 
 
+def interrupted_error(pending: PendingRun, target_ref: str) -> PippinError:
+    """The one line a new install prints when an earlier one did not finish."""
+    t = f" --target {target_ref}"
+    return PippinError(f"an {pending.describe()} was interrupted on {target_ref}: finish it "
+                       f"with `pippin resume{t}` or undo it with `pippin rollback{t}`")
+
+
 def _install(request: InstallRequest, deps: InstallDeps, st: _Stages,
-             capture: _LogCapture) -> InstallResult:
+             capture: _LogCapture, resuming: PendingRun | None = None) -> InstallResult:
     answers = request.answers
     target_ref = answers.target or f"sim:{default_sim(deps.cache_dir)}"
     t0 = deps.clock()
     with open_source(answers, deps) as src:
         target = deps.target or make_target(target_ref, deps.runner)
+        if resuming is None:
+            pending = pending_run(target.journal)
+            if pending is not None:
+                raise interrupted_error(pending, target_ref)
         facts = target.facts()
         entry = pick_entry(src.catalog, answers, demo=src.demo)
         img, ipsw_url = pick_image(entry, facts, src.ipsw_base)
-        model = target.backend.read_model()
-        answers = _choose_space(answers, request, model, entry)
-        disk = None if target_ref.startswith("sim:") else target_ref
-        plan = plan_install(model, entry, Choices(
-            space=answers.space, resize_to=answers.resize_to, size=answers.size,
-            name=answers.name, expert=answers.expert, disk=disk, seed=deps.guid_seed))
+        if resuming is not None:
+            plan = _journaled_plan(target, resuming)
+        else:
+            model = target.backend.read_model()
+            answers = _choose_space(answers, request, model, entry)
+            disk = None if target_ref.startswith("sim:") else target_ref
+            plan = plan_install(model, entry, Choices(
+                space=answers.space, resize_to=answers.resize_to, size=answers.size,
+                name=answers.name, expert=answers.expert, disk=disk, seed=deps.guid_seed))
         log.info("plan: %s on %s with restore image %s (%s)", entry.name.strip(), target_ref,
                  img.version, ipsw_url)
         final = replace(answers, target=target_ref, os=entry.name)
@@ -308,12 +337,53 @@ def _install(request: InstallRequest, deps: InstallDeps, st: _Stages,
             return replace(result, seconds=dict(st.seconds))
         deps.cache_dir.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(prefix="pippin-install-", dir=deps.cache_dir) as tmp:
-            return _run(result, entry, facts, target, plan, deps, st, capture, Path(tmp))
+            return _run(result, entry, facts, target, plan, deps, st, capture, Path(tmp),
+                        resuming=resuming is not None)
+
+
+def _journaled_plan(target: InstallTarget, pending: PendingRun) -> Plan:
+    """The interrupted install's plan, as its journal holds it (not planned again: the disk
+    is half changed)."""
+    j = Journal.load(target.journal)
+    return Plan(action=j.action, disk=str(pending.context.get("disk", "")), ops=tuple(j.ops),
+                before=(), after=(), owned=tuple(j.owned),
+                os_name=str(pending.context.get("plan_os_name", "")))
+
+
+def resume_install(target_ref: str, deps: InstallDeps,
+                   progress: ProgressFn | None = None) -> InstallResult:
+    """Finish the interrupted install on ``target_ref``: the rest of its operations, then
+    every file step again (stub volumes, ESP files, stage 1), downloading what it needs."""
+    target = deps.target or make_target(target_ref, deps.runner)
+    pending = pending_run(target.journal)
+    if pending is None or not pending.is_install:
+        raise PippinError(f"no interrupted install on {target_ref}",
+                          hint="`pippin status` shows what is installed")
+    answers = parse_answers(str(pending.context["answers"]).encode(), str(target.journal))
+    log.info("resuming the %s", pending.describe())
+    capture = _LogCapture()
+    logging.getLogger("installer").addHandler(capture)
+    try:
+        return _install(InstallRequest(answers), replace(deps, target=target),
+                        _Stages(progress, deps.clock), capture, resuming=pending)
+    finally:
+        logging.getLogger("installer").removeHandler(capture)
+
+
+def rollback_install(target: InstallTarget) -> PendingRun:
+    """Undo the interrupted run on ``target`` (its partitions, and so every file written
+    into them); bytes outside its plan are verified unchanged. Returns what was undone."""
+    pending = pending_run(target.journal)
+    if pending is None:
+        raise PippinError("no interrupted install to roll back",
+                          hint="`pippin uninstall` removes a finished install")
+    _rollback(target)
+    return pending
 
 
 def _run(result: InstallResult, entry: OsEntry, facts: DeviceFacts, target: InstallTarget,
          plan: Plan, deps: InstallDeps, st: _Stages, capture: _LogCapture,
-         work: Path) -> InstallResult:
+         work: Path, *, resuming: bool = False) -> InstallResult:
     downloaded = 0
     payloads = None
     if entry.package:
@@ -333,10 +403,21 @@ def _run(result: InstallResult, entry: OsEntry, facts: DeviceFacts, target: Inst
                             _counter(st, "firmware"))
     stage1_src = _read(deps.prebuilt / "stage1.bin")
     boot_bin = _boot_bin(payloads, deps)
+    context = {"answers": to_toml(result.answers or Answers()), "os": entry.name.strip(),
+               "restore_image": result.restore_image, "disk": plan.disk,
+               "plan_os_name": plan.os_name, "phase": "disk"}
+    cp = deps.checkpoint
+
+    def op_progress(i: int, n: int, what: str) -> None:
+        st.progress("disk", i, n)
+        cp(f"op {i}/{n}")
     try:
         with st.stage("disk"):
-            run_plan(target.backend, plan, payloads, target.journal,
-                     progress=lambda i, n, what: st.progress("disk", i, n))
+            cp("disk")
+            run_plan(target.backend, plan, payloads, target.journal, progress=op_progress,
+                     context=context, resuming=resuming)
+            set_phase(target.journal, "files")
+            cp("files")
         with st.stage("stub"):
             model = target.backend.read_model()
             refs = target.backend.refs()
@@ -348,6 +429,7 @@ def _run(result: InstallResult, entry: OsEntry, facts: DeviceFacts, target: Inst
             written = build_stub(fetched, needed, info.volumes, info.vgid, stage1,
                                  os_name=plan.os_name)
             target.account_stub(stub_part, written)
+            cp("stub written")
         with st.stage("esp"):
             warnings = tuple(plan.warnings) + fw.warnings
             staging = work / "esp"
@@ -358,6 +440,8 @@ def _run(result: InstallResult, entry: OsEntry, facts: DeviceFacts, target: Inst
             log.info("stage 1 (%d bytes) at %s; ESP %s", len(stage1), stage1_path, esp_uuid)
             (staging / "asahi" / "installer.log").write_text(capture.buf.getvalue())
             target.write_esp(esp_part, staging)
+            cp("esp written")
+        set_phase(target.journal, "done")
     except (PippinError, OSError, KeyboardInterrupt) as exc:
         log.error("install failed after the disk was changed (%s); rolling back", exc)
         _rollback(target)
