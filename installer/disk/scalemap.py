@@ -9,9 +9,18 @@ from installer.disk.ops import CreatePartition, CreateStubContainer, ResizeConta
 from installer.disk.plan import Plan, Slot
 from installer.sizes import format_size
 
-#: Fill character per slot kind (APFS containers, the ESP, Linux, Apple's, free space).
-FILL = {"Apple_APFS": "=", "EFI": "E", "Linux Filesystem": "L", "Apple_APFS_ISC": "i",
-        "Apple_APFS_Recovery": "r", "free": "."}
+#: Fill character and legend word per slot kind; a new APFS container is a stub ("s").
+FILL = {"Apple_APFS": ("=", "APFS"), "stub": ("s", "stub"), "EFI": ("E", "ESP"),
+        "Linux Filesystem": ("L", "Linux"), "Apple_APFS_ISC": ("i", "iBoot"),
+        "Apple_APFS_Recovery": ("r", "recovery"), "free": (".", "free")}
+
+
+def _key(s: Slot) -> str:
+    return "stub" if s.kind == "Apple_APFS" and s.change == "new" else s.kind
+
+
+def _fill(s: Slot) -> str:
+    return FILL.get(_key(s), ("#", ""))[0]
 
 
 def _widths(sizes: list[int], width: int) -> list[int]:
@@ -41,7 +50,7 @@ def bar(slots: tuple[Slot, ...], width: int) -> str:
     inner = width - 1 - len(shown)  # one "|" before each segment and one at the end
     cells = []
     for s, w in zip(shown, _widths([s.size for s in shown], inner), strict=True):
-        fill = FILL.get(s.kind, "#")
+        fill = _fill(s)
         label = _label(s)
         if len(label) + 2 > w:
             label = s.name[: max(w - 2, 0)] if w > 4 else ""
@@ -56,13 +65,11 @@ def _what(s: Slot) -> str:
 
 def decision(plan: Plan) -> list[str]:
     """What shrinks, grows, is created and deleted, with sizes (no byte offsets)."""
-    before = {s.ref: s for s in plan.before if s.ref}
     out: list[str] = []
     for op in plan.ops:
         if isinstance(op, ResizeContainer):
-            name = before[op.ref].name if op.ref in before else op.ref
             verb = "shrink" if op.new_size < op.old_size else "grow"
-            out.append(f"{verb:<7} {name} ({op.ref}): {format_size(op.old_size)} -> "
+            out.append(f"{verb:<7} macOS container {op.ref}: {format_size(op.old_size)} -> "
                        f"{format_size(op.new_size)}")
         elif isinstance(op, CreateStubContainer):
             out.append(f"create  stub APFS container {op.label!r}: {format_size(op.size)}")
@@ -82,6 +89,8 @@ def render_map(plan: Plan, width: int = 78) -> list[str]:
     """The before/after bars and the decision, each line at most ``width`` columns."""
     bw = width - 7
     lines = [f"before {bar(plan.before, bw)}", f"after  {bar(plan.after, bw)}"]
-    keys = sorted({s.kind for s in (*plan.before, *plan.after) if s.change != "deleted"})
-    lines.append("       " + "  ".join(f"{FILL.get(k, '#')} {k}" for k in keys)[: width - 7])
+    keys = sorted({_key(s) for s in (*plan.before, *plan.after) if s.change != "deleted"},
+                  key=lambda k: list(FILL).index(k) if k in FILL else len(FILL))
+    legend = "  ".join(f"{FILL[k][0]} {FILL[k][1]}" if k in FILL else f"# {k}" for k in keys)
+    lines.append(("       " + legend)[:width])
     return lines + [line[:width] for line in decision(plan)]

@@ -28,7 +28,6 @@ from textual.worker import get_current_worker
 from installer.answers import Answers, to_toml
 from installer.catalog import OsEntry
 from installer.disk.plan import Space, SpaceOptions, space_options
-from installer.disk.render import render_plan
 from installer.errors import CatalogError, PippinError
 from installer.install import InstallDeps, InstallRequest, InstallResult, install
 from installer.tui import flow
@@ -241,7 +240,7 @@ class PippinApp(App[InstallResult | None]):
         self.planned = planned
         if self.answers_path is not None:
             self.call_from_thread(self.action_write_answers)
-        r = self._ask(ConfirmScreen(render_plan(planned.plan), flow.plan_note(planned)))
+        r = self._ask(ConfirmScreen(planned.plan, flow.plan_note(planned)))
         return r is True
 
     def _install(self, a: Answers) -> None:
