@@ -503,3 +503,74 @@ def test_bug_enter_on_the_plan_activated_back(make_app):
             await pilot.press("ctrl+q")
 
     asyncio.run(walk())
+
+
+# -- the main menu when the target already holds an install --------------------------------
+
+
+def _gpt(sim):
+    return sgdisk("-p", str(sim)).split("\n", 1)[1]
+
+
+async def choose(pilot, screen, key):
+    options = screen.query_one("OptionList")
+    options.highlighted = screen.keys.index(key)
+    await pilot.press("enter")
+
+
+def test_main_menu_status_then_uninstall(make_app, demo_cache, session):
+    from installer.tui.screens.confirm import RemoveScreen
+    from installer.tui.screens.menu import ChoiceScreen, MainMenu, TextScreen
+
+    before = _gpt(make_app.sim)
+    installfix.run_install(demo_cache, session, make_app.sim, UEFI_ONLY)
+    app = make_app()
+
+    async def walk():
+        async with app.run_test(size=SIZE) as pilot:
+            menu = await on(pilot, MainMenu)
+            assert menu.keys == ["install", "status", "uninstall", "quit"]
+            assert menu.prompt.startswith(
+                f"On sim:{make_app.sim}: installed 'UEFI environment only'")
+            await choose(pilot, menu, "status")
+            text = await on(pilot, TextScreen)
+            assert any(line.startswith("    stage 1: Pippin 0.1.0") for line in text.lines)
+            await pilot.click("#back")
+            menu = await on(pilot, MainMenu)
+            await choose(pilot, menu, "uninstall")
+            pick_one = await on(pilot, ChoiceScreen, title_text="Uninstall")
+            assert pick_one.keys == ["disk0s4"]
+            await pilot.press("enter")
+            remove = await on(pilot, RemoveScreen)
+            assert ("delete  Apple_APFS 'UEFI environment only' (disk0s4): 2.5 GB"
+                    in remove.plan_text)
+            await pilot.press("enter")  # nothing focused: Enter removes nothing
+            await pilot.pause(0.2)
+            assert app.screen is remove
+            await pilot.press("r")
+            await on(pilot, PickOS)  # nothing installed any more: straight to a new install
+            await pilot.press("ctrl+q")
+
+    asyncio.run(walk())
+    assert _gpt(make_app.sim) == before
+
+
+def test_main_menu_offers_resume_or_rollback_after_a_kill(make_app, demo_cache):
+    from installer.tui.screens.menu import MainMenu
+    from tests.test_lifecycle_resume import crash
+
+    before = _gpt(make_app.sim)
+    assert crash(demo_cache, make_app.sim, UEFI_ONLY, 6).returncode == -9
+    app = make_app()
+
+    async def walk():
+        async with app.run_test(size=SIZE) as pilot:
+            menu = await on(pilot, MainMenu)
+            assert menu.keys == ["resume", "rollback", "status", "quit"]
+            assert "Interrupted: install of 'UEFI environment only' (" in menu.prompt
+            await choose(pilot, menu, "rollback")
+            await on(pilot, PickOS)
+            await pilot.press("ctrl+q")
+
+    asyncio.run(walk())
+    assert _gpt(make_app.sim) == before

@@ -21,6 +21,7 @@ from installer.bootobj.version import read_installed_vars, read_version
 from installer.disk.model import Disk, Partition, PartKind, StubInstall, find_stub_installs
 from installer.errors import PippinError
 from installer.platform.journal import PendingRun, pending_run
+from installer.sizes import format_size
 from installer.stub import STAGE1_PATH
 from installer.target import InstallTarget
 from vendorfw.errors import VendorFwError
@@ -197,3 +198,47 @@ def status_to_json(s: Status) -> dict[str, Any]:
             "action": s.pending.action, "done": s.pending.done, "total": s.pending.total,
             "phase": s.pending.phase, "os": s.pending.context.get("os")},
     }
+
+
+def _install_lines(i: InstallInfo) -> list[str]:
+    parts = ", ".join(f"{p.ref} {p.kind.value} {format_size(p.size)}"
+                      for p in (i.stub, *([i.esp] if i.esp else []), *i.os_partitions))
+    state = "  [interrupted]" if i.interrupted else ""
+    out = [f"{i.name!r}: {format_size(i.size)} ({parts}){state}"]
+    s1 = i.stage1
+    if s1 is None:
+        out.append("  stage 1: none on the stub's System volume")
+    elif s1.error:
+        out.append(f"  stage 1: unreadable ({s1.error})")
+    else:
+        fmt = {"pippin": "Pippin", "m1n1": "m1n1"}.get(s1.loader, "unknown format")
+        out.append(f"  stage 1: {fmt} {s1.version or '(no version)'}, {format_size(s1.size)}")
+        out += [f"    {k}={v}" for k, v in s1.variables.items()]
+    fw = i.firmware
+    if fw is None:
+        out.append("  vendorfw: none on the ESP")
+    elif fw.error:
+        out.append(f"  vendorfw: manifest unreadable ({fw.error})")
+    else:
+        out.append(f"  vendorfw: {fw.files} files, {fw.links} links (vendorfw/manifest.txt)")
+    out.append("  step 2: " + ("pending (finish it in 1TR: pick it in the startup options)"
+                               if i.step2_pending else "done"))
+    return out
+
+
+def render(s: Status) -> str:
+    lines = [f"{s.target} ({s.disk}): {len(s.installs)} install(s)"]
+    for i in s.installs:
+        lines += ["  " + line for line in _install_lines(i)]
+    if s.pending is not None:
+        lines.append(f"  interrupted: {s.pending.describe()}; finish it with `pippin resume` "
+                     "or undo it with `pippin rollback`")
+    for lo in s.free:
+        lines.append(f"  free: {format_size(lo.size)} at {lo.ref}, {lo.why}")
+    if s.leftovers:
+        lines.append("  leftovers (pippin uninstall REF removes one):")
+        for lo in s.leftovers:
+            lines.append(f"    {lo.ref}: {format_size(lo.size)}, {lo.why}")
+    else:
+        lines.append("  leftovers: none")
+    return "\n".join(lines)

@@ -128,6 +128,7 @@ def run_plan(backend: Backend, plan: Plan, payloads: Payloads | None, journal: P
             raise BackendError(f"the journal {journal} holds a different plan")
         if j.status == "done":
             log.info("all %d operations were done before the interruption", len(j.ops))
+            backend.restore_refs(j.refs or {})
             return
     if journal.exists():
         j = Journal.load(journal)

@@ -42,6 +42,8 @@ class ConfirmScreen(Step[bool]):
         Binding("escape", "back", "Back", show=False),
     ]
 
+    ACCEPT = "Install (i)"
+
     def __init__(self, plan: Plan, notes: Sequence[str]) -> None:
         super().__init__()
         self.plan = plan
@@ -57,7 +59,7 @@ class ConfirmScreen(Step[bool]):
             yield Static("\n".join(self.op_lines), id="plan", markup=False)
             yield Static("\n".join(self.notes), id="plan-notes", markup=False)
         with Horizontal(id="buttons"):
-            yield Button("Install (i)", id="install", variant="error")
+            yield Button(self.ACCEPT, id="install", variant="error")
             yield Button("Back (b)", id="back")
         yield Footer()
 
@@ -74,3 +76,14 @@ class ConfirmScreen(Step[bool]):
     @on(Button.Pressed, "#back")
     def _back(self) -> None:
         self.dismiss(BACK)
+
+
+class RemoveScreen(ConfirmScreen):
+    """The uninstall plan: Remove is ``r`` or a click (Back: ``b``/Escape)."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("r", "install", "Remove"),
+        Binding("b", "back", "Back"),
+        Binding("escape", "back", "Back", show=False),
+    ]
+    ACCEPT = "Remove (r)"
