@@ -12,6 +12,7 @@ from installer.bootobj.cli import bootobj
 from installer.commands.resume import resume_cmd, rollback_cmd
 from installer.commands.status import status_cmd
 from installer.commands.uninstall import uninstall_cmd
+from installer.commands.upgrade_stage1 import upgrade_stage1_cmd
 from installer.disk.cli import plan_cmd, sim
 from installer.install_cli import install_cmd
 from installer.ipsw.cli import ipsw
@@ -38,7 +39,7 @@ cli.add_command(plan_cmd)
 cli.add_command(sim)
 cli.add_command(ipsw)
 cli.add_command(install_cmd)
-for _cmd in (status_cmd, uninstall_cmd, resume_cmd, rollback_cmd):
+for _cmd in (status_cmd, uninstall_cmd, resume_cmd, rollback_cmd, upgrade_stage1_cmd):
     cli.add_command(_cmd)
 
 
