@@ -9,6 +9,7 @@ import click
 
 from installer import __version__
 from installer.bootobj.cli import bootobj
+from installer.commands.refresh_firmware import refresh_firmware_cmd
 from installer.commands.resume import resume_cmd, rollback_cmd
 from installer.commands.status import status_cmd
 from installer.commands.uninstall import uninstall_cmd
@@ -39,7 +40,8 @@ cli.add_command(plan_cmd)
 cli.add_command(sim)
 cli.add_command(ipsw)
 cli.add_command(install_cmd)
-for _cmd in (status_cmd, uninstall_cmd, resume_cmd, rollback_cmd, upgrade_stage1_cmd):
+for _cmd in (status_cmd, uninstall_cmd, resume_cmd, rollback_cmd, upgrade_stage1_cmd,
+             refresh_firmware_cmd):
     cli.add_command(_cmd)
 
 
