@@ -360,7 +360,7 @@ def sim_rollback(ctx: click.Context, /, path: Path | None) -> int:
     run = pending_run(_journal(path))
     if run is not None and run.is_install:
         from installer.install import rollback_install
-        from installer.target import SimTarget
+        from installer.targets.sim import SimTarget
         rollback_install(SimTarget(path, SubprocessRunner(_env(ctx) or None)))
     else:
         rollback(SimBackend(path), _journal(path))

@@ -20,7 +20,7 @@ from installer.install import (
     rollback_install,
 )
 from installer.platform.journal import Journal, PendingRun, pending_run, resume
-from installer.target import InstallTarget
+from installer.targets.base import InstallTarget
 
 
 def find(target: InstallTarget) -> PendingRun | None:
@@ -47,14 +47,16 @@ def undone(target: InstallTarget) -> list[str]:
 
 
 def resume_run(target: InstallTarget, target_ref: str, deps: InstallDeps,
-               progress: ProgressFn | None = None) -> InstallResult | None:
-    """Finish the interrupted run; an install's result, or None for another action."""
+               progress: ProgressFn | None = None,
+               admin_password: str | None = None) -> InstallResult | None:
+    """Finish the interrupted run; an install's result, or None for another action.
+    ``admin_password``: for bless on a Mac (the resumed install sets the boot policy)."""
     pending = find(target)
     if pending is None:
         raise PippinError(f"nothing to resume on {target_ref}",
                           hint="`pippin status` shows what is installed")
     if pending.is_install:
-        return resume_install(target_ref, deps, progress)
+        return resume_install(target_ref, deps, progress, admin_password)
     resume(target.backend, target.journal, None)
     return None
 
