@@ -16,6 +16,12 @@ Order, chosen so that every download and check happens before the disk is touche
 
 Any failure in step 3 rolls the journal back, so the disk holds either the whole install or
 none of it. Progress: ``progress(stage, done, total)`` (bytes, or operations for "disk").
+
+A run killed during step 3 leaves its journal (with the install's answers and how far the
+file steps got, :mod:`installer.platform.journal`). A new install or plan on that target
+stops first and names ``pippin resume`` and ``pippin rollback``: :func:`resume_install`
+fetches what it needs again (package, restore-image members) and finishes the operations
+and every file step; :func:`rollback_install` undoes them.
 """
 
 from __future__ import annotations
@@ -30,29 +36,33 @@ import secrets
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import requests
 
-from installer.answers import Answers
+from installer import catalog_trust
+from installer.answers import Answers, parse_answers, to_toml
 from installer.bootobj import assemble, espupdate
 from installer.bootobj import vars as bvars
 from installer.bootobj.stage1src import resolve_stage1
 from installer.catalog import Catalog, OsEntry, PartitionType, parse_catalog
+from installer.catalog_trust import Pin
 from installer.demo import server as demo_server
 from installer.demo.site import ensure_site
 from installer.device import DeviceFacts
 from installer.disk.model import DiskModel, Partition, PartKind
 from installer.disk.ops import CreatePartition, CreateStubContainer
 from installer.disk.plan import NEED_FREE, Choices, Plan, Space, plan_install, space_options
-from installer.errors import AnswersError, BackendError, CatalogError, NetworkError, PippinError
+from installer.errors import AnswersError, BackendError, CatalogError, PippinError
 from installer.firmware import FirmwareOutput, build_firmware
 from installer.ipsw import images, remote
+from installer.ipsw.cache import cache_root as range_cache_root
 from installer.ipsw.fetch import FetchOptions, FetchProgress, fetch_members
 from installer.ipsw.member import DirectorySink
 from installer.ipsw.select import Needed, needed_members
+from installer.net.http import request_error
 from installer.ospackage import (
     ZipPayloads,
     fetch_extras,
@@ -61,7 +71,14 @@ from installer.ospackage import (
     unpack_package,
 )
 from installer.platform.base import DirPayloads, Runner
-from installer.platform.journal import Journal, rollback, run_plan
+from installer.platform.journal import (
+    Journal,
+    PendingRun,
+    pending_run,
+    rollback,
+    run_plan,
+    set_phase,
+)
 from installer.platform.simmac import SimMac
 from installer.stub import STAGE1_PATH, build_stub, stub_system_version
 from installer.targets.base import InstallTarget
@@ -99,6 +116,8 @@ class InstallDeps:
     # New partitions' unique GUIDs derive from this; random per run so that no two installs
     # share a PARTUUID (stage 1 finds the ESP by it). Tests pin it for stable plans.
     guid_seed: str = field(default_factory=lambda: secrets.token_hex(16))
+    # Called at each step of the disk-changing part (tests crash the run there).
+    checkpoint: Callable[[str], None] = field(default=lambda point: None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,14 +174,17 @@ def make_target(target: str, runner: Runner, root: Path = Path("/")) -> InstallT
     return MacTarget(MacBackend(runner, disk=target, root=root), runner, root)
 
 
-def _read_catalog(ref: str, session: requests.Session, repo_base: str | None) -> Catalog:
+def _read_catalog(ref: str, session: requests.Session, repo_base: str | None,
+                  pins: Sequence[Pin] = ()) -> Catalog:
+    """The catalog at ``ref``, used only after its signature checks out (catalog_trust)."""
     if remote.is_url(ref):
         try:
             resp = session.get(ref, timeout=(10.0, 30.0))
         except requests.RequestException as exc:
-            raise NetworkError(f"GET {ref}: {exc}") from exc
+            raise request_error(ref, exc) from exc
         if resp.status_code != 200:
             raise CatalogError(f"GET {ref}: HTTP {resp.status_code}")
+        catalog_trust.trusted(ref, resp.content, session, pins)
         base = repo_base or ref.rsplit("/", 1)[0]
         return parse_catalog(resp.content, base)
     path = remote.local_path(ref)
@@ -170,6 +192,7 @@ def _read_catalog(ref: str, session: requests.Session, repo_base: str | None) ->
         data = path.read_bytes()
     except OSError as exc:
         raise CatalogError(f"cannot read catalog {path}: {exc.strerror}") from exc
+    catalog_trust.trusted(str(path), data, None, pins)
     return parse_catalog(data, repo_base or str(path.resolve().parent))
 
 
@@ -178,7 +201,8 @@ def open_source(answers: Answers, deps: InstallDeps) -> Iterator[Source]:
     """The catalog named by the answers, INSTALLER_DATA, or the demo site (served here)."""
     ref = answers.catalog or deps.env.get("INSTALLER_DATA")
     if ref:
-        cat = _read_catalog(ref, deps.session, deps.env.get("REPO_BASE"))
+        cat = _read_catalog(ref, deps.session, deps.env.get("REPO_BASE"),
+                            catalog_trust.pins_from_env(deps.env))
         yield Source(cat, ref, deps.env.get("IPSW_BASE"))
         return
     assets = deps.demo_assets
@@ -198,9 +222,13 @@ def open_source(answers: Answers, deps: InstallDeps) -> Iterator[Source]:
         why = "no demo kernel assets configured"
     site = ensure_site(deps.cache_dir, prebuilt=deps.prebuilt, assets=assets,
                        assets_missing=why)
+    for note in site.notes:  # an entry left out: say why where the user looks (stderr)
+        log.warning("%s", note)
     with demo_server.serve(site.root) as srv:
         url = f"{srv.url}/{site.catalog}"
-        cat = _read_catalog(url, deps.session, srv.url)
+        pins = (*catalog_trust.pins_from_env(deps.env),
+                catalog_trust.Pin(srv.url + "/", site.catalog_key))  # we made this site
+        cat = _read_catalog(url, deps.session, srv.url, pins)
         yield Source(cat, url, deps.env.get("IPSW_BASE") or srv.url, True, site.notes)
 
 
@@ -293,22 +321,36 @@ def install(request: InstallRequest, deps: InstallDeps,
         logging.getLogger("vendorfw").removeHandler(capture)
 
 
+def interrupted_error(pending: PendingRun, target_ref: str) -> PippinError:
+    """The one line a new install prints when an earlier one did not finish."""
+    t = f" --target {target_ref}"
+    return PippinError(f"an {pending.describe()} was interrupted on {target_ref}: finish it "
+                       f"with `pippin resume{t}` or undo it with `pippin rollback{t}`")
+
+
 def _install(request: InstallRequest, deps: InstallDeps, st: _Stages,
-             capture: _LogCapture) -> InstallResult:
+             capture: _LogCapture, resuming: PendingRun | None = None) -> InstallResult:
     answers = request.answers
     target_ref = answers.target or f"sim:{default_sim(deps.cache_dir)}"
     t0 = deps.clock()
     with open_source(answers, deps) as src:
         target = deps.target or make_target(target_ref, deps.runner, deps.mac_root)
+        if resuming is None:
+            pending = pending_run(target.journal)
+            if pending is not None:
+                raise interrupted_error(pending, target_ref)
         facts = target.facts()
         entry = pick_entry(src.catalog, answers, demo=src.demo)
         img, ipsw_url = pick_image(entry, facts, src.ipsw_base)
-        model = target.backend.read_model()
-        answers = _choose_space(answers, request, model, entry)
-        disk = None if target_ref.startswith("sim:") else target_ref
-        plan = plan_install(model, entry, Choices(
-            space=answers.space, resize_to=answers.resize_to, size=answers.size,
-            name=answers.name, expert=answers.expert, disk=disk, seed=deps.guid_seed))
+        if resuming is not None:
+            plan = _journaled_plan(target, resuming)
+        else:
+            model = target.backend.read_model()
+            answers = _choose_space(answers, request, model, entry)
+            disk = None if target_ref.startswith("sim:") else target_ref
+            plan = plan_install(model, entry, Choices(
+                space=answers.space, resize_to=answers.resize_to, size=answers.size,
+                name=answers.name, expert=answers.expert, disk=disk, seed=deps.guid_seed))
         log.info("plan: %s on %s with restore image %s (%s)", entry.name.strip(), target_ref,
                  img.version, ipsw_url)
         final = replace(answers, target=target_ref, os=entry.name)
@@ -326,7 +368,7 @@ def _install(request: InstallRequest, deps: InstallDeps, st: _Stages,
         deps.cache_dir.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(prefix="pippin-install-", dir=deps.cache_dir) as tmp:
             return _run(result, entry, facts, target, plan, deps, st, capture, Path(tmp),
-                        stage1.data, admin)
+                        stage1.data, admin, resuming=resuming is not None)
 
 
 def _admin(answers: Answers, request: InstallRequest, real_mac: bool) -> tuple[str, str] | None:
@@ -340,9 +382,52 @@ def _admin(answers: Answers, request: InstallRequest, real_mac: bool) -> tuple[s
     return (user, password or "") if user else None
 
 
+def _journaled_plan(target: InstallTarget, pending: PendingRun) -> Plan:
+    """The interrupted install's plan, as its journal holds it (not planned again: the disk
+    is half changed)."""
+    j = Journal.load(target.journal)
+    return Plan(action=j.action, disk=str(pending.context.get("disk", "")), ops=tuple(j.ops),
+                before=(), after=(), owned=tuple(j.owned),
+                os_name=str(pending.context.get("plan_os_name", "")))
+
+
+def resume_install(target_ref: str, deps: InstallDeps, progress: ProgressFn | None = None,
+                   admin_password: str | None = None) -> InstallResult:
+    """Finish the interrupted install on ``target_ref``: the rest of its operations, then
+    every file step again (stub volumes, ESP files, stage 1, boot policy), downloading what
+    it needs."""
+    target = deps.target or make_target(target_ref, deps.runner, deps.mac_root)
+    pending = pending_run(target.journal)
+    if pending is None or not pending.is_install:
+        raise PippinError(f"no interrupted install on {target_ref}",
+                          hint="`pippin status` shows what is installed")
+    answers = parse_answers(str(pending.context["answers"]).encode(), str(target.journal))
+    log.info("resuming the %s", pending.describe())
+    capture = _LogCapture()
+    logging.getLogger("installer").addHandler(capture)
+    try:
+        return _install(InstallRequest(answers, admin_password=admin_password),
+                        replace(deps, target=target), _Stages(progress, deps.clock), capture,
+                        resuming=pending)
+    finally:
+        logging.getLogger("installer").removeHandler(capture)
+
+
+def rollback_install(target: InstallTarget) -> PendingRun:
+    """Undo the interrupted run on ``target`` (its partitions, and so every file written
+    into them); bytes outside its plan are verified unchanged. Returns what was undone."""
+    pending = pending_run(target.journal)
+    if pending is None:
+        raise PippinError("no interrupted install to roll back",
+                          hint="`pippin uninstall` removes a finished install")
+    _rollback(target)
+    return pending
+
+
 def _run(result: InstallResult, entry: OsEntry, facts: DeviceFacts, target: InstallTarget,
          plan: Plan, deps: InstallDeps, st: _Stages, capture: _LogCapture,
-         work: Path, stage1_src: bytes, admin: tuple[str, str] | None) -> InstallResult:
+         work: Path, stage1_src: bytes, admin: tuple[str, str] | None, *,
+         resuming: bool = False) -> InstallResult:
     downloaded = 0
     payloads: DirPayloads | ZipPayloads | None = None
     tethered = not entry.partitions  # a stub only; stage 1 waits for a development host
@@ -367,10 +452,21 @@ def _run(result: InstallResult, entry: OsEntry, facts: DeviceFacts, target: Inst
             fw = build_firmware(fetched, needed, work / "firmware",
                                 _counter(st, "firmware"))
     boot_bin = b"" if tethered else _boot_bin(payloads, deps)
+    context = {"answers": to_toml(result.answers or Answers()), "os": entry.name.strip(),
+               "restore_image": result.restore_image, "disk": plan.disk,
+               "plan_os_name": plan.os_name, "phase": "disk"}
+    cp = deps.checkpoint
+
+    def op_progress(i: int, n: int, what: str) -> None:
+        st.progress("disk", i, n)
+        cp(f"op {i}/{n}")
     try:
         with st.stage("disk"):
-            run_plan(target.backend, plan, payloads, target.journal,
-                     progress=lambda i, n, what: st.progress("disk", i, n))
+            cp("disk")
+            run_plan(target.backend, plan, payloads, target.journal, progress=op_progress,
+                     context=context, resuming=resuming)
+            set_phase(target.journal, "files")
+            cp("files")
         with st.stage("stub"):
             model = target.backend.read_model()
             refs = target.backend.refs()
@@ -387,14 +483,17 @@ def _run(result: InstallResult, entry: OsEntry, facts: DeviceFacts, target: Inst
                                      os_name=plan.os_name)
                 target.account_stub(stub_part, written)
             stage1_path = info.volumes.system / STAGE1_PATH
+            cp("stub written")
         warnings = tuple(plan.warnings) + (fw.warnings if fw else ())
         if esp_part is not None and fw is not None:
             _esp_stage(st, work, entry, facts, needed, fetched, fw, info.vgid, boot_bin,
                        stage1_path, len(stage1), esp_uuid, capture, target, esp_part)
+            cp("esp written")
         if admin is not None:
             with st.stage("boot policy"):
                 target.backend.set_boot(stub_part.ref, *admin)
                 log.info("blessed the System volume of %s as %s", stub_part.ref, admin[0])
+        set_phase(target.journal, "done")
     except (PippinError, OSError, KeyboardInterrupt) as exc:
         log.error("install failed after the disk was changed (%s); rolling back", exc)
         _rollback(target)
@@ -467,7 +566,7 @@ def _boot_bin(payloads: DirPayloads | ZipPayloads | None, deps: InstallDeps) -> 
 def _fetch_restore(url: str, facts: DeviceFacts, deps: InstallDeps, st: _Stages,
                    work: Path) -> tuple[Needed, Path, int]:
     archive = remote.open_archive(url, deps.session, timeout=deps.fetch_options.timeout)
-    cache_root = deps.cache_dir / "ipsw-cache"
+    cache_root = range_cache_root(deps.cache_dir)  # shared with `pippin ipsw fetch`
     needed = needed_members(archive, board_id=facts.board_id, chip_id=facts.chip_id,
                             device_class=facts.device_class, session=deps.session,
                             cache_root=cache_root)

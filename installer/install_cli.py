@@ -20,6 +20,7 @@ from typing import Any
 import click
 
 from installer.answers import Answers, check_choice, check_target, load_answers, to_toml
+from installer.commands import common
 from installer.disk.plan import Space
 from installer.disk.render import render_plan
 from installer.install import (
@@ -30,12 +31,8 @@ from installer.install import (
     install,
     open_source,
 )
-from installer.net.session import NetConfig, make_session, proxies_from_env
-from installer.platform.base import SubprocessRunner
 from installer.sizes import format_size
 from vendorfw.atomic import write_bytes
-
-LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
 class ProgressBar:
@@ -77,16 +74,7 @@ class ProgressBar:
             click.echo("", err=True)
 
 
-def _deps(ctx: click.Context) -> InstallDeps:
-    obj = ctx.find_root().obj or {}
-    env: dict[str, str] = dict(obj.get("env", {}))
-    cache = Path(obj.get("cache_dir") or Path.home() / ".cache" / "pippin")
-    proxies, no_proxy = proxies_from_env(env)
-    session = make_session(NetConfig(proxies=proxies, no_proxy=no_proxy + LOOPBACK))
-    # PIPPIN_MAC_ROOT: where /Volumes and /dev are (set by scripts/mac-standin; "/" on a Mac)
-    root = Path(env.get("PIPPIN_MAC_ROOT") or "/")
-    return InstallDeps(session=session, runner=SubprocessRunner(env or None), cache_dir=cache,
-                       env=env, mac_root=root)
+_deps = common.deps
 
 
 def _password(ctx: click.Context) -> str | None:

@@ -24,6 +24,7 @@ import requests
 
 from installer.catalog import OsEntry
 from installer.errors import CatalogError, NetworkError
+from installer.net.http import request_error
 from vendorfw.atomic import atomic_file
 
 log = logging.getLogger(__name__)
@@ -83,7 +84,7 @@ def _download(url: str, dest: Path, session: requests.Session, sha256: str | Non
         resp = session.get(url, stream=True, timeout=timeout,
                            headers={"Accept-Encoding": "identity"})
     except requests.RequestException as exc:
-        raise NetworkError(f"GET {url}: {exc}") from exc
+        raise request_error(url, exc) from exc
     with resp:
         if resp.status_code != 200:
             raise NetworkError(f"GET {url}: HTTP {resp.status_code}")
@@ -102,7 +103,7 @@ def _download(url: str, dest: Path, session: requests.Session, sha256: str | Non
                     raise NetworkError(f"GET {url}: got {done} of {total} bytes")
                 _check(h.hexdigest(), sha256, f"package {url}")
         except requests.RequestException as exc:
-            raise NetworkError(f"GET {url}: {exc}") from exc
+            raise request_error(url, exc) from exc
         except OSError as exc:
             raise NetworkError(f"cannot write {dest}: {exc.strerror or exc}") from exc
 

@@ -27,8 +27,8 @@ from tests.support.diskmodels import mac_disk, model, stub_container
 
 
 @pytest.fixture(scope="module")
-def catalog(shared_dir):
-    return load_catalog(shared_dir / "data" / "installer_data.json", "https://repo")
+def catalog(real_catalog):
+    return load_catalog(real_catalog, "https://repo")
 
 
 @pytest.fixture(scope="module")
