@@ -121,6 +121,9 @@ def test_demo_linux_on_the_mac_path_boots_and_matches_the_sim_path(tmp_path, mac
                  "asahi/all_firmware.tar.gz", "asahi/stub_info.json", "asahi/installer.log"):
         assert name in files, sorted(files)
     assert b"diskutil" in files["asahi/installer.log"]
+    # copy_installer_data on the entry's ESP: the catalog it was installed from, as served
+    www = mac_xdg / "pippin" / "demo" / "www"
+    assert files["asahi/installer_data.json"] == (www / "installer_data.json").read_bytes()
     state = SimState(sim)
     assert state.boot == stub_uuid
     system = state.volume_dir(stub_uuid, DEMO_LINUX)
