@@ -132,7 +132,8 @@ def write_shims(d: Path) -> Path:
 
 
 def prepare(image: Path, admin: str | None, external: bool) -> Path:
-    """Set up ``<image>.d/standin/`` for a run (kept mounts are forgotten)."""
+    """Set up ``<image>.d/standin/`` for a run (volumes left mounted by a killed run stay
+    mounted, as on a Mac: mounting them again is a no-op)."""
     d = standin_dir(image)
     for sub in ("root/Volumes", "root/dev", "root/Library"):
         (d / sub).mkdir(parents=True, exist_ok=True)
