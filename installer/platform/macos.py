@@ -77,7 +77,7 @@ class MacBackend(Backend):
         for d in listed:
             if d.ref in synthesized:
                 continue
-            infos[d.ref] = parse_info(self._du("info", "-plist", d.ref))
+            infos[d.ref] = self._part_info(d.ref)  # a whole disk's facts do not change
             for pid, *_ in d.partitions:
                 infos[pid] = self._part_info(pid)
         stubs: dict[str, bool] = {}
@@ -148,12 +148,14 @@ class MacBackend(Backend):
     def _add(self, ref: str, after: str, args: list[str], start: int) -> str:
         if ref in self._refs:  # created before an interruption
             return self._refs[ref]
-        found = self._find_at(start)  # created, but the run stopped before the journal said so
+        ids = self._partition_ids()
+        # created, but the run stopped before the journal said so
+        found = next((pid for pid in ids if self._part_info(pid).offset == start), None)
         if found is not None:
             log.info("adopting %s at byte %d as %s", found, start, ref)
             self._refs[ref] = found
             return found
-        before = set(self._partition_ids())
+        before = set(ids)
         self._du("addPartition", self._real(after), *args)
         new = [p for p in self._partition_ids() if p not in before]
         if len(new) != 1:
@@ -186,12 +188,14 @@ class MacBackend(Backend):
                 if op.ref in self._refs:
                     return
                 part = self._add(op.ref, op.after, ["apfs", op.label, str(op.size)], op.start)
-                ctr = self._container_of(part)
                 # addPartition makes one plain volume; the stub needs role-tagged ones.
-                for c in parse_apfs_list(self._du("apfs", "list", "-plist")):
-                    if c.ref == ctr:
-                        for v in c.volumes:
-                            self._du("apfs", "deleteVolume", v.device)
+                ctr = next((c for c in parse_apfs_list(self._du("apfs", "list", "-plist"))
+                            if part in c.stores), None)
+                if ctr is None:
+                    raise BackendError(f"no APFS container on {part}")
+                self._containers[part] = ctr.ref
+                for v in ctr.volumes:
+                    self._du("apfs", "deleteVolume", v.device)
             case CreateStubVolumes():
                 self._stub_volumes(op)
             case CreatePartition():
