@@ -17,7 +17,7 @@ from installer.errors import BackendError
 from installer.install import InstallRequest, install
 from installer.platform.base import SubprocessRunner
 from installer.platform.journal import Journal
-from installer.target import SimTarget
+from installer.targets.sim import SimTarget
 from tests.support import installfix
 from tests.support.installfix import deps_for, image_digest, new_sim, sgdisk
 
