@@ -250,3 +250,38 @@ def test_bundled_runtime_is_preferred_and_dry_run_prints_the_plan(tmp_path):
     assert "-m installer.cli install" in used
     names = {i.name for i in members(built.bundle)}
     assert f"pippin-{built.version}/python/bin/python3" in names
+
+
+def _tar_gz(path: Path, entries: list[tuple[str, bytes | None, str]]) -> Path:
+    with tarfile.open(path, "w:gz") as tf:
+        for name, data, link in entries:
+            ti = tarfile.TarInfo(name)
+            if data is None:
+                ti.type, ti.linkname = tarfile.SYMTYPE, link
+                tf.addfile(ti)
+            else:
+                ti.size, ti.mode = len(data), 0o755
+                tf.addfile(ti, io.BytesIO(data))
+    return path
+
+
+def test_runtime_tarball_members(tmp_path):
+    """A python-build-standalone style tarball (top folder python/): files and symlinks are
+    carried under pippin-<v>/python/; members outside python/ or with .. are dropped."""
+    from installer.release.bundle import _runtime_members
+
+    rt = _tar_gz(tmp_path / "rt.tar.gz", [
+        ("python/bin/python3.12", b"ELF", ""), ("python/bin/python3", None, "python3.12"),
+        ("python/lib/x.py", b"x", ""), ("other/evil", b"e", ""),
+        ("python/../../evil", b"e", "")])
+    got = {m.name: m for m in _runtime_members(rt, "p/python")}
+    assert sorted(got) == ["p/python/bin/python3", "p/python/bin/python3.12",
+                           "p/python/lib/x.py"]
+    assert got["p/python/bin/python3"].link == "python3.12"
+    assert got["p/python/bin/python3.12"].mode == 0o755
+    bad = _tar_gz(tmp_path / "bad.tar.gz", [("python/lib/x.py", b"x", "")])
+    with pytest.raises(ReleaseError, match="no python/bin/python3 inside"):
+        list(_runtime_members(bad, "p/python"))
+    (tmp_path / "junk").write_bytes(b"not a tar")
+    with pytest.raises(ReleaseError, match="not a directory or readable tar archive"):
+        list(_runtime_members(tmp_path / "junk", "p/python"))
