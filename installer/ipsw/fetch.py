@@ -160,6 +160,8 @@ def fetch_members(
             cache.remove()
         else:
             cache.close()
+        if trace is not None:
+            trace(TraceEvent(clock(), -1, "cache", 0, 0))
 
 
 def _fetch_local(archive: Archive, members: list[Member], sink: MemberSink,
@@ -285,6 +287,7 @@ class _Run:
                 spans = _staggered(spans, worst)
                 phase = worst * 4099
             self._round(spans, phase)
+            self._ev(-1, "round", 0, 0)
         self._report(None, None, force=True)
         log.info("fetched %d members from %s: %d bytes downloaded, %d requests, %d retries, "
                  "%d steals", len(self.members), self.url, self.downloaded, self.requests,

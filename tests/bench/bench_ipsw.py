@@ -147,12 +147,13 @@ class Timeline:
                 elif e.kind == "delivered" and began is not None:
                     for i in range(int(began * scale), min(width, int(t * scale) + 1)):
                         cells[i] = "v"
-            verify = sum(b.t - a.t for a, b in zip(dev, dev[1:], strict=False)
-                         if a.kind == "verify" and b.kind == "verified")
-            deliver = sum(b.t - a.t for a, b in zip(dev, dev[1:], strict=False)
-                          if a.kind == "verified" and b.kind == "delivered")
-            rows.append(f"  members   |{''.join(cells)}| check {verify:5.2f}s, write "
-                        f"{deliver:5.2f}s, last {dev[-1].t - self.t0:5.2f}s")
+            busy = sum(b.t - a.t for a, b in zip(dev, dev[1:], strict=False)
+                       if a.kind == "verify" and b.kind == "delivered")
+            last = max(e.t for e in dev if e.kind == "delivered") - self.t0
+            marks = {e.kind: e.t - self.t0 for e in dev}
+            rows.append(f"  members   |{''.join(cells)}| check+write {busy:5.2f}s, last "
+                        f"{last:5.2f}s; rounds done {marks.get('round', 0):5.2f}s, cache "
+                        f"released {marks.get('cache', 0):5.2f}s")
         for conn in sorted({e.conn for e in self.events if e.conn >= 0}):
             evs = [e for e in self.events if e.conn == conn]
             cells = [" "] * width
@@ -235,6 +236,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="small image (~1 minute)")
     ap.add_argument("--size", type=ipswgen._size, default=None)
     ap.add_argument("--only", choices=["pippin"], help="only Pippin's column (faster)")
+    ap.add_argument("--case", action="append", default=[],
+                    help="only cases whose 'workload link' contains this (repeatable)")
     a = ap.parse_args(argv)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run cleanups (nginx)
     size = a.size or ((48 << 20) if a.quick else (300 << 20))
@@ -259,6 +262,8 @@ def main(argv: list[str] | None = None) -> int:
         f"{h:>26}" for h, _ in hows))
     with nginx.serve(work / "www", work / "nginx") as srv:
         for wl, link_name in cases:
+            if a.case and not any(c in f"{wl} {link_name}" for c in a.case):
+                continue
             names = sets[wl]
             needed = sum(local.get(n).end - local.get(n).start for n in names)
             rtt, rate, _ = LINKS[link_name]
