@@ -36,6 +36,18 @@ def test_small_spans_are_one_request_each_and_keep_file_order():
     assert got == [*spans, None]
 
 
+def test_large_spans_go_first_so_little_is_left_to_check_after_the_last_byte():
+    spans = [(0, 100), (MiB, 6 * MiB), (10 * MiB, 30 * MiB)]
+    wq = queue(spans, 1, max_request=64 * MiB)
+    got = []
+    while (r := wq.next(0)) is not None:
+        got.append(r)
+        wq.advance(0, r[1])
+    assert got[0][0] == 10 * MiB  # the largest span's first chunk
+    assert got[-1] == (0, 100)  # small spans last, in file order
+    assert coalesce(got, 0) == coalesce(spans, 0)
+
+
 def test_a_rest_smaller_than_a_request_is_not_split_off():
     wq = queue([(0, 9 * MiB + 10)], 4, min_request=2 * MiB)
     first = wq.next(0)

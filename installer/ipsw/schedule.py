@@ -1,6 +1,7 @@
 """Hand out byte ranges to fetch workers: one shared queue, guided request sizes, stealing.
 
-The spans to fetch (sorted, merged) form one queue in file order. A worker that needs work
+The spans to fetch (sorted, merged) form one queue: large spans first (largest first),
+then the small ones in file order. A worker that needs work
 takes the next request from its front: a whole small span (one request each — spread over
 all connections, so their round trips overlap with the others' transfers), or a chunk of a
 large one sized ``left / (2 × workers)`` (between ``min_request`` and ``max_request``). The
@@ -34,7 +35,14 @@ class WorkQueue:
 
     def __init__(self, spans: Iterable[tuple[int, int]], workers: int, *, align: int,
                  min_request: int, max_request: int, min_split: int, phase: int = 0) -> None:
-        self._todo = deque((s, e) for s, e in spans if e > s)
+        todo = [(s, e) for s, e in spans if e > s]
+        # Large spans first, largest first: a big member is then complete (and checked and
+        # written while the rest downloads) long before the end, and what is left to check
+        # after the last byte is small.
+        large = sorted((x for x in todo if x[1] - x[0] >= 4 * max(1, min_request)),
+                       key=lambda x: x[0] - x[1])
+        chosen = set(large)
+        self._todo = deque(large + [x for x in todo if x not in chosen])
         self._left = sum(e - s for s, e in self._todo)
         self._slots = [_Slot() for _ in range(workers)]
         self._lock = threading.Lock()
