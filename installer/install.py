@@ -37,7 +37,7 @@ from pathlib import Path
 import requests
 
 from installer.answers import Answers
-from installer.bootobj import assemble, espupdate
+from installer.bootobj import assemble, espupdate, layout
 from installer.bootobj import vars as bvars
 from installer.catalog import Catalog, OsEntry, PartitionType, parse_catalog
 from installer.demo import server as demo_server
@@ -106,6 +106,7 @@ class InstallResult:
     warnings: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
     answers: Answers | None = None  # the answers as carried out (space resolved, OS named)
+    kernel_layout: str = ""  # how m1n1/boot.bin stores the kernel (bootobj/layout.py)
 
     def to_json(self) -> dict[str, object]:
         from installer.disk.render import plan_to_dict
@@ -114,7 +115,8 @@ class InstallResult:
                 "stage1": str(self.stage1_path) if self.stage1_path else None,
                 "stage1_sha256": self.stage1_sha256, "bytes_downloaded": self.bytes_downloaded,
                 "seconds": self.seconds, "warnings": list(self.warnings),
-                "notes": list(self.notes), "plan": plan_to_dict(self.plan)}
+                "notes": list(self.notes), "kernel_layout": self.kernel_layout,
+                "plan": plan_to_dict(self.plan)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -302,7 +304,8 @@ def _install(request: InstallRequest, deps: InstallDeps, st: _Stages,
                  img.version, ipsw_url)
         final = replace(answers, target=target_ref, os=entry.name)
         result = InstallResult(plan, target_ref, entry.name.strip(), ipsw_url,
-                               request.dry_run, notes=src.notes, answers=final)
+                               request.dry_run, notes=src.notes + _layout_note(entry),
+                               answers=final)
         st.seconds["plan"] = deps.clock() - t0
         if request.dry_run:
             return replace(result, seconds=dict(st.seconds))
@@ -352,6 +355,7 @@ def _run(result: InstallResult, entry: OsEntry, facts: DeviceFacts, target: Inst
             warnings = tuple(plan.warnings) + fw.warnings
             staging = work / "esp"
             _stage_esp(staging, entry, facts, needed, fetched, fw, info.vgid, boot_bin)
+            choice = _kernel_layout(staging, payloads, esp_part.size)
             if (work / "extras").is_dir():
                 shutil.copytree(work / "extras", staging / "asahi" / "extras")
             stage1_path = info.volumes.system / STAGE1_PATH
@@ -366,6 +370,7 @@ def _run(result: InstallResult, entry: OsEntry, facts: DeviceFacts, target: Inst
                                hint="the disk was rolled back to its state before") from exc
         raise
     return replace(result, esp_partuuid=esp_uuid, vgid=info.vgid, stage1_path=stage1_path,
+                   kernel_layout=choice.describe(),
                    stage1_sha256=hashlib.sha256(stage1).hexdigest(),
                    bytes_downloaded=downloaded, seconds=dict(st.seconds), warnings=warnings)
 
@@ -401,6 +406,26 @@ def _part(model: DiskModel, ref: str | None) -> Partition:
         if p.ref == ref:
             return p
     raise BackendError(f"partition {ref} created by the plan is not on the disk")
+
+
+def _layout_note(entry: OsEntry) -> tuple[str, ...]:
+    """What the plan says about m1n1/boot.bin's kernel layout (decided once the package is
+    here: the plan itself needs no download)."""
+    esp = next((p for p in entry.partitions if p.type is PartitionType.EFI), None)
+    if not entry.package or esp is None:
+        return ()
+    return (f"m1n1/boot.bin: a compressed kernel is stored raw (booted in place, the fast "
+            f"layout) when {layout.COPIES} copies fit on the ESP beside the firmware, "
+            "else it stays compressed",)
+
+
+def _kernel_layout(staging: Path, payloads: DirPayloads | None,
+                   esp_size: int) -> layout.Choice:
+    """Issue 13: the raw kernel layout when the ESP has room (installer/bootobj/layout.py)."""
+    pkg_esp = payloads.root / "esp" if payloads is not None else None
+    choice = layout.choose_staged(staging, pkg_esp, esp_size)
+    log.info("m1n1/boot.bin: kernel layout %s", choice.describe())
+    return choice
 
 
 def _boot_bin(payloads: DirPayloads | None, deps: InstallDeps) -> bytes:

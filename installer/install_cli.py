@@ -208,6 +208,8 @@ def install_cmd(ctx: click.Context, /, yes: bool, dry_run: bool, as_json: bool, 
         click.echo(f"  warning: {w}")
     click.echo(f"installed {result.os_name!r} on {result.target}: ESP {result.esp_partuuid}, "
                f"stage 1 at {result.stage1_path}")
+    if result.kernel_layout:
+        click.echo(f"  m1n1/boot.bin kernel layout: {result.kernel_layout}")
     click.echo(f"  downloaded {format_size(result.bytes_downloaded)}; "
                + ", ".join(f"{k} {v:.1f} s" for k, v in result.seconds.items()))
     if result.target.startswith("sim:"):

@@ -132,7 +132,7 @@ def run_console(qemu: list[str], log: Path, timeout: float) -> tuple[str, int | 
     assert proc.stdout is not None  # PIPE above
     fd = proc.stdout.fileno()
     timed_out = stuck = False
-    with open(log, "wb") as out:
+    with open(log, "wb", buffering=0) as out:  # live: the log shows a hung boot
         while True:
             left = deadline - time.monotonic()
             if left <= 0:
