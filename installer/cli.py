@@ -9,6 +9,12 @@ import click
 
 from installer import __version__
 from installer.bootobj.cli import bootobj
+from installer.catalog_cli import catalog
+from installer.commands.refresh_firmware import refresh_firmware_cmd
+from installer.commands.resume import resume_cmd, rollback_cmd
+from installer.commands.status import status_cmd
+from installer.commands.uninstall import uninstall_cmd
+from installer.commands.upgrade_stage1 import upgrade_stage1_cmd
 from installer.disk.cli import plan_cmd, sim
 from installer.install_cli import install_cmd
 from installer.ipsw.cli import ipsw
@@ -31,10 +37,14 @@ def cli(ctx: click.Context, verbose: bool) -> None:
 
 
 cli.add_command(bootobj)
+cli.add_command(catalog)
 cli.add_command(plan_cmd)
 cli.add_command(sim)
 cli.add_command(ipsw)
 cli.add_command(install_cmd)
+for _cmd in (status_cmd, uninstall_cmd, resume_cmd, rollback_cmd, upgrade_stage1_cmd,
+             refresh_firmware_cmd):
+    cli.add_command(_cmd)
 
 
 def main(argv: list[str] | None = None) -> int:

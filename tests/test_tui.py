@@ -319,14 +319,38 @@ TCSS = str(Path(flow.__file__).with_name("pippin.tcss"))
 OPTS = SpaceOptions(largest_free=0, resize_offered=True, resize_min=238 * 10**9,
                     resize_current=506 * 10**9, freeable=268 * 10**9, os_min=3 * 10**9,
                     os_recommended=3 * 10**9)
-PLAN_TEXT = """install 'Pippin demo Linux' on disk0 (3.1 GB)
-  before:
-    disk0s2          524308480   506.1 GB  Apple_APFS          Container
-  after:
-    disk0s2          524308480   238.0 GB  Apple_APFS          Container  [resized]
-    new:0         238525874176     2.5 GB  Apple_APFS          Pippin demo Linux  [new]
-  operations:
-    1. resize APFS container disk0s2: 506.1 GB -> 238.0 GB"""
+def _demo_plan():
+    """A resize install of the demo Linux on a 512 GB Mac (the shape plan_install makes)."""
+    from installer.disk.model import PartKind
+    from installer.disk.ops import (
+        CopyTree,
+        CreatePartition,
+        CreateStubContainer,
+        CreateStubVolumes,
+        FormatFat32,
+        ResizeContainer,
+        WriteImage,
+    )
+    from installer.disk.plan import Plan, Slot
+
+    gb, mb = 10**9, 10**6
+    isc = Slot(20480, 524 * mb, "Apple_APFS_ISC", "iBootSystemContainer", "disk0s1")
+    rec = Slot(494 * gb, 5 * gb, "Apple_APFS_Recovery", "RecoveryOSContainer", "disk0s3")
+    before = (isc, Slot(524308480, 493 * gb, "Apple_APFS", "Container", "disk0s2"), rec)
+    after = (isc, Slot(524308480, 238 * gb, "Apple_APFS", "Container", "disk0s2", "resized"),
+             Slot(239 * gb, 2500 * mb, "Apple_APFS", "Pippin demo Linux", "new:0", "new"),
+             Slot(242 * gb, 524 * mb, "EFI", "EFI", "new:1", "new"),
+             Slot(243 * gb, 67 * mb, "Linux Filesystem", "Root", "new:2", "new"),
+             Slot(244 * gb, 250 * gb, "free", "", ""), rec)
+    ops = (ResizeContainer("disk0s2", 493 * gb, 238 * gb),
+           CreateStubContainer("new:0", "disk0s2", 239 * gb, 2500 * mb, "Pippin demo Linux", "A"),
+           CreateStubVolumes("new:0", "Pippin demo Linux"),
+           CreatePartition("new:1", "new:0", 242 * gb, 524 * mb, PartKind.EFI, "EFI", "B"),
+           FormatFat32("new:1", "EFI", None), CopyTree("new:1", "esp"),
+           CreatePartition("new:2", "new:1", 243 * gb, 67 * mb, PartKind.LINUX, "Root", "C"),
+           WriteImage("new:2", "root.img", 67 * mb))
+    return Plan("install", "disk0", ops, before, after, ((0, 1),), os_name="Pippin demo Linux",
+                os_size=3100 * mb)
 
 
 def one_screen(make):
@@ -361,7 +385,7 @@ SCREENS = {
     "size_refused": (lambda: SizeScreen("Size of the new OS", "It needs at least 3.1 GB.", "",
                                         _check_size), [*"12 parsecs", "enter"], None),
     "name": (lambda: NameScreen("Pippin demo Linux", None, lambda t: t or None), [], None),
-    "confirm": (lambda: ConfirmScreen(PLAN_TEXT, ["Nothing has been written yet."]), [], None),
+    "confirm": (lambda: ConfirmScreen(_demo_plan(), ["Nothing has been written yet."]), [], None),
     "progress": (lambda: ProgressScreen("Installing", ["package", "restore image", "disk"]), [],
                  _progress),
     "done": (lambda: DoneScreen(["Installed 'X' on sim:mac.img.", "  scripts/qemu-boot mac.img"]),
@@ -375,3 +399,178 @@ SCREENS = {
 def test_snapshot(snap_compare, name):
     make, press, before = SCREENS[name]
     assert snap_compare(one_screen(make), press=press, terminal_size=SIZE, run_before=before)
+
+
+def test_snapshot_plan_at_80x24(snap_compare):
+    """recoveryOS's Terminal: the map, what shrinks and what is created, with sizes, all in
+    view without scrolling sideways (and no byte offsets)."""
+    assert snap_compare(one_screen(lambda: ConfirmScreen(_demo_plan(), ["note"])),
+                        terminal_size=(80, 24))
+
+
+def test_plan_fits_80_columns_without_offsets():
+    from installer.tui.screens.confirm import plan_lines
+    head, map_lines, ops = plan_lines(_demo_plan())
+    assert all(len(line) <= 74 for line in map_lines)
+    assert map_lines[0].startswith("before |")
+    assert map_lines[1].startswith("after  |")
+    assert map_lines[2] == ("       = APFS  s stub  E ESP  L Linux  i iBoot  "
+                            "r recovery  . free")
+    assert "shrink  macOS container disk0s2: 493.0 GB -> 238.0 GB" in map_lines
+    assert "create  stub APFS container 'Pippin demo Linux': 2.5 GB" in map_lines
+    assert "create  Linux Filesystem partition 'Root': 67.0 MB" in map_lines
+    assert not any(str(239 * 10**9) in line for line in [head, *map_lines, *ops])
+
+
+# -- bugs found when tried as a new user would ---------------------------------------------
+
+GROWING = "Growing Linux"
+
+
+@pytest.fixture
+def growing_catalog(www):
+    """The demo catalog plus an entry whose root partition grows (so the OS size is asked)."""
+    import json
+    root, srv = www
+    doc = json.loads((root / CATALOG_NAME).read_text())
+    entry = json.loads(json.dumps(next(e for e in doc["os_list"] if e["name"] == DEMO_LINUX)))
+    entry["name"] = entry["default_os_name"] = GROWING
+    entry["partitions"][1]["expand"] = True
+    doc["os_list"].append(entry)
+    (root / "growing.json").write_text(json.dumps(doc))
+    return srv.url("growing.json")
+
+
+async def pick(pilot, screen_type, label_start):
+    screen = await on(pilot, screen_type)
+    options = screen.query_one("OptionList")
+    index = next(i for i in range(options.option_count)
+                 if str(options.get_option_at_index(i).prompt).startswith(label_start))
+    options.highlighted = index
+    await pilot.press("enter")
+
+
+def test_bug_os_size_step_showed_the_macos_title_and_an_empty_error(make_app,
+                                                                      growing_catalog):
+    """After the macOS size, the OS-size step showed 'How large macOS stays' and refused an
+    empty value before anything was typed; Back from the name screen skipped the OS size."""
+    app = make_app(catalog=growing_catalog)
+
+    async def walk():
+        async with app.run_test(size=SIZE) as pilot:
+            await pick(pilot, PickOS, GROWING)
+            await pick(pilot, SpaceScreen, "Shrink macOS")
+            await on(pilot, SizeScreen, title_text="How large macOS stays")
+            await type_answer(pilot, "min")
+            size = await on(pilot, SizeScreen, title_text="Size of the new OS")
+            assert str(size.query_one(".title").content) == "Size of the new OS"
+            assert size.query_one(CheckedInput).reason == ""
+            assert size.query_one("Input").value == "max"
+            await type_answer(pilot, "10GB")
+            await on(pilot, NameScreen)
+            await pilot.press("escape")
+            size = await on(pilot, SizeScreen, title_text="Size of the new OS")
+            assert size.query_one("Input").value == "10GB"
+            await pilot.press("escape")
+            size = await on(pilot, SizeScreen, title_text="How large macOS stays")
+            assert size.query_one("Input").value == "min"
+            await pilot.press("ctrl+q")
+
+    asyncio.run(walk())
+
+
+def test_bug_enter_on_the_plan_activated_back(make_app):
+    """The plan screen focused Back, so Enter (meant for nothing) went back a step. Now no
+    button has focus until chosen: Enter does nothing, Install takes i or a click."""
+    app = make_app()
+
+    async def walk():
+        async with app.run_test(size=SIZE) as pilot:
+            await pick(pilot, PickOS, UEFI_ONLY)
+            for _ in range(3):  # space, macOS size, name: the defaults
+                screen = app.screen
+                await until(pilot, lambda s=screen: not isinstance(app.screen, PickOS))
+                screen = app.screen
+                await pilot.press("enter")
+                await until(pilot, lambda s=screen: app.screen is not s)
+            confirm = await on(pilot, ConfirmScreen)
+            await pilot.press("enter")
+            await pilot.pause(0.2)
+            assert app.screen is confirm
+            assert app.focused is None or app.focused.id not in ("back", "install")
+            await pilot.press("b")
+            await on(pilot, NameScreen)
+            await pilot.press("ctrl+q")
+
+    asyncio.run(walk())
+
+
+# -- the main menu when the target already holds an install --------------------------------
+
+
+def _gpt(sim):
+    return sgdisk("-p", str(sim)).split("\n", 1)[1]
+
+
+async def choose(pilot, screen, key):
+    options = screen.query_one("OptionList")
+    options.highlighted = screen.keys.index(key)
+    await pilot.press("enter")
+
+
+def test_main_menu_status_then_uninstall(make_app, demo_cache, session):
+    from installer.tui.screens.confirm import RemoveScreen
+    from installer.tui.screens.menu import ChoiceScreen, MainMenu, TextScreen
+
+    before = _gpt(make_app.sim)
+    installfix.run_install(demo_cache, session, make_app.sim, UEFI_ONLY)
+    app = make_app()
+
+    async def walk():
+        async with app.run_test(size=SIZE) as pilot:
+            menu = await on(pilot, MainMenu)
+            assert menu.keys == ["install", "status", "uninstall", "quit"]
+            assert menu.prompt.startswith(
+                f"On sim:{make_app.sim}: installed 'UEFI environment only'")
+            await choose(pilot, menu, "status")
+            text = await on(pilot, TextScreen)
+            assert any(line.startswith("    stage 1: Pippin 0.1.0") for line in text.lines)
+            await pilot.click("#back")
+            menu = await on(pilot, MainMenu)
+            await choose(pilot, menu, "uninstall")
+            pick_one = await on(pilot, ChoiceScreen, title_text="Uninstall")
+            assert pick_one.keys == ["disk0s4"]
+            await pilot.press("enter")
+            remove = await on(pilot, RemoveScreen)
+            assert ("delete  Apple_APFS 'UEFI environment only' (disk0s4): 2.5 GB"
+                    in remove.plan_text)
+            await pilot.press("enter")  # nothing focused: Enter removes nothing
+            await pilot.pause(0.2)
+            assert app.screen is remove
+            await pilot.press("r")
+            await on(pilot, PickOS)  # nothing installed any more: straight to a new install
+            await pilot.press("ctrl+q")
+
+    asyncio.run(walk())
+    assert _gpt(make_app.sim) == before
+
+
+def test_main_menu_offers_resume_or_rollback_after_a_kill(make_app, demo_cache):
+    from installer.tui.screens.menu import MainMenu
+    from tests.test_lifecycle_resume import crash
+
+    before = _gpt(make_app.sim)
+    assert crash(demo_cache, make_app.sim, UEFI_ONLY, 6).returncode == -9
+    app = make_app()
+
+    async def walk():
+        async with app.run_test(size=SIZE) as pilot:
+            menu = await on(pilot, MainMenu)
+            assert menu.keys == ["resume", "rollback", "status", "quit"]
+            assert "Interrupted: install of 'UEFI environment only' (" in menu.prompt
+            await choose(pilot, menu, "rollback")
+            await on(pilot, PickOS)
+            await pilot.press("ctrl+q")
+
+    asyncio.run(walk())
+    assert _gpt(make_app.sim) == before

@@ -277,10 +277,14 @@ def assemble_stage2(parts: Stage2Parts, signing_key: Ed25519PrivateKey | None = 
 
 
 def assemble_stage1(
-    stage1: bytes, variables: Sequence[bvars.Variable]
+    stage1: bytes, variables: Sequence[bvars.Variable], *, tethered: bool = False
 ) -> bytes:
-    """The stage-1 boot object: image then its configuration variables."""
+    """The stage-1 boot object: image then its configuration variables. ``tethered``: no
+    ``chainload=`` (the loader then waits for a development host, as m1n1 does)."""
     check_stage_image(stage1, "stage 1")
-    if not any(v.name == "chainload" for v in variables):
+    has_chainload = any(v.name == "chainload" for v in variables)
+    if not has_chainload and not tethered:
         raise BootObjectError("stage-1 variables lack chainload=; use stage1_config()")
+    if has_chainload and tethered:
+        raise BootObjectError("a tethered stage 1 takes no chainload= variable")
     return stage1 + bvars.encode(list(variables))

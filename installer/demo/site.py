@@ -31,11 +31,15 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from urllib.parse import urlsplit
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from installer.bootobj import sign
 from installer.bootobj.assemble import Compression, InitramfsMode, Stage2Parts, assemble_stage2
 from installer.bootobj.vars import Variable
+from installer.catalog_trust import SIG_SUFFIX, sign_catalog
 from installer.demo.guest import DEMO_MARKER, HOOK_FILES, KernelAssets, guest_initramfs
 from installer.demo.restoreimage import make_image
-from installer.errors import PippinError
+from installer.errors import BootObjectError, PippinError
 from installer.ipsw.images import IMAGES
 from vendorfw.atomic import atomic_dir, write_bytes
 from vendorfw.hooks import DEFAULT_SOURCE as HOOKS_DIR
@@ -58,6 +62,7 @@ class Site:
     catalog: str  # file name of the catalog inside root
     entries: tuple[str, ...]
     notes: tuple[str, ...]  # why an entry is missing
+    catalog_key: bytes = b""  # the demo key's raw public key; it signs the catalog (.sig)
 
 
 def image_file_name() -> str:
@@ -100,8 +105,21 @@ def root_image() -> bytes:
     return head + bytes(ROOT_IMAGE_SIZE - len(head))
 
 
-def _key(prebuilt: Path, assets: Path | None, u_boot: Path | None, hooks: Path) -> str:
+def _signing_key(path: Path) -> Ed25519PrivateKey:
+    """The demo catalog's signing key, generated on first use (a damaged one is replaced)."""
+    try:
+        return sign.load_private_key(path)
+    except BootObjectError:
+        key = sign.generate_key()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        sign.save_private_key(path, key)
+        return key
+
+
+def _key(prebuilt: Path, assets: Path | None, u_boot: Path | None, hooks: Path,
+         catalog_key: bytes = b"") -> str:
     h = hashlib.sha256(SITE_VERSION.encode())
+    h.update(catalog_key)
     h.update((prebuilt / "stage2.bin").read_bytes())
     if assets is not None:
         for name in ("kernel-version", "busybox"):
@@ -127,9 +145,11 @@ def ensure_site(cache_dir: Path, *, prebuilt: Path, assets: Path | None,
     if assets is not None and not all((assets / n).is_file() for n in ("Image", "busybox")):
         assets_missing = f"{assets} lacks Image or busybox"
         assets = None
+    signer = _signing_key(cache_dir / "demo" / "catalog-key.pem")  # kept out of www/
+    public = sign.public_bytes(signer.public_key())
     try:
         stage2 = (prebuilt / "stage2.bin").read_bytes()
-        key = _key(prebuilt, assets, u_boot, hooks)
+        key = _key(prebuilt, assets, u_boot, hooks, public)
     except OSError as exc:
         raise PippinError(f"cannot read the prebuilt loaders in {prebuilt}: {exc.strerror}",
                           hint="run from a Pippin checkout (bootchain/prebuilt/)") from exc
@@ -140,7 +160,7 @@ def ensure_site(cache_dir: Path, *, prebuilt: Path, assets: Path | None,
         notes += (f"{UEFI_ONLY!r} holds stage 2 alone: no {U_BOOT} in the test assets "
                   "(scripts/fetch-test-assets)",)
     names = (UEFI_ONLY,) if assets is None else (UEFI_ONLY, DEMO_LINUX)
-    site = Site(root, CATALOG_NAME, names, notes)
+    site = Site(root, CATALOG_NAME, names, notes, public)
     if (root / f".complete-{key}").is_file():
         return site
     log.info("generating the demo site in %s", root)
@@ -169,7 +189,9 @@ def ensure_site(cache_dir: Path, *, prebuilt: Path, assets: Path | None,
             entries.append(_entry(DEMO_LINUX, "pippin-demo-linux.zip", linux,
                                   [_esp("0x5B4A3F2E"), root_part]))
         catalog = {"os_list": entries}
-        write_bytes(new / CATALOG_NAME, json.dumps(catalog, indent=1).encode() + b"\n")
+        catalog_bytes = json.dumps(catalog, indent=1).encode() + b"\n"
+        write_bytes(new / CATALOG_NAME, catalog_bytes)
+        write_bytes(new / (CATALOG_NAME + SIG_SUFFIX), sign_catalog(catalog_bytes, signer))
         make_image(new / image_file_name(), size=8 << 20, seed=7, decoy_size=256 << 20)
         (new / f".complete-{key}").write_bytes(b"")
     return site

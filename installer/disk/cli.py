@@ -11,15 +11,16 @@ from typing import Any
 
 import click
 
+from installer import catalog_trust
 from installer.answers import Answers, check_choice, check_target, load_answers
-from installer.catalog import load_catalog
+from installer.catalog import parse_catalog
 from installer.device import KNOWN_DEVICES, DeviceFacts
 from installer.disk.model import Disk, DiskModel, find_stub_installs
 from installer.disk.plan import Choices, Plan, Space, layout, plan_install, plan_uninstall
 from installer.disk.render import plan_to_dict, render_plan, rows
 from installer.errors import AnswersError, CatalogError
 from installer.platform.base import Backend, DirPayloads, SubprocessRunner
-from installer.platform.journal import Journal, resume, rollback, run_plan
+from installer.platform.journal import pending_run, resume, rollback, run_plan
 from installer.platform.macos import MacBackend
 from installer.platform.sim import SimBackend
 from installer.platform.simmac import SimMac
@@ -114,7 +115,13 @@ def build_plan(ctx: click.Context, kw: dict[str, Any], backend: Backend) -> Plan
         raise AnswersError("no OS chosen", hint="pass --os NAME or set os in the answers file")
     cat_path = Path(catalog)
     repo_base = _env(ctx).get("REPO_BASE") or str(cat_path.resolve().parent)
-    entry = load_catalog(cat_path, repo_base).find(a.os)
+    try:
+        data = cat_path.read_bytes()
+    except OSError as exc:
+        raise CatalogError(f"cannot read catalog {cat_path}: {exc.strerror}") from exc
+    # verified (or noticed as unsigned) before anything in it is used
+    catalog_trust.trusted(str(cat_path), data, None, catalog_trust.pins_from_env(_env(ctx)))
+    entry = parse_catalog(data, repo_base).find(a.os)
     disk = None if (a.target or "").startswith("sim:") else a.target
     choices = Choices(space=a.space, resize_to=a.resize_to, size=a.size, name=a.name,
                       expert=a.expert, disk=disk, region=kw.get("region"))
@@ -235,25 +242,26 @@ def sim_inspect(ctx: click.Context, /, path: Path | None, as_json: bool) -> int:
                    f"{format_size(p.container.ceiling)}")
         for v in p.container.volumes:
             click.echo(f"    {v.name} [{', '.join(v.roles)}] {format_size(v.used)}")
+    run = pending_run(_journal(path))
+    busy = set(run.created) if run else set()
     for i in find_stub_installs(disk):
-        click.echo(f"  installed: {i.name!r} ({', '.join(p.ref for p in i.partitions)})")
+        # The stub an interrupted run created is not installed yet (step 3 did not finish).
+        state = "interrupted" if i.stub.uuid.upper() in busy else "installed"
+        click.echo(f"  {state}: {i.name!r} ({', '.join(p.ref for p in i.partitions)})")
     click.echo(f"  boots: {_boot_name(disk, boot)!r}")
-    if pending:
-        click.echo(f"  interrupted {pending['action']}: {pending['done']} of "
-                   f"{pending['total']} operations done; finish it with `pippin sim resume` "
+    if run is not None:
+        click.echo(f"  interrupted: {run.describe()}; finish it with `pippin sim resume` "
                    "or undo it with `pippin sim rollback`")
     return 0
 
 
 def _interrupted(path: Path) -> dict[str, Any] | None:
     """The journaled run that did not finish, if any (an unreadable journal is an error)."""
-    journal = _journal(path)
-    if not journal.exists():
+    run = pending_run(_journal(path))
+    if run is None:
         return None
-    j = Journal.load(journal)
-    if j.status != "running":
-        return None
-    return {"action": j.action, "done": j.done, "total": len(j.ops)}
+    return {"action": run.action, "done": run.done, "total": run.total, "phase": run.phase,
+            "partuuids": list(run.created)}
 
 
 class OpMeter:
@@ -327,8 +335,17 @@ def sim_run(ctx: click.Context, /, path: Path | None, package: Path | None, dry_
               help="The unpacked OS package the interrupted run used.")
 @click.pass_context
 def sim_resume(ctx: click.Context, /, path: Path | None, package: Path | None) -> int:
-    """Finish an interrupted `sim run`."""
+    """Finish an interrupted `sim run`, or an interrupted `pippin install` (as `pippin
+    resume` does: the OS package and restore-image members are fetched again)."""
     path = _sim_path(ctx, path)
+    run = pending_run(_journal(path))
+    if run is not None and run.is_install and package is None:
+        from installer.commands.common import deps
+        from installer.install import resume_install
+        result = resume_install(f"sim:{path}", deps(ctx))
+        click.echo(f"resumed and finished: {result.os_name!r} installed, ESP "
+                   f"{result.esp_partuuid}")
+        return 0
     resume(SimBackend(path), _journal(path), DirPayloads(package) if package else None)
     click.echo("resumed and finished")
     return 0
@@ -340,6 +357,12 @@ def sim_resume(ctx: click.Context, /, path: Path | None, package: Path | None) -
 def sim_rollback(ctx: click.Context, /, path: Path | None) -> int:
     """Undo an interrupted `sim run`."""
     path = _sim_path(ctx, path)
-    rollback(SimBackend(path), _journal(path))
+    run = pending_run(_journal(path))
+    if run is not None and run.is_install:
+        from installer.install import rollback_install
+        from installer.targets.sim import SimTarget
+        rollback_install(SimTarget(path, SubprocessRunner(_env(ctx) or None)))
+    else:
+        rollback(SimBackend(path), _journal(path))
     click.echo("rolled back")
     return 0

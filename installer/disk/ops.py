@@ -128,17 +128,22 @@ def op_from_dict(d: dict[str, Any]) -> Op:
     return cls(**fields)
 
 
-def describe(op: Op) -> str:
-    """One line for the plan display."""
+def describe(op: Op, *, offsets: bool = True) -> str:
+    """One line for the plan display (``offsets=False``: without byte offsets, for narrow
+    screens; ``--json`` keeps them)."""
+    def at(start: int) -> str:
+        return f" at {start}" if offsets else ""
+
     match op:
         case ResizeContainer(ref=ref, old_size=old, new_size=new):
             return f"resize APFS container {ref}: {format_size(old)} -> {format_size(new)}"
         case CreateStubContainer(ref=ref, start=start, size=size, label=label):
-            return f"create stub APFS container {ref} {label!r} ({format_size(size)} at {start})"
+            return f"create stub APFS container {ref} {label!r} ({format_size(size)}{at(start)})"
         case CreateStubVolumes(ref=ref, label=label):
             return f"create stub volumes in {ref}: {label} - Data, {label}, Preboot, Recovery"
         case CreatePartition(ref=ref, start=start, size=size, kind=kind, name=name):
-            return f"create {kind.value} partition {ref} {name!r} ({format_size(size)} at {start})"
+            return (f"create {kind.value} partition {ref} {name!r} "
+                    f"({format_size(size)}{at(start)})")
         case FormatFat32(ref=ref, label=label):
             return f"format {ref} FAT32 {label!r}"
         case CopyTree(ref=ref, source=source):

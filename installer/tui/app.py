@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from dataclasses import replace
 from pathlib import Path
@@ -28,14 +28,25 @@ from textual.worker import get_current_worker
 from installer.answers import Answers, to_toml
 from installer.catalog import OsEntry
 from installer.disk.plan import Space, SpaceOptions, space_options
-from installer.disk.render import render_plan
 from installer.errors import CatalogError, PippinError
-from installer.install import InstallDeps, InstallRequest, InstallResult, install
+from installer.install import (
+    InstallDeps,
+    InstallRequest,
+    InstallResult,
+    install,
+    make_target,
+    resume_install,
+    rollback_install,
+)
+from installer.lifecycle.status import render
+from installer.lifecycle.uninstall import plan_for, run_uninstall
+from installer.targets.base import InstallTarget
 from installer.tui import flow
 from installer.tui.messages import InstallLog, InstallProgress
-from installer.tui.screens.confirm import ConfirmScreen
+from installer.tui.screens.confirm import ConfirmScreen, RemoveScreen
 from installer.tui.screens.done import DoneScreen
 from installer.tui.screens.error import ErrorScreen
+from installer.tui.screens.menu import ChoiceScreen, MainMenu, TextScreen
 from installer.tui.screens.name import NameScreen
 from installer.tui.screens.pick_os import PickOS
 from installer.tui.screens.progress import ProgressScreen
@@ -86,6 +97,7 @@ class PippinApp(App[InstallResult | None]):
         self.result: InstallResult | None = None
         self.error: PippinError | None = None
         self.installing = False
+        self.go_install = False
 
     def compose(self) -> ComposeResult:
         yield Static("Pippin: reading the catalog and the disk…", classes="title")
@@ -163,6 +175,14 @@ class PippinApp(App[InstallResult | None]):
 
     def _flow(self) -> None:
         setup = flow.load_setup(self.answers, self.deps)
+        for note in setup.notes:  # e.g. why an OS is missing from the list (log is muted)
+            self.call_from_thread(self.notify, note, severity="warning", timeout=30)
+        while flow.wants_menu(setup.status):
+            if not self._menu(setup):
+                return
+            if self.go_install:
+                break
+            setup = flow.load_setup(self.answers, self.deps)
         entries = flow.offered(setup.entries, self.answers.expert)
         if not entries:
             raise CatalogError("the catalog offers no OS to install",
@@ -216,6 +236,49 @@ class PippinApp(App[InstallResult | None]):
             i += 1
         self._install(a)
 
+    def _menu(self, setup: flow.Setup) -> bool:
+        """One pass through the main menu; False when the App is done (quit, resumed)."""
+        status = setup.status
+        assert status is not None
+        r = self._ask(MainMenu("Pippin", flow.menu_prompt(status), flow.menu_choices(status)))
+        if r == "install":
+            self.go_install = True
+        elif r == "status":
+            self._ask(TextScreen("Status", render(status).splitlines()))
+        elif r == "uninstall":
+            self._uninstall(setup)
+        elif r == "rollback":
+            rollback_install(self._target())
+            self.call_from_thread(self.notify, "rolled back; bytes outside its plan verified "
+                                  "unchanged")
+        elif r == "resume":
+            self._run_install(f"Resuming on {setup.target}", lambda progress: resume_install(
+                setup.target, self.deps, progress))
+            return False
+        elif r == "quit":
+            self.call_from_thread(self.exit, None, 1)
+            return False
+        return True
+
+    def _target(self) -> InstallTarget:
+        assert self.answers.target is not None
+        return self.deps.target or make_target(self.answers.target, self.deps.runner,
+                                                      self.deps.mac_root)
+
+    def _uninstall(self, setup: flow.Setup) -> None:
+        assert setup.status is not None
+        what = self._ask(ChoiceScreen("Uninstall", "What should be removed? Its space goes "
+                                      "back to macOS where macOS can grow into it.",
+                                      flow.removable(setup.status)))
+        if isinstance(what, Back):
+            return
+        target = self._target()
+        plan = plan_for(target.backend.read_model(), what)
+        if self._ask(RemoveScreen(plan, ["Nothing has been removed yet."])) is not True:
+            return
+        run_uninstall(target, plan)
+        self.call_from_thread(self.notify, f"removed {plan.os_name!r}")
+
     def _size_screen(self, key: str, setup: flow.Setup, entry: OsEntry, opts: SpaceOptions,
                      a: Answers) -> SizeScreen:
         title = "How large macOS stays" if key == "resize_to" else "Size of the new OS"
@@ -241,17 +304,22 @@ class PippinApp(App[InstallResult | None]):
         self.planned = planned
         if self.answers_path is not None:
             self.call_from_thread(self.action_write_answers)
-        r = self._ask(ConfirmScreen(render_plan(planned.plan), flow.plan_note(planned)))
+        r = self._ask(ConfirmScreen(planned.plan, flow.plan_note(planned)))
         return r is True
 
     def _install(self, a: Answers) -> None:
-        screen = ProgressScreen(f"Installing {(a.os or '').strip()} on {a.target}", STAGES)
+        self._run_install(f"Installing {(a.os or '').strip()} on {a.target}",
+                          lambda progress: install(InstallRequest(a), self.deps, progress))
+
+    def _run_install(self, title: str,
+                     run: Callable[[_Poster], InstallResult]) -> None:
+        screen = ProgressScreen(title, STAGES)
         self.call_from_thread(self.push_screen, screen)
         handler = _LogPoster(screen)
         logging.getLogger("installer").addHandler(handler)
         self.installing = True
         try:
-            result = install(InstallRequest(a), self.deps, _Poster(screen, self.deps))
+            result = run(_Poster(screen, self.deps))
         finally:
             self.installing = False
             logging.getLogger("installer").removeHandler(handler)

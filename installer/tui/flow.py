@@ -15,6 +15,7 @@ from installer.disk.model import DiskModel
 from installer.disk.plan import NEED_FREE, Choices, Plan, Space, SpaceOptions, plan_install
 from installer.errors import AnswersError
 from installer.install import InstallDeps, InstallResult, make_target, open_source
+from installer.lifecycle.status import Status, read_status
 from installer.sizes import format_size, parse_size
 from installer.stub import STAGE1_PATH
 
@@ -30,6 +31,7 @@ class Setup:
     model: DiskModel
     target: str
     notes: tuple[str, ...] = ()
+    status: Status | None = None  # what is on the target already (the main menu shows it)
 
     @property
     def disk(self) -> str | None:
@@ -49,8 +51,47 @@ def load_setup(answers: Answers, deps: InstallDeps) -> Setup:
     assert answers.target is not None  # the CLI fills in the default target
     with open_source(answers, deps) as src:
         entries, notes = src.catalog.entries, src.notes
-    target = deps.target or make_target(answers.target, deps.runner)
-    return Setup(entries, target.backend.read_model(), answers.target, notes)
+    target = deps.target or make_target(answers.target, deps.runner, deps.mac_root)
+    return Setup(entries, target.backend.read_model(), answers.target, notes,
+                 read_status(target, answers.target))
+
+
+def menu_choices(status: Status) -> list[tuple[str, str]]:
+    """The main menu: resume/rollback first when a run was interrupted (a new install is
+    refused until then), else install another; status; uninstall when there is something."""
+    out: list[tuple[str, str]] = []
+    if status.pending is not None:
+        out += [("resume", f"Resume the interrupted {status.pending.describe()}"),
+                ("rollback", "Roll it back: remove what it wrote, macOS gets its space back")]
+    else:
+        out.append(("install", "Install another OS"))
+    out.append(("status", "Status: installs, stage 1, vendor firmware, leftovers"))
+    if removable(status) and status.pending is None:
+        out.append(("uninstall", "Uninstall an OS, or remove a leftover"))
+    return [*out, ("quit", "Quit")]
+
+
+def removable(status: Status) -> list[tuple[str, str]]:
+    """What uninstall can remove: (what to pass to plan_for, label)."""
+    out = [(i.stub.ref, f"{i.name!r}: {format_size(i.size)} ({i.stub.ref}…)")
+           for i in status.installs if i.esp is not None]
+    out += [(lo.ref, f"leftover {lo.ref}: {format_size(lo.size)}, {lo.why}")
+            for lo in status.leftovers]
+    return out
+
+
+def menu_prompt(status: Status) -> str:
+    names = ", ".join(repr(i.name) for i in status.installs) or "none"
+    text = f"On {status.target}: installed {names}."
+    if status.leftovers:
+        text += f" {len(status.leftovers)} leftover(s) of failed installs."
+    if status.pending is not None:
+        text += f" Interrupted: {status.pending.describe()}."
+    return text
+
+
+def wants_menu(status: Status | None) -> bool:
+    return status is not None and bool(status.installs or status.leftovers or status.pending)
 
 
 def offered(entries: tuple[OsEntry, ...], expert: bool) -> tuple[OsEntry, ...]:
