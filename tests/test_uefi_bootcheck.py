@@ -3,9 +3,15 @@ shaped like the real ones: every failure names one reason."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+
 import pytest
 
+from installer.bootobj import assemble
+from installer.bootobj import vars as bvars
 from installer.demo.bootcheck import Expected, judge
+from tests.support import bootchain as bc
 
 ESP = "1e3d8450-0f04-5160-842c-53a3229baabf"
 SHA_A, SHA_B = "a" * 64, "b" * 64
@@ -61,3 +67,29 @@ def test_an_esp_without_firmware_fails():
     assert not ok
     assert reason == (f"ESP {ESP}, vendorfw 0/0 files verified: "
                       "the ESP has no vendorfw/firmware.cpio")
+
+
+def run_script(repo_root, tmp_path, *args):
+    return subprocess.run([str(repo_root / "scripts" / "qemu-boot"), *map(str, args)],
+                          capture_output=True, text=True, timeout=120,
+                          env=dict(os.environ, XDG_CACHE_HOME=str(tmp_path / "xdg")))
+
+
+def test_script_refuses_bad_input_in_one_line_before_booting(repo_root, tmp_path):
+    img = tmp_path / "junk.img"
+    img.write_bytes(bytes(1 << 20))
+    s1 = tmp_path / "s1.bin"
+    s1.write_bytes(b"hi\n")
+    r = run_script(repo_root, tmp_path, img, "--stage1", s1, "--media", tmp_path / "nope.img")
+    assert r.returncode == 1
+    assert r.stderr == (f"qemu-boot: no media image at {tmp_path}/nope.img (make one: "
+                        f"scripts/make-uefi-media {tmp_path}/nope.img)\n")
+    r = run_script(repo_root, tmp_path, img, "--stage1", s1, "--check")
+    assert r.returncode == 1
+    assert r.stdout == (f"boot failed: stage-1 object {s1}: no STACKBOT end marker: not an "
+                        "m1n1-style loader image\n")
+    s1.write_bytes(assemble.assemble_stage1(bc.stage_bytes("stage1"),
+                                            bvars.stage1_config(ESP)))
+    r = run_script(repo_root, tmp_path, img, "--stage1", s1, "--check")
+    assert r.returncode == 1
+    assert r.stdout == f"boot failed: {img}: no GPT header at sector 1\n"

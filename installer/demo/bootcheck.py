@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from installer.bootobj.version import read_installed_vars
-from installer.errors import PippinError
+from installer.errors import BootObjectError, PippinError
 from installer.platform.gpt import read_gpt
 from vendorfw.errors import VendorFwError
 from vendorfw.manifest import MANIFEST_ENTRY
@@ -51,6 +51,8 @@ def expected(image: Path, stage1: Path) -> Expected:
         variables = read_installed_vars(stage1.read_bytes())
     except OSError as exc:
         raise PippinError(f"cannot read the stage-1 object {stage1}: {exc.strerror}") from exc
+    except BootObjectError as exc:
+        raise PippinError(f"stage-1 object {stage1}: {exc.message}") from exc
     uuid = next((v.value for v in variables if v.name == ESP_VAR), None)
     if uuid is None:
         raise PippinError(f"{stage1} sets no {ESP_VAR}")

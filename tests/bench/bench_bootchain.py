@@ -230,7 +230,8 @@ def main() -> None:
     for label, v in rows:
         print(f"{label:<40}{v:>12,}{v * 1000:>16,}")
     raw_us = us(craw, r"booting")
-    print(f"{'reset -> kernel entry (raw kernel)':<40}{raw_us:>12,}{raw_us * 1000:>16,}")
+    print(f"{'reset -> kernel entry (raw kernel)':<40}{raw_us:>12,}{raw_us * 1000:>16,}"
+          "   <- the layout the installer writes when the ESP has room (bootobj/layout.py)")
     print(f"chain overhead / kernel boot to init: gzip kernel {entry_us / k_direct:.1%}, "
           f"raw kernel {raw_us / k_direct:.1%} (target <= 5%)")
     print()
