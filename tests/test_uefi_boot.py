@@ -71,7 +71,7 @@ def test_uefi_only_boots_the_media_through_u_boot_and_systemd_boot(
                           capture_output=True, env=MTOOLS_ENV).stdout
     kinds = [p.kind for p in scan.scan(boot, scan.payload_start(boot))]
     assert kinds == ["firmware"]  # stage 2 + Debian's U-Boot
-    assert res.kernel_layout == "no kernel (nothing to move)"
+    assert res.kernel_layout == "firmware (U-Boot, which boots an EFI program from a disk)"
     r = qemu_boot(repo_root, tmp_path / "xdg", str(sim), "--media", str(media), "--check")
     log = (tmp_path / "xdg" / "pippin" / "qemu-boot.log").read_text(errors="replace")
     assert r.returncode == 0, r.stdout + r.stderr + log[-3000:]

@@ -31,7 +31,8 @@ COPIES = 3  # boot.bin, boot.bin.old, boot.bin.new during an update
 class Layout(StrEnum):
     RAW = "raw"  # kernel stored raw, last, 2 MiB-aligned: booted in place
     COMPRESSED = "compressed"  # gzip/xz kernel, inflated by stage 2
-    NO_KERNEL = "no kernel"  # bare stage 2, or a firmware payload (U-Boot)
+    FIRMWARE = "firmware"  # a UEFI firmware payload (U-Boot), which boots EFI programs
+    NO_KERNEL = "no kernel"  # bare stage 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +52,8 @@ def kernel_layout(data: bytes) -> Layout:
         return Layout.RAW
     if any(i.kind is scan.Kind.IMAGE for p in payloads for i in p.inner):
         return Layout.COMPRESSED
+    if any(p.kind is scan.Kind.FIRMWARE for p in payloads):
+        return Layout.FIRMWARE
     return Layout.NO_KERNEL
 
 
@@ -89,7 +92,9 @@ def choose(data: bytes, esp_size: int, other_bytes: int) -> Choice:
     ``other_bytes`` of other files."""
     layout = kernel_layout(data)
     if layout is not Layout.COMPRESSED:
-        return Choice(layout, data, "as packaged" if layout is Layout.RAW else "nothing to move")
+        why = {Layout.RAW: "as packaged", Layout.FIRMWARE: "U-Boot, which boots an EFI program "
+               "from a disk", Layout.NO_KERNEL: "nothing to move"}[layout]
+        return Choice(layout, data, why)
     raw = raw_layout(data)
     if raw is None:
         return Choice(layout, data, "signed by its publisher: kept as packaged")
