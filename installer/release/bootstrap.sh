@@ -47,14 +47,15 @@ pippin_bootstrap() {
             openssl dgst -sha256 -r "$1" | cut -d' ' -f1
         fi
     }
-    # pippin_get URL FILE: download; on failure say why in one line and return 1.
+    # pippin_get URL FILE MAXBYTES: download; on failure say why in one line and return 1.
     pippin_get() {
         local code rc
-        code=$(curl -sL --connect-timeout 10 --max-time 600 --retry 2 -o "$2" \
-            -w '%{http_code}' -- "$1")
+        code=$(curl -sL --connect-timeout 10 --max-time 600 --retry 2 --max-filesize "$3" \
+            -o "$2" -w '%{http_code}' -- "$1")
         rc=$?
         if [ "$rc" -ne 0 ]; then
             case $rc in
+            63) pippin_say "cannot download $1: larger than the $3 bytes expected" ;;
             5) pippin_say "cannot download $1: could not resolve the proxy" ;;
             6) pippin_say "cannot download $1: could not resolve the host (no network?)" ;;
             7) pippin_say "cannot download $1: could not connect (no network, or the server is down)" ;;
@@ -71,6 +72,20 @@ pippin_bootstrap() {
     # pippin_field NAME FILE: the value of NAME=... in the release index.
     pippin_field() {
         sed -n "s/^$1=//p" "$2" | head -n 1
+    }
+    # pippin_quoted ARGS...: the arguments as one line a shell reads back the same.
+    pippin_quoted() {
+        local a out
+        out=""
+        for a in "$@"; do
+            case $a in
+            "" | *[!A-Za-z0-9_./:=@%+,-]*)
+                a="'$(printf '%s' "$a" | sed "s/'/'\\\\''/g")'"
+                ;;
+            esac
+            out="$out${out:+ }$a"
+        done
+        printf '%s' "$out"
     }
 
     case "$(uname -s) $(uname -m)" in
@@ -94,7 +109,7 @@ pippin_bootstrap() {
     base=${base%/}
     if [ "$(id -u)" != 0 ]; then
         if [ $# -gt 0 ]; then
-            pippin_say "the installer needs root; run: curl -fsSL $base/install | sudo sh -s -- $*"
+            pippin_say "the installer needs root; run: curl -fsSL $base/install | sudo sh -s -- $(pippin_quoted "$@")"
         else
             pippin_say "the installer needs root; run: curl -fsSL $base/install | sudo sh"
         fi
@@ -117,7 +132,7 @@ pippin_bootstrap() {
     trap 'exit 143' TERM
     trap 'exit 129' HUP
 
-    pippin_get "$base/latest" "$pippin_tmp/latest" || return 1
+    pippin_get "$base/latest" "$pippin_tmp/latest" 65536 || return 1
     file=$(pippin_field file "$pippin_tmp/latest")
     size=$(pippin_field size "$pippin_tmp/latest")
     sha=$(pippin_field sha256 "$pippin_tmp/latest")
@@ -142,7 +157,7 @@ pippin_bootstrap() {
 
     pippin_info "downloading $file ($size bytes)"
     bundle="$pippin_tmp/$file"
-    pippin_get "$base/$file" "$bundle" || return 1
+    pippin_get "$base/$file" "$bundle" "$size" || return 1
     have=$(wc -c <"$bundle" | tr -d ' ')
     if [ "$have" != "$size" ]; then
         pippin_say "$file is $have bytes, expected $size (cut short or altered in transfer); nothing was run"
@@ -179,7 +194,7 @@ pippin_bootstrap() {
         pippin_info "installing Pippin with $cand"
         rm -rf "$pippin_tmp/site"
         if PIP_CONFIG_FILE=/dev/null PYTHONNOUSERSITE=1 "$cand" "$pipwhl/pip" install -q \
-            --disable-pip-version-check --no-index --find-links "$top/wheels" \
+            --root-user-action=ignore --disable-pip-version-check --no-index --find-links "$top/wheels" \
             --only-binary=:all: --no-compile --no-warn-script-location \
             --target "$pippin_tmp/site" "pippin==@PIPPIN_VERSION@" 2>"$pippin_tmp/pip.log"; then
             py=$cand
