@@ -44,7 +44,7 @@ import requests
 
 from installer import catalog_trust
 from installer.answers import Answers, parse_answers, to_toml
-from installer.bootobj import assemble, espupdate
+from installer.bootobj import assemble, espupdate, layout
 from installer.bootobj import vars as bvars
 from installer.bootobj.stage1src import resolve_stage1
 from installer.catalog import Catalog, OsEntry, PartitionType, parse_catalog
@@ -136,6 +136,7 @@ class InstallResult:
     warnings: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
     answers: Answers | None = None  # the answers as carried out (space resolved, OS named)
+    kernel_layout: str = ""  # how m1n1/boot.bin stores the kernel (bootobj/layout.py)
 
     def to_json(self) -> dict[str, object]:
         from installer.disk.render import plan_to_dict
@@ -144,7 +145,8 @@ class InstallResult:
                 "stage1": str(self.stage1_path) if self.stage1_path else None,
                 "stage1_sha256": self.stage1_sha256, "bytes_downloaded": self.bytes_downloaded,
                 "seconds": self.seconds, "warnings": list(self.warnings),
-                "notes": list(self.notes), "plan": plan_to_dict(self.plan)}
+                "notes": list(self.notes), "kernel_layout": self.kernel_layout,
+                "plan": plan_to_dict(self.plan)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -355,7 +357,8 @@ def _install(request: InstallRequest, deps: InstallDeps, st: _Stages,
                  img.version, ipsw_url)
         final = replace(answers, target=target_ref, os=entry.name)
         result = InstallResult(plan, target_ref, entry.name.strip(), ipsw_url,
-                               request.dry_run, notes=src.notes, answers=final)
+                               request.dry_run, notes=src.notes + _layout_note(entry),
+                               answers=final)
         real_mac = isinstance(target, MacTarget)
         stage1 = resolve_stage1(
             boot_object=entry.boot_object, entry_name=entry.name.strip(), real_mac=real_mac,
@@ -485,9 +488,11 @@ def _run(result: InstallResult, entry: OsEntry, facts: DeviceFacts, target: Inst
             stage1_path = info.volumes.system / STAGE1_PATH
             cp("stub written")
         warnings = tuple(plan.warnings) + (fw.warnings if fw else ())
+        choice: layout.Choice | None = None
         if esp_part is not None and fw is not None:
-            _esp_stage(st, work, entry, facts, needed, fetched, fw, info.vgid, boot_bin,
-                       stage1_path, len(stage1), esp_uuid, capture, target, esp_part)
+            choice = _esp_stage(st, work, entry, facts, needed, fetched, fw, info.vgid,
+                                boot_bin, stage1_path, len(stage1), esp_uuid, capture, target,
+                                esp_part, payloads)
             cp("esp written")
         if admin is not None:
             with st.stage("boot policy"):
@@ -502,6 +507,7 @@ def _run(result: InstallResult, entry: OsEntry, facts: DeviceFacts, target: Inst
                                hint="the disk was rolled back to its state before") from exc
         raise
     return replace(result, esp_partuuid=esp_uuid, vgid=info.vgid, stage1_path=stage1_path,
+                   kernel_layout=choice.describe() if choice is not None else "",
                    stage1_sha256=hashlib.sha256(stage1).hexdigest(),
                    bytes_downloaded=downloaded, seconds=dict(st.seconds), warnings=warnings)
 
@@ -509,16 +515,20 @@ def _run(result: InstallResult, entry: OsEntry, facts: DeviceFacts, target: Inst
 def _esp_stage(st: _Stages, work: Path, entry: OsEntry, facts: DeviceFacts, needed: Needed,
                fetched: Path, fw: FirmwareOutput, vgid: str, boot_bin: bytes,
                stage1_path: Path, stage1_len: int, esp_uuid: str, capture: _LogCapture,
-               target: InstallTarget, esp_part: Partition) -> None:
-    """Everything the installer adds to the ESP (formats.md §5), the install log last."""
+               target: InstallTarget, esp_part: Partition,
+               payloads: DirPayloads | ZipPayloads | None) -> layout.Choice:
+    """Everything the installer adds to the ESP (formats.md §5), the install log last;
+    the kernel layout of m1n1/boot.bin it chose."""
     with st.stage("esp"):
         staging = work / "esp"
         _stage_esp(staging, entry, facts, needed, fetched, fw, vgid, boot_bin)
+        choice = _kernel_layout(staging, payloads, esp_part.size)
         if (work / "extras").is_dir():
             shutil.copytree(work / "extras", staging / "asahi" / "extras")
         log.info("stage 1 (%d bytes) at %s; ESP %s", stage1_len, stage1_path, esp_uuid)
         (staging / "asahi" / "installer.log").write_text(capture.buf.getvalue())
         target.write_esp(esp_part, staging)
+    return choice
 
 
 def _rollback(target: InstallTarget) -> None:
@@ -552,6 +562,26 @@ def _part(model: DiskModel, ref: str | None) -> Partition:
         if p.ref == ref:
             return p
     raise BackendError(f"partition {ref} created by the plan is not on the disk")
+
+
+def _layout_note(entry: OsEntry) -> tuple[str, ...]:
+    """What the plan says about m1n1/boot.bin's kernel layout (decided once the package is
+    here: the plan itself needs no download)."""
+    esp = next((p for p in entry.partitions if p.type is PartitionType.EFI), None)
+    if not entry.package or esp is None:
+        return ()
+    return (f"m1n1/boot.bin: a compressed kernel is stored raw (booted in place, the fast "
+            f"layout) when {layout.COPIES} copies fit on the ESP beside the firmware, "
+            "else it stays compressed",)
+
+
+def _kernel_layout(staging: Path, payloads: DirPayloads | ZipPayloads | None,
+                   esp_size: int) -> layout.Choice:
+    """Issue 13: the raw kernel layout when the ESP has room (installer/bootobj/layout.py)."""
+    pkg_esp = payloads.root / "esp" if payloads is not None else None
+    choice = layout.choose_staged(staging, pkg_esp, esp_size)
+    log.info("m1n1/boot.bin: kernel layout %s", choice.describe())
+    return choice
 
 
 def _boot_bin(payloads: DirPayloads | ZipPayloads | None, deps: InstallDeps) -> bytes:
