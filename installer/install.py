@@ -88,6 +88,8 @@ from installer.targets.sim import SimTarget
 log = logging.getLogger(__name__)
 
 ProgressFn = Callable[[str, int, int], None]
+#: Where an entry with ``copy_installer_data`` gets the catalog it came from, on its ESP.
+CATALOG_COPY = "installer_data.json"
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -158,6 +160,7 @@ class Source:
     ipsw_base: str | None
     demo: bool = False
     notes: tuple[str, ...] = ()
+    raw: bytes = b""  # the catalog as read (copied to the ESP when an entry asks)
 
 
 def default_sim(cache_dir: Path) -> Path:
@@ -177,8 +180,9 @@ def make_target(target: str, runner: Runner, root: Path = Path("/")) -> InstallT
 
 
 def _read_catalog(ref: str, session: requests.Session, repo_base: str | None,
-                  pins: Sequence[Pin] = ()) -> Catalog:
-    """The catalog at ``ref``, used only after its signature checks out (catalog_trust)."""
+                  pins: Sequence[Pin] = ()) -> tuple[Catalog, bytes]:
+    """The catalog at ``ref`` (and its bytes), used only after its signature checks out
+    (catalog_trust)."""
     if remote.is_url(ref):
         try:
             resp = session.get(ref, timeout=(10.0, 30.0))
@@ -188,14 +192,14 @@ def _read_catalog(ref: str, session: requests.Session, repo_base: str | None,
             raise CatalogError(f"GET {ref}: HTTP {resp.status_code}")
         catalog_trust.trusted(ref, resp.content, session, pins)
         base = repo_base or ref.rsplit("/", 1)[0]
-        return parse_catalog(resp.content, base)
+        return parse_catalog(resp.content, base), resp.content
     path = remote.local_path(ref)
     try:
         data = path.read_bytes()
     except OSError as exc:
         raise CatalogError(f"cannot read catalog {path}: {exc.strerror}") from exc
     catalog_trust.trusted(str(path), data, None, pins)
-    return parse_catalog(data, repo_base or str(path.resolve().parent))
+    return parse_catalog(data, repo_base or str(path.resolve().parent)), data
 
 
 @contextlib.contextmanager
@@ -203,9 +207,9 @@ def open_source(answers: Answers, deps: InstallDeps) -> Iterator[Source]:
     """The catalog named by the answers, INSTALLER_DATA, or the demo site (served here)."""
     ref = answers.catalog or deps.env.get("INSTALLER_DATA")
     if ref:
-        cat = _read_catalog(ref, deps.session, deps.env.get("REPO_BASE"),
-                            catalog_trust.pins_from_env(deps.env))
-        yield Source(cat, ref, deps.env.get("IPSW_BASE"))
+        cat, raw = _read_catalog(ref, deps.session, deps.env.get("REPO_BASE"),
+                                 catalog_trust.pins_from_env(deps.env))
+        yield Source(cat, ref, deps.env.get("IPSW_BASE"), raw=raw)
         return
     assets = deps.demo_assets
     why = ""
@@ -230,8 +234,8 @@ def open_source(answers: Answers, deps: InstallDeps) -> Iterator[Source]:
         url = f"{srv.url}/{site.catalog}"
         pins = (*catalog_trust.pins_from_env(deps.env),
                 catalog_trust.Pin(srv.url + "/", site.catalog_key))  # we made this site
-        cat = _read_catalog(url, deps.session, srv.url, pins)
-        yield Source(cat, url, deps.env.get("IPSW_BASE") or srv.url, True, site.notes)
+        cat, raw = _read_catalog(url, deps.session, srv.url, pins)
+        yield Source(cat, url, deps.env.get("IPSW_BASE") or srv.url, True, site.notes, raw)
 
 
 def pick_entry(catalog: Catalog, answers: Answers, demo: bool) -> OsEntry:
@@ -371,7 +375,8 @@ def _install(request: InstallRequest, deps: InstallDeps, st: _Stages,
         deps.cache_dir.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(prefix="pippin-install-", dir=deps.cache_dir) as tmp:
             return _run(result, entry, facts, target, plan, deps, st, capture, Path(tmp),
-                        stage1.data, admin, resuming=resuming is not None)
+                        stage1.data, admin, resuming=resuming is not None,
+                        catalog_data=src.raw)
 
 
 def _admin(answers: Answers, request: InstallRequest, real_mac: bool) -> tuple[str, str] | None:
@@ -430,7 +435,7 @@ def rollback_install(target: InstallTarget) -> PendingRun:
 def _run(result: InstallResult, entry: OsEntry, facts: DeviceFacts, target: InstallTarget,
          plan: Plan, deps: InstallDeps, st: _Stages, capture: _LogCapture,
          work: Path, stage1_src: bytes, admin: tuple[str, str] | None, *,
-         resuming: bool = False) -> InstallResult:
+         resuming: bool = False, catalog_data: bytes = b"") -> InstallResult:
     downloaded = 0
     payloads: DirPayloads | ZipPayloads | None = None
     tethered = not entry.partitions  # a stub only; stage 1 waits for a development host
@@ -492,7 +497,7 @@ def _run(result: InstallResult, entry: OsEntry, facts: DeviceFacts, target: Inst
         if esp_part is not None and fw is not None:
             choice = _esp_stage(st, work, entry, facts, needed, fetched, fw, info.vgid,
                                 boot_bin, stage1_path, len(stage1), esp_uuid, capture, target,
-                                esp_part, payloads)
+                                esp_part, payloads, catalog_data)
             cp("esp written")
         if admin is not None:
             with st.stage("boot policy"):
@@ -516,13 +521,16 @@ def _esp_stage(st: _Stages, work: Path, entry: OsEntry, facts: DeviceFacts, need
                fetched: Path, fw: FirmwareOutput, vgid: str, boot_bin: bytes,
                stage1_path: Path, stage1_len: int, esp_uuid: str, capture: _LogCapture,
                target: InstallTarget, esp_part: Partition,
-               payloads: DirPayloads | ZipPayloads | None) -> layout.Choice:
+               payloads: DirPayloads | ZipPayloads | None, catalog_data: bytes) -> layout.Choice:
     """Everything the installer adds to the ESP (formats.md §5), the install log last;
     the kernel layout of m1n1/boot.bin it chose."""
     with st.stage("esp"):
         staging = work / "esp"
         _stage_esp(staging, entry, facts, needed, fetched, fw, vgid, boot_bin)
         choice = _kernel_layout(staging, payloads, esp_part.size)
+        if catalog_data and any(p.type is PartitionType.EFI and p.copy_installer_data
+                                for p in entry.partitions):
+            (staging / "asahi" / CATALOG_COPY).write_bytes(catalog_data)
         if (work / "extras").is_dir():
             shutil.copytree(work / "extras", staging / "asahi" / "extras")
         log.info("stage 1 (%d bytes) at %s; ESP %s", stage1_len, stage1_path, esp_uuid)
@@ -645,5 +653,3 @@ def _stage_esp(staging: Path, entry: OsEntry, facts: DeviceFacts, needed: Needed
     }
     (asahi / "stub_info.json").write_text(json.dumps(info, indent=1) + "\n")
     espupdate.update_esp(staging, boot_bin)
-    if any(p.type is PartitionType.EFI and p.copy_installer_data for p in entry.partitions):
-        log.debug("copy_installer_data: catalog copy is not kept on the ESP yet")
