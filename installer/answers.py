@@ -32,6 +32,7 @@ class Answers:
     name: str | None = None
     expert: bool = False
     admin_user: str | None = None
+    stage1: str | None = None  # an m1n1-format stage-1 image (needed on a real Mac)
 
     def override(self, **values: Any) -> Answers:
         """Command-line values win; ``None`` means "not given"."""

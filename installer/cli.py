@@ -9,6 +9,7 @@ import click
 
 from installer import __version__
 from installer.bootobj.cli import bootobj
+from installer.catalog_cli import catalog
 from installer.commands.refresh_firmware import refresh_firmware_cmd
 from installer.commands.resume import resume_cmd, rollback_cmd
 from installer.commands.status import status_cmd
@@ -36,6 +37,7 @@ def cli(ctx: click.Context, verbose: bool) -> None:
 
 
 cli.add_command(bootobj)
+cli.add_command(catalog)
 cli.add_command(plan_cmd)
 cli.add_command(sim)
 cli.add_command(ipsw)

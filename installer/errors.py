@@ -55,3 +55,7 @@ class CommandError(BackendError):
 
 class AnswersError(PippinError):
     """An answers file (TOML) or a command-line choice is malformed; names the key."""
+
+
+class ReleaseError(PippinError):
+    """A release bundle cannot be built (a missing platform wheel, a bad --base-url…)."""

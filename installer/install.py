@@ -37,29 +37,40 @@ import secrets
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import requests
 
+from installer import catalog_trust
 from installer.answers import Answers, to_toml
 from installer.bootobj import assemble, espupdate
 from installer.bootobj import vars as bvars
+from installer.bootobj.stage1src import resolve_stage1
 from installer.catalog import Catalog, OsEntry, PartitionType, parse_catalog
+from installer.catalog_trust import Pin
 from installer.demo import server as demo_server
 from installer.demo.site import ensure_site
 from installer.device import DeviceFacts
 from installer.disk.model import DiskModel, Partition, PartKind
 from installer.disk.ops import CreatePartition, CreateStubContainer
 from installer.disk.plan import NEED_FREE, Choices, Plan, Space, plan_install, space_options
-from installer.errors import AnswersError, BackendError, CatalogError, NetworkError, PippinError
+from installer.errors import AnswersError, BackendError, CatalogError, PippinError
 from installer.firmware import FirmwareOutput, build_firmware
 from installer.ipsw import images, remote
+from installer.ipsw.cache import cache_root as range_cache_root
 from installer.ipsw.fetch import FetchOptions, FetchProgress, fetch_members
 from installer.ipsw.member import DirectorySink
 from installer.ipsw.select import Needed, needed_members
-from installer.ospackage import fetch_extras, fetch_package, unpack_package
+from installer.net.http import request_error
+from installer.ospackage import (
+    ZipPayloads,
+    fetch_extras,
+    fetch_package,
+    open_package,
+    unpack_package,
+)
 from installer.platform.base import DirPayloads, Runner
 from installer.platform.journal import (
     Journal,
@@ -71,7 +82,9 @@ from installer.platform.journal import (
 )
 from installer.platform.simmac import SimMac
 from installer.stub import STAGE1_PATH, build_stub, stub_system_version
-from installer.target import InstallTarget, MacTarget, SimTarget
+from installer.targets.base import InstallTarget
+from installer.targets.mac import MacTarget
+from installer.targets.sim import SimTarget
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +97,7 @@ class InstallRequest:
     answers: Answers
     dry_run: bool = False
     auto_space: bool = False  # space not chosen: free space when it fits, else resize macOS
+    admin_password: str | None = None  # for bless; never in the answers file or the log
 
 
 @dataclass(frozen=True)
@@ -96,6 +110,7 @@ class InstallDeps:
     clock: Callable[[], float] = time.monotonic
     env: dict[str, str] = field(default_factory=dict)  # INSTALLER_DATA, REPO_BASE, IPSW_BASE
     target: InstallTarget | None = None  # built from answers.target when None
+    mac_root: Path = Path("/")  # where /Volumes and /dev are (the macOS stand-in's root)
     prebuilt: Path = REPO_ROOT / "bootchain" / "prebuilt"
     demo_assets: Path | None = REPO_ROOT / ".cache" / "test-assets"
     fetch_options: FetchOptions = FetchOptions()
@@ -148,7 +163,7 @@ def default_sim(cache_dir: Path) -> Path:
     return cache_dir / "sim" / "mac.img"
 
 
-def make_target(target: str, runner: Runner) -> InstallTarget:
+def make_target(target: str, runner: Runner, root: Path = Path("/")) -> InstallTarget:
     if target.startswith("sim:"):
         path = Path(target[4:])
         if not path.exists():
@@ -157,17 +172,20 @@ def make_target(target: str, runner: Runner) -> InstallTarget:
             SimMac.create(path, runner=runner)
         return SimTarget(path, runner)
     from installer.platform.macos import MacBackend
-    return MacTarget(MacBackend(runner, disk=target))
+    return MacTarget(MacBackend(runner, disk=target, root=root), runner, root)
 
 
-def _read_catalog(ref: str, session: requests.Session, repo_base: str | None) -> Catalog:
+def _read_catalog(ref: str, session: requests.Session, repo_base: str | None,
+                  pins: Sequence[Pin] = ()) -> Catalog:
+    """The catalog at ``ref``, used only after its signature checks out (catalog_trust)."""
     if remote.is_url(ref):
         try:
             resp = session.get(ref, timeout=(10.0, 30.0))
         except requests.RequestException as exc:
-            raise NetworkError(f"GET {ref}: {exc}") from exc
+            raise request_error(ref, exc) from exc
         if resp.status_code != 200:
             raise CatalogError(f"GET {ref}: HTTP {resp.status_code}")
+        catalog_trust.trusted(ref, resp.content, session, pins)
         base = repo_base or ref.rsplit("/", 1)[0]
         return parse_catalog(resp.content, base)
     path = remote.local_path(ref)
@@ -175,6 +193,7 @@ def _read_catalog(ref: str, session: requests.Session, repo_base: str | None) ->
         data = path.read_bytes()
     except OSError as exc:
         raise CatalogError(f"cannot read catalog {path}: {exc.strerror}") from exc
+    catalog_trust.trusted(str(path), data, None, pins)
     return parse_catalog(data, repo_base or str(path.resolve().parent))
 
 
@@ -183,7 +202,8 @@ def open_source(answers: Answers, deps: InstallDeps) -> Iterator[Source]:
     """The catalog named by the answers, INSTALLER_DATA, or the demo site (served here)."""
     ref = answers.catalog or deps.env.get("INSTALLER_DATA")
     if ref:
-        cat = _read_catalog(ref, deps.session, deps.env.get("REPO_BASE"))
+        cat = _read_catalog(ref, deps.session, deps.env.get("REPO_BASE"),
+                            catalog_trust.pins_from_env(deps.env))
         yield Source(cat, ref, deps.env.get("IPSW_BASE"))
         return
     assets = deps.demo_assets
@@ -203,9 +223,13 @@ def open_source(answers: Answers, deps: InstallDeps) -> Iterator[Source]:
         why = "no demo kernel assets configured"
     site = ensure_site(deps.cache_dir, prebuilt=deps.prebuilt, assets=assets,
                        assets_missing=why)
+    for note in site.notes:  # an entry left out: say why where the user looks (stderr)
+        log.warning("%s", note)
     with demo_server.serve(site.root) as srv:
         url = f"{srv.url}/{site.catalog}"
-        cat = _read_catalog(url, deps.session, srv.url)
+        pins = (*catalog_trust.pins_from_env(deps.env),
+                catalog_trust.Pin(srv.url + "/", site.catalog_key))  # we made this site
+        cat = _read_catalog(url, deps.session, srv.url, pins)
         yield Source(cat, url, deps.env.get("IPSW_BASE") or srv.url, True, site.notes)
 
 
@@ -311,7 +335,7 @@ def _install(request: InstallRequest, deps: InstallDeps, st: _Stages,
     target_ref = answers.target or f"sim:{default_sim(deps.cache_dir)}"
     t0 = deps.clock()
     with open_source(answers, deps) as src:
-        target = deps.target or make_target(target_ref, deps.runner)
+        target = deps.target or make_target(target_ref, deps.runner, deps.mac_root)
         if resuming is None:
             pending = pending_run(target.journal)
             if pending is not None:
@@ -333,13 +357,30 @@ def _install(request: InstallRequest, deps: InstallDeps, st: _Stages,
         final = replace(answers, target=target_ref, os=entry.name)
         result = InstallResult(plan, target_ref, entry.name.strip(), ipsw_url,
                                request.dry_run, notes=src.notes, answers=final)
+        real_mac = isinstance(target, MacTarget)
+        stage1 = resolve_stage1(
+            boot_object=entry.boot_object, entry_name=entry.name.strip(), real_mac=real_mac,
+            given=Path(answers.stage1) if answers.stage1 else None, prebuilt=deps.prebuilt)
+        admin = None if request.dry_run else _admin(answers, request, real_mac)
         st.seconds["plan"] = deps.clock() - t0
         if request.dry_run:
             return replace(result, seconds=dict(st.seconds))
+        log.info("stage 1: %s (%s)", stage1.source, stage1.version)
         deps.cache_dir.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(prefix="pippin-install-", dir=deps.cache_dir) as tmp:
             return _run(result, entry, facts, target, plan, deps, st, capture, Path(tmp),
-                        resuming=resuming is not None)
+                        stage1.data, admin, resuming=resuming is not None)
+
+
+def _admin(answers: Answers, request: InstallRequest, real_mac: bool) -> tuple[str, str] | None:
+    """Who blesses the new System volume (formats.md §12): required on a Mac, optional on
+    the sim (which records the blessed container)."""
+    user, password = answers.admin_user, request.admin_password
+    if real_mac and not (user and password):
+        raise AnswersError("setting the boot volume (bless) needs an administrator's name and "
+                           "password", hint="pass --admin-user NAME (or admin_user in the "
+                           "answers file) and the password in PIPPIN_ADMIN_PASSWORD")
+    return (user, password or "") if user else None
 
 
 def _journaled_plan(target: InstallTarget, pending: PendingRun) -> Plan:
@@ -353,26 +394,32 @@ def _journaled_plan(target: InstallTarget, pending: PendingRun) -> Plan:
 
 def _run(result: InstallResult, entry: OsEntry, facts: DeviceFacts, target: InstallTarget,
          plan: Plan, deps: InstallDeps, st: _Stages, capture: _LogCapture,
-         work: Path, *, resuming: bool = False) -> InstallResult:
+         work: Path, stage1_src: bytes, admin: tuple[str, str] | None, *,
+         resuming: bool = False) -> InstallResult:
     downloaded = 0
-    payloads = None
+    payloads: DirPayloads | ZipPayloads | None = None
+    tethered = not entry.partitions  # a stub only; stage 1 waits for a development host
     if entry.package:
         with st.stage("package"):
             zpath = fetch_package(entry, deps.session, deps.cache_dir / "packages",
                                   lambda d, t: st.progress("package", d, t))
             downloaded += zpath.stat().st_size
-            payloads = DirPayloads(unpack_package(zpath, work / "package", entry))
+            if isinstance(target, MacTarget):  # images stream to the raw devices
+                payloads = open_package(zpath, work / "package", entry)
+            else:
+                payloads = DirPayloads(unpack_package(zpath, work / "package", entry))
     if entry.extras:
         with st.stage("extras"):
             fetch_extras(entry, deps.session, work / "extras")
     with st.stage("restore image"):
         needed, fetched, nbytes = _fetch_restore(result.restore_image, facts, deps, st, work)
         downloaded += nbytes
-    with st.stage("firmware"):
-        fw = build_firmware(fetched, needed, work / "firmware",
-                            _counter(st, "firmware"))
-    stage1_src = _read(deps.prebuilt / "stage1.bin")
-    boot_bin = _boot_bin(payloads, deps)
+    fw = None
+    if not tethered:
+        with st.stage("firmware"):
+            fw = build_firmware(fetched, needed, work / "firmware",
+                                _counter(st, "firmware"))
+    boot_bin = b"" if tethered else _boot_bin(payloads, deps)
     context = {"answers": to_toml(result.answers or Answers()), "os": entry.name.strip(),
                "restore_image": result.restore_image, "disk": plan.disk,
                "plan_os_name": plan.os_name, "phase": "disk"}
@@ -392,25 +439,28 @@ def _run(result: InstallResult, entry: OsEntry, facts: DeviceFacts, target: Inst
             model = target.backend.read_model()
             refs = target.backend.refs()
             stub_part = _part(model, refs.get(_stub_ref(plan)))
-            esp_part = _part(model, refs.get(_esp_ref(plan)))
-            esp_uuid = bvars.normalize_partuuid(esp_part.uuid)
-            stage1 = assemble.assemble_stage1(stage1_src, bvars.stage1_config(esp_uuid))
-            info = target.stub(stub_part)
-            written = build_stub(fetched, needed, info.volumes, info.vgid, stage1,
-                                 os_name=plan.os_name)
-            target.account_stub(stub_part, written)
-            cp("stub written")
-        with st.stage("esp"):
-            warnings = tuple(plan.warnings) + fw.warnings
-            staging = work / "esp"
-            _stage_esp(staging, entry, facts, needed, fetched, fw, info.vgid, boot_bin)
-            if (work / "extras").is_dir():
-                shutil.copytree(work / "extras", staging / "asahi" / "extras")
+            if tethered:
+                esp_part, esp_uuid = None, ""
+                stage1 = assemble.assemble_stage1(stage1_src, (), tethered=True)
+            else:
+                esp_part = _part(model, refs.get(_esp_ref(plan)))
+                esp_uuid = bvars.normalize_partuuid(esp_part.uuid)
+                stage1 = assemble.assemble_stage1(stage1_src, bvars.stage1_config(esp_uuid))
+            with target.open_stub(stub_part) as info:
+                written = build_stub(fetched, needed, info.volumes, info.vgid, stage1,
+                                     os_name=plan.os_name)
+                target.account_stub(stub_part, written)
             stage1_path = info.volumes.system / STAGE1_PATH
-            log.info("stage 1 (%d bytes) at %s; ESP %s", len(stage1), stage1_path, esp_uuid)
-            (staging / "asahi" / "installer.log").write_text(capture.buf.getvalue())
-            target.write_esp(esp_part, staging)
+            cp("stub written")
+        warnings = tuple(plan.warnings) + (fw.warnings if fw else ())
+        if esp_part is not None and fw is not None:
+            _esp_stage(st, work, entry, facts, needed, fetched, fw, info.vgid, boot_bin,
+                       stage1_path, len(stage1), esp_uuid, capture, target, esp_part)
             cp("esp written")
+        if admin is not None:
+            with st.stage("boot policy"):
+                target.backend.set_boot(stub_part.ref, *admin)
+                log.info("blessed the System volume of %s as %s", stub_part.ref, admin[0])
         set_phase(target.journal, "done")
     except (PippinError, OSError, KeyboardInterrupt) as exc:
         log.error("install failed after the disk was changed (%s); rolling back", exc)
@@ -422,6 +472,21 @@ def _run(result: InstallResult, entry: OsEntry, facts: DeviceFacts, target: Inst
     return replace(result, esp_partuuid=esp_uuid, vgid=info.vgid, stage1_path=stage1_path,
                    stage1_sha256=hashlib.sha256(stage1).hexdigest(),
                    bytes_downloaded=downloaded, seconds=dict(st.seconds), warnings=warnings)
+
+
+def _esp_stage(st: _Stages, work: Path, entry: OsEntry, facts: DeviceFacts, needed: Needed,
+               fetched: Path, fw: FirmwareOutput, vgid: str, boot_bin: bytes,
+               stage1_path: Path, stage1_len: int, esp_uuid: str, capture: _LogCapture,
+               target: InstallTarget, esp_part: Partition) -> None:
+    """Everything the installer adds to the ESP (formats.md §5), the install log last."""
+    with st.stage("esp"):
+        staging = work / "esp"
+        _stage_esp(staging, entry, facts, needed, fetched, fw, vgid, boot_bin)
+        if (work / "extras").is_dir():
+            shutil.copytree(work / "extras", staging / "asahi" / "extras")
+        log.info("stage 1 (%d bytes) at %s; ESP %s", stage1_len, stage1_path, esp_uuid)
+        (staging / "asahi" / "installer.log").write_text(capture.buf.getvalue())
+        target.write_esp(esp_part, staging)
 
 
 def _rollback(target: InstallTarget) -> None:
@@ -457,7 +522,7 @@ def _part(model: DiskModel, ref: str | None) -> Partition:
     raise BackendError(f"partition {ref} created by the plan is not on the disk")
 
 
-def _boot_bin(payloads: DirPayloads | None, deps: InstallDeps) -> bytes:
+def _boot_bin(payloads: DirPayloads | ZipPayloads | None, deps: InstallDeps) -> bytes:
     """m1n1/boot.bin: the package's (a Pippin stage 2 with payloads), else bare stage 2."""
     if payloads is not None:
         p = payloads.root / "esp" / "m1n1" / "boot.bin"
@@ -469,7 +534,7 @@ def _boot_bin(payloads: DirPayloads | None, deps: InstallDeps) -> bytes:
 def _fetch_restore(url: str, facts: DeviceFacts, deps: InstallDeps, st: _Stages,
                    work: Path) -> tuple[Needed, Path, int]:
     archive = remote.open_archive(url, deps.session, timeout=deps.fetch_options.timeout)
-    cache_root = deps.cache_dir / "ipsw-cache"
+    cache_root = range_cache_root(deps.cache_dir)  # shared with `pippin ipsw fetch`
     needed = needed_members(archive, board_id=facts.board_id, chip_id=facts.chip_id,
                             device_class=facts.device_class, session=deps.session,
                             cache_root=cache_root)

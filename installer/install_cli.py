@@ -20,6 +20,7 @@ from typing import Any
 import click
 
 from installer.answers import Answers, check_choice, check_target, load_answers, to_toml
+from installer.commands import common
 from installer.disk.plan import Space
 from installer.disk.render import render_plan
 from installer.install import (
@@ -30,12 +31,8 @@ from installer.install import (
     install,
     open_source,
 )
-from installer.net.session import NetConfig, make_session, proxies_from_env
-from installer.platform.base import SubprocessRunner
 from installer.sizes import format_size
 from vendorfw.atomic import write_bytes
-
-LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
 class ProgressBar:
@@ -77,14 +74,13 @@ class ProgressBar:
             click.echo("", err=True)
 
 
-def _deps(ctx: click.Context) -> InstallDeps:
-    obj = ctx.find_root().obj or {}
-    env: dict[str, str] = dict(obj.get("env", {}))
-    cache = Path(obj.get("cache_dir") or Path.home() / ".cache" / "pippin")
-    proxies, no_proxy = proxies_from_env(env)
-    session = make_session(NetConfig(proxies=proxies, no_proxy=no_proxy + LOOPBACK))
-    return InstallDeps(session=session, runner=SubprocessRunner(env or None), cache_dir=cache,
-                       env=env)
+_deps = common.deps
+
+
+def _password(ctx: click.Context) -> str | None:
+    """The administrator's password for bless: PIPPIN_ADMIN_PASSWORD (never a file/option)."""
+    env: dict[str, str] = (ctx.find_root().obj or {}).get("env", {})
+    return env.get("PIPPIN_ADMIN_PASSWORD") or None
 
 
 def _answers(kw: dict[str, Any]) -> tuple[Answers, bool]:
@@ -99,7 +95,8 @@ def _answers(kw: dict[str, Any]) -> tuple[Answers, bool]:
         space=Space(kw["space"]) if kw["space"] else None,
         resize_to=check_choice("--resize-to", kw["resize_to"]) if kw["resize_to"] else None,
         size=check_choice("--size", kw["size"]) if kw["size"] else None,
-        name=kw["name"], expert=kw["expert"])
+        name=kw["name"], expert=kw["expert"], admin_user=kw["admin_user"],
+        stage1=str(kw["stage1"]) if kw["stage1"] else None)
     return a, not space_given
 
 
@@ -157,6 +154,11 @@ def _run_tui(deps: InstallDeps, a: Answers, auto_space: bool, write_answers: Pat
 @click.option("--size", help="Size of the new OS: max, min, NN%, or a size.")
 @click.option("--name", help="Name shown in the boot picker.")
 @click.option("--expert/--no-expert", default=None)
+@click.option("--stage1", type=click.Path(path_type=Path, dir_okay=False),
+              help="m1n1-format stage-1 image to register (needed on a real Mac: Pippin's "
+              "own stage 1 has no Apple platform yet).")
+@click.option("--admin-user", help="Administrator who sets the boot volume (bless); the "
+              "password comes from PIPPIN_ADMIN_PASSWORD or is asked for.")
 @click.option("--yes", is_flag=True, help="Install without asking.")
 @click.option("--dry-run", is_flag=True, help="Print the plan; write nothing.")
 @click.option("--json", "as_json", is_flag=True, help="Print the plan or result as JSON.")
@@ -170,9 +172,9 @@ def install_cmd(ctx: click.Context, /, yes: bool, dry_run: bool, as_json: bool, 
     """Install an OS next to macOS (on a non-Mac: onto the simulated Mac)."""
     deps = _deps(ctx)
     a, auto_space = _answers(kw)
-    if a.target is None:
-        a = a.override(target="disk0" if sys.platform == "darwin"
-                       else f"sim:{default_sim(deps.cache_dir)}")
+    if a.target is None:  # this Mac (or the macOS stand-in's), else the simulated one
+        on_mac = sys.platform == "darwin" or deps.mac_root != Path("/")
+        a = a.override(target="disk0" if on_mac else f"sim:{default_sim(deps.cache_dir)}")
     interactive = not yes and not dry_run and sys.stdin.isatty() and sys.stdout.isatty()
     if interactive and tui and not as_json:  # --json: the plan as JSON, then prompts
         return _run_tui(deps, a, auto_space, write_answers)
@@ -194,9 +196,13 @@ def install_cmd(ctx: click.Context, /, yes: bool, dry_run: bool, as_json: bool, 
         if not click.confirm(f"Install {planned.os_name!r} on {planned.target}?"):
             click.echo("pippin install: cancelled; nothing written", err=True)
             return 1
+    password = _password(ctx)
+    if interactive and a.admin_user and not password and not (a.target or "").startswith("sim:"):
+        password = click.prompt(f"password of {a.admin_user} (for bless)", hide_input=True)
     bar = ProgressBar(live=sys.stderr.isatty())
     try:
-        result = install(InstallRequest(a, auto_space=auto_space), deps, bar)
+        result = install(InstallRequest(a, auto_space=auto_space, admin_password=password),
+                         deps, bar)
     finally:
         bar.close()
     if as_json:
@@ -206,8 +212,12 @@ def install_cmd(ctx: click.Context, /, yes: bool, dry_run: bool, as_json: bool, 
         click.echo(render_plan(result.plan))
     for w in result.warnings:
         click.echo(f"  warning: {w}")
-    click.echo(f"installed {result.os_name!r} on {result.target}: ESP {result.esp_partuuid}, "
-               f"stage 1 at {result.stage1_path}")
+    if result.esp_partuuid:
+        click.echo(f"installed {result.os_name!r} on {result.target}: ESP "
+                   f"{result.esp_partuuid}, stage 1 at {result.stage1_path}")
+    else:
+        click.echo(f"installed {result.os_name!r} on {result.target} (tethered: stage 1 waits "
+                   f"for a development host), stage 1 at {result.stage1_path}")
     click.echo(f"  downloaded {format_size(result.bytes_downloaded)}; "
                + ", ".join(f"{k} {v:.1f} s" for k, v in result.seconds.items()))
     if result.target.startswith("sim:"):

@@ -10,17 +10,21 @@ Unpacking refuses absolute names, ``..`` and links; the result feeds
 from __future__ import annotations
 
 import hashlib
+import io
 import logging
 import shutil
 import zipfile
+import zlib
 from collections.abc import Callable
 from pathlib import Path, PurePosixPath
+from typing import Any, BinaryIO
 from urllib.parse import unquote, urlsplit
 
 import requests
 
 from installer.catalog import OsEntry
 from installer.errors import CatalogError, NetworkError
+from installer.net.http import request_error
 from vendorfw.atomic import atomic_file
 
 log = logging.getLogger(__name__)
@@ -80,7 +84,7 @@ def _download(url: str, dest: Path, session: requests.Session, sha256: str | Non
         resp = session.get(url, stream=True, timeout=timeout,
                            headers={"Accept-Encoding": "identity"})
     except requests.RequestException as exc:
-        raise NetworkError(f"GET {url}: {exc}") from exc
+        raise request_error(url, exc) from exc
     with resp:
         if resp.status_code != 200:
             raise NetworkError(f"GET {url}: HTTP {resp.status_code}")
@@ -99,7 +103,7 @@ def _download(url: str, dest: Path, session: requests.Session, sha256: str | Non
                     raise NetworkError(f"GET {url}: got {done} of {total} bytes")
                 _check(h.hexdigest(), sha256, f"package {url}")
         except requests.RequestException as exc:
-            raise NetworkError(f"GET {url}: {exc}") from exc
+            raise request_error(url, exc) from exc
         except OSError as exc:
             raise NetworkError(f"cannot write {dest}: {exc.strerror or exc}") from exc
 
@@ -169,3 +173,111 @@ def fetch_extras(entry: OsEntry, session: requests.Session, out_dir: Path,
                 raise CatalogError(f"cannot read catalog extra {src}: {exc.strerror}") from exc
         out.append(dest)
     return out
+
+
+class _HashingReader(io.RawIOBase):
+    """A zip member read once, front to back, with a running SHA-256 checked at its end
+    (a short or altered member fails before the last byte is handed out as good)."""
+
+    def __init__(self, zf: zipfile.ZipFile, info: zipfile.ZipInfo, want: str | None) -> None:
+        self.zf = zf
+        self.src = zf.open(info)
+        self.name = info.filename
+        self.size = info.file_size
+        self.want = want
+        self.h = hashlib.sha256()
+        self.done = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buf: Any) -> int:
+        try:
+            data = self.src.read(len(buf))
+        except (zipfile.BadZipFile, EOFError, zlib.error) as exc:
+            raise CatalogError(f"package image {self.name}: {exc}") from exc
+        n = len(data)
+        if n:
+            buf[:n] = data
+            self.h.update(data)
+            self.done += n
+            return n
+        if self.done != self.size:
+            raise CatalogError(f"package image {self.name}: {self.done} of {self.size} bytes")
+        _check(self.h.hexdigest(), self.want, f"package image {self.name}")
+        return 0
+
+    def close(self) -> None:
+        if not self.closed:
+            self.src.close()
+            self.zf.close()
+        super().close()
+
+
+class ZipPayloads:
+    """Payloads straight from the package zip: images stream from their members (SHA-256
+    checked as they go, no temporary copy of a multi-GB image); directories (``esp/``) are
+    unpacked into ``root``, as :func:`unpack_package` would."""
+
+    def __init__(self, zip_path: Path, root: Path, entry: OsEntry) -> None:
+        self.zip_path = zip_path
+        self.root = root
+        self.sha = {p.image: p.sha256 for p in entry.partitions if p.image}
+
+    def image(self, name: str) -> BinaryIO:
+        try:
+            zf = zipfile.ZipFile(self.zip_path)
+            info = zf.getinfo(name)
+        except (OSError, zipfile.BadZipFile, KeyError) as exc:
+            raise CatalogError(f"package {self.zip_path.name}: cannot open image {name}: "
+                               f"{exc}") from exc
+        return io.BufferedReader(_HashingReader(zf, info, self.sha.get(name)), CHUNK)
+
+    def tree(self, name: str) -> Path:
+        p = self.root / name
+        if not p.is_dir():
+            raise CatalogError(f"package directory {name}/ is missing")
+        return p
+
+
+def open_package(zip_path: Path, out_dir: Path, entry: OsEntry) -> ZipPayloads:
+    """Check the zip's directory against the entry (safe names, no links, every image and
+    directory there, images a multiple of 4 KiB) and unpack everything but the images."""
+    images = {p.image for p in entry.partitions if p.image}
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    out_dir.mkdir(parents=True)
+    try:
+        with zipfile.ZipFile(zip_path) as zf:
+            infos = {i.filename: i for i in zf.infolist()}
+            for info in infos.values():
+                p = PurePosixPath(info.filename)
+                if p.is_absolute() or ".." in p.parts or "\\" in info.filename:
+                    raise CatalogError(f"package {zip_path.name}: unsafe member name "
+                                       f"{info.filename!r}")
+                if stat_is_link(info.external_attr >> 16):
+                    raise CatalogError(f"package {zip_path.name}: member {info.filename!r} "
+                                       "is a symbolic link")
+                if info.filename in images:
+                    continue
+                target = out_dir.joinpath(*p.parts)
+                if info.is_dir():
+                    target.mkdir(parents=True, exist_ok=True)
+                    continue
+                target.parent.mkdir(parents=True, exist_ok=True)
+                with zf.open(info) as fin, target.open("wb") as fout:
+                    shutil.copyfileobj(fin, fout, CHUNK)
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, ValueError) as exc:
+        raise CatalogError(f"package {zip_path.name} is not a readable zip: {exc}") from exc
+    except OSError as exc:
+        raise CatalogError(f"cannot unpack {zip_path.name}: {exc.strerror or exc}") from exc
+    for part in entry.partitions:
+        if part.image:
+            member = infos.get(part.image)
+            if member is None:
+                raise CatalogError(f"package {zip_path.name} lacks image {part.image}")
+            if member.file_size % 4096:
+                raise CatalogError(f"package image {part.image} is not a multiple of 4 KiB")
+        if part.source and not (out_dir / part.source).is_dir():
+            raise CatalogError(f"package {zip_path.name} lacks directory {part.source}/")
+    return ZipPayloads(zip_path, out_dir, entry)

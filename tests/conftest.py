@@ -11,7 +11,7 @@ import hypothesis.configuration
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-SHARED = ROOT.parent / "shared"
+REAL_CATALOG = ROOT / "tests" / "fixtures" / "catalog" / "installer_data.json"
 TEST_ASSETS = ROOT / ".cache" / "test-assets"
 
 # Hypothesis caches (example database, constants, unicode tables) go under .cache, not a
@@ -41,10 +41,10 @@ def repo_root() -> Path:
 
 
 @pytest.fixture(scope="session")
-def shared_dir() -> Path:
-    if not SHARED.is_dir():
-        pytest.fail(f"{SHARED} is missing: the tests read the real catalog from shared/data")
-    return SHARED
+def real_catalog() -> Path:
+    """The real published catalog (AsahiLinux/asahi-installer-data, MIT), kept in the repository
+    with its provenance (tests/fixtures/catalog/SOURCE.md): tests read nothing outside it."""
+    return REAL_CATALOG
 
 
 @pytest.fixture(scope="session")

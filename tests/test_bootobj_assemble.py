@@ -250,6 +250,7 @@ def test_debian_qemu_u_boot_has_no_image_header():
     with pytest.raises(BootObjectError, match="not an arm64 Image") as exc:
         assemble.assemble_stage2(Stage2Parts(fake_stage(), kernel=u_boot.read_bytes()))
     assert "u-boot-nodtb.bin" in exc.value.hint
+    assert "--firmware" in exc.value.hint
 
 
 def test_gzip_level_defaults_to_6_and_is_checked():

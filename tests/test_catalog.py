@@ -13,8 +13,8 @@ REPO = "https://cdn.example.org/repo"
 
 
 @pytest.fixture(scope="module")
-def real(shared_dir):
-    return load_catalog(shared_dir / "data" / "installer_data.json", REPO)
+def real(real_catalog):
+    return load_catalog(real_catalog, REPO)
 
 
 def test_real_catalog_entries(real):

@@ -16,17 +16,17 @@ def _run(root: Path, names: dict[str, bytes]):
     bt.mkdir(parents=True, exist_ok=True)
     for name, data in names.items():
         (bt / name).write_bytes(data)
-    files, problems = bluetooth.collect(FirmwareSource(firmware=root))
+    files, problems = bluetooth.collect(FirmwareSource.of_paths(firmware=root))
     return {f.name: f.read() for f in files}, problems
 
 
 def test_golden_tree(tmp_path):
     make_raw_dump_dir(tmp_path, seed=5)
     fw = tmp_path / "firmware"
-    files, problems = bluetooth.collect(FirmwareSource(firmware=fw))
+    files, problems = bluetooth.collect(FirmwareSource.of_paths(firmware=fw))
     assert [f.name for f in files] == sorted(BT_CORE, key=str.encode)
     for f in files:
-        assert f.source == fw / "bluetooth" / BT_CORE[f.name]  # passed through, not copied
+        assert f.content.path == fw / "bluetooth" / BT_CORE[f.name]  # passed through, not copied
     assert {str(Path(p.path).relative_to(fw)) for p in problems} == set(BT_PROBLEMS)
 
 
@@ -96,4 +96,4 @@ def test_missing_ptb_warns_except_for_4388_tokara_and_amami(tmp_path):
 
 def test_missing_input_contributes_nothing(tmp_path):
     assert bluetooth.collect(FirmwareSource()) == ([], [])
-    assert bluetooth.collect(FirmwareSource(firmware=tmp_path)) == ([], [])
+    assert bluetooth.collect(FirmwareSource.of_paths(firmware=tmp_path)) == ([], [])

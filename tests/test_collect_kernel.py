@@ -20,7 +20,7 @@ from tests.support.fwtree import (
 from vendorfw.collectors import als, asmedia, isp, multitouch
 from vendorfw.errors import CollectError
 from vendorfw.im4p import decode_im4p
-from vendorfw.source import FirmwareSource
+from vendorfw.source import DirTree, FirmwareSource
 
 ASM = random.Random(9).randbytes(0x18000)
 
@@ -111,7 +111,7 @@ def test_isp_all_six(tmp_path):
     blob, expected = make_camerad(random.Random(3), list(SETFILE_MAGICS))
     cam = tmp_path / "appleh13camerad"
     cam.write_bytes(blob)
-    files, problems = isp.collect(FirmwareSource(camerad=cam))
+    files, problems = isp.collect(FirmwareSource.of_paths(camerad=cam))
     assert problems == []
     assert [f.name for f in files] == [
         "apple/isp_1820_01XX.dat", "apple/isp_1822_02XX.dat", "apple/isp_1921_01XX.dat",
@@ -127,7 +127,7 @@ def test_isp_fewer_than_six_warns(tmp_path):
     blob, expected = make_camerad(random.Random(3), [0x18200103, 0x87230101])
     cam = tmp_path / "appleh13camerad"
     cam.write_bytes(blob)
-    files, problems = isp.collect(FirmwareSource(camerad=cam))
+    files, problems = isp.collect(FirmwareSource.of_paths(camerad=cam))
     assert sorted(f.name for f in files) == sorted(expected)
     assert [p.reason for p in problems] == ["only 2 of 6 camera set-files found"]
 
@@ -144,7 +144,7 @@ def test_isp_header_conditions(word, value):
 def test_isp_setfile_running_past_the_end(tmp_path):
     cam = tmp_path / "appleh13camerad"
     cam.write_bytes(bytes(4096) + setfile_header(0x19210106) + bytes(100))
-    files, problems = isp.collect(FirmwareSource(camerad=cam))
+    files, problems = isp.collect(FirmwareSource.of_paths(camerad=cam))
     assert files == []
     assert "runs past the end" in problems[0].reason
 
@@ -152,7 +152,8 @@ def test_isp_setfile_running_past_the_end(tmp_path):
 def test_isp_tiny_file(tmp_path):
     cam = tmp_path / "appleh13camerad"
     cam.write_bytes(b"")
-    assert isp.collect(FirmwareSource(camerad=cam))[1][0].reason == "too small to hold a set-file"
+    reason = isp.collect(FirmwareSource.of_paths(camerad=cam))[1][0].reason
+    assert reason == "too small to hold a set-file"
 
 
 # --------------------------------------------------------------------------- ALS
@@ -167,7 +168,7 @@ def test_als_files(tmp_path):
     for name in ("HmCA-F5K2", "HmCA-A1.bin", "HmCB-F5K2", "FSCl-1", "HmCA bad name"):
         (fd / name).write_bytes(name.encode())
     (fd / "HmCA-dir").mkdir()
-    files, problems = als.collect(FirmwareSource(als_cal=cal, factorydata=fd))
+    files, problems = als.collect(FirmwareSource.of_paths(als_cal=cal, factorydata=fd))
     assert [(f.name, f.read()) for f in files] == [
         ("apple/HmCA-A1.bin", b"HmCA-A1.bin"), ("apple/HmCA-F5K2", b"HmCA-F5K2"),
         ("apple/aop-als-cal.bin", b"cal")]
@@ -221,7 +222,7 @@ def test_mutated_multitouch_is_a_problem_never_a_crash(tmp_path):
     for mutated in _mutations(xml, random.Random(8), 300):
         path.write_bytes(make_im4p("mtfw", mutated))
         try:
-            _files, trouble = multitouch.convert(path, "j1")
+            _files, trouble = multitouch.convert(DirTree(tmp_path), "Multitouch.im4p", "j1")
             problems += len(trouble)
         except CollectError:
             problems += 1

@@ -13,7 +13,7 @@ from vendorfw.source import FirmwareSource
 
 
 def _collect(fw: Path):
-    files, problems = wifi.collect(FirmwareSource(firmware=fw))
+    files, problems = wifi.collect(FirmwareSource.of_paths(firmware=fw))
     return {f.name: f.read() for f in files}, [f.name for f in files], problems
 
 
@@ -158,19 +158,19 @@ def test_two_sources_for_one_name_reports_the_second(tmp_path):
 
 def test_passthrough_files_are_not_held_in_memory(tmp_path):
     make_raw_dump_dir(tmp_path)
-    files, _ = wifi.collect(FirmwareSource(firmware=tmp_path / "firmware"))
+    files, _ = wifi.collect(FirmwareSource.of_paths(firmware=tmp_path / "firmware"))
     for f in files:
         assert (f.data is None) == (not f.name.endswith(".txt")), f.name
 
 
 def test_missing_input_contributes_nothing(tmp_path):
     assert wifi.collect(FirmwareSource()) == ([], [])
-    assert wifi.collect(FirmwareSource(firmware=tmp_path)) == ([], [])
+    assert wifi.collect(FirmwareSource.of_paths(firmware=tmp_path)) == ([], [])
 
 
 def test_scaled_tree_matches_generated_expectations(tmp_path):
     expected = make_macos_tree(tmp_path, seed=7, scale=2)
-    files, _ = wifi.collect(FirmwareSource(firmware=tmp_path / "usr/share/firmware"))
+    files, _ = wifi.collect(FirmwareSource.of_paths(firmware=tmp_path / "usr/share/firmware"))
     want = {n: h for n, h in expected.files.items() if n.startswith("brcm/brcmfmac")}
     assert len(want) == len(WIFI_CORE) + 20 * 5
     assert {f.name: hashlib.sha256(f.read()).hexdigest() for f in files} == want

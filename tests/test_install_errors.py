@@ -17,7 +17,7 @@ from installer.errors import BackendError
 from installer.install import InstallRequest, install
 from installer.platform.base import SubprocessRunner
 from installer.platform.journal import Journal
-from installer.target import SimTarget
+from installer.targets.sim import SimTarget
 from tests.support import installfix
 from tests.support.installfix import deps_for, image_digest, new_sim, sgdisk
 
@@ -32,6 +32,8 @@ pytestmark = pytest.mark.timeout(300)
 def _replace(path, data: bytes) -> None:
     path.unlink()  # a hard link into the shared site: never write through it
     path.write_bytes(data)
+    if path.name == CATALOG_NAME:  # an edited catalog is unsigned (else its .sig refuses it)
+        path.with_name(CATALOG_NAME + ".sig").unlink(missing_ok=True)
 
 
 def _run_cli(monkeypatch, capsys, tmp_path, srv, sim, *args):

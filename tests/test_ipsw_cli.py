@@ -131,6 +131,6 @@ def test_bug_refused_connection_is_one_short_line(tmp_path):
         r = pippin(tmp_path, "ls", f"http://127.0.0.1:{port}/x.ipsw")
     assert r.returncode == 1
     assert r.stderr.splitlines() == [
-        f"pippin: error: GET http://127.0.0.1:{port}/x.ipsw last 65536 bytes: "
-        "Connection refused (after 6 attempts)"]
+        f"pippin: error: cannot reach 127.0.0.1:{port}: Connection refused",
+        "pippin: hint: check the network connection and proxy settings"]
     assert "Retrying" in (tmp_path / "xdg" / "pippin" / "pippin.log").read_text()

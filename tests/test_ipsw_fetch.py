@@ -12,11 +12,11 @@ import signal
 import subprocess
 import sys
 import time
-import zlib
 
 import pytest
 
 from installer.errors import NetworkError, PippinError, RestoreImageError
+from installer.ipsw import cache as cache_mod
 from installer.ipsw import manifest, ota
 from installer.ipsw.cache import BLOCK, RangeCache
 from installer.ipsw.fetch import FetchProgress, MemberState, fetch_members
@@ -204,16 +204,20 @@ def test_proxies_from_env(env, proxies, no_proxy):
     assert proxies_from_env(env) == (proxies, no_proxy)
 
 
-def _journal_bytes(cache_root):
-    """Bytes the range cache journal covers (a union: entries may overlap). A line still
-    being appended by the fetch (no newline yet) is not counted."""
+def _block_spans(cache_root):
+    """The archive ranges the cache's block files hold (named <start>-<end>-<crc>; a
+    temporary file still being written starts with a dot and is not counted)."""
     spans = []
-    for j in cache_root.rglob("journal"):
-        for line in j.read_text().splitlines(keepends=True):
-            parts = line.split()
-            if line.endswith("\n") and len(parts) == 3:
-                spans.append((int(parts[0]), int(parts[1])))
-    return sum(e - s for s, e in coalesce(spans, 0))
+    for f in cache_root.glob("*/blocks/*"):
+        if not f.name.startswith("."):
+            s, e, _crc = f.name.split("-")
+            spans.append((int(s, 16), int(e, 16)))
+    return spans
+
+
+def _journal_bytes(cache_root):
+    """Bytes the range cache holds (a union: blocks may overlap)."""
+    return sum(e - s for s, e in coalesce(_block_spans(cache_root), 0))
 
 
 def _member_bytes_sent(px, arc):
@@ -275,16 +279,15 @@ def test_damaged_cache_costs_only_the_damaged_block(served, session, names, tmp_
     cache = tmp_path / "cache"
     fetch_members(arc, [big], MemorySink(), session=session, cache_root=cache,
                   options=fast_options(keep_cache=True))
-    (journal,) = cache.rglob("journal")
-    first = journal.read_text().splitlines()[0].split()
-    start, end = int(first[0]), int(first[1])
-    with open(journal.parent / "data", "r+b") as f:  # flip a byte inside that block
-        f.seek(start + 7)
+    block = sorted(cache.glob("*/blocks/*"))[0]
+    start, end = (int(x, 16) for x in block.name.split("-")[:2])
+    with open(block, "r+b") as f:  # flip a byte inside that block
+        f.seek(7)
         b = f.read(1)
-        f.seek(start + 7)
+        f.seek(7)
         f.write(bytes([b[0] ^ 0xFF]))
-    with open(journal, "a") as f:
-        f.write("123 45")  # a torn last line
+    (block.parent / f".{block.name}.1.tmp").write_bytes(b"torn")  # a killed writer's
+    (block.parent / "junk").write_bytes(b"x")
     with faultproxy.running(served.server.port) as px:
         arc2 = via(px, served.ipsw.path)
         out = tmp_path / "out"
@@ -299,14 +302,10 @@ def test_bug_full_disk_under_the_cache_is_a_clear_error(served, session, names, 
                                                         monkeypatch):
     """ENOSPC while writing fetched bytes into the range cache escaped a worker as a bare
     OSError (exit 70, "internal error") instead of a one-line error."""
-    real_init = RangeCache.__init__
+    def on_full_disk(path, mode="r", *args, **kwargs):  # every block write: ENOSPC
+        return open("/dev/full" if "w" in mode else path, mode, *args, **kwargs)
 
-    def on_full_disk(self, *args, **kwargs):
-        real_init(self, *args, **kwargs)
-        os.close(self._fd)
-        self._fd = os.open("/dev/full", os.O_RDWR)  # every write: ENOSPC
-
-    monkeypatch.setattr(RangeCache, "__init__", on_full_disk)
+    monkeypatch.setattr(cache_mod, "open", on_full_disk, raising=False)
     arc = open_archive(served.server.url(served.ipsw.path.name), session)
     out = tmp_path / "out"
     with pytest.raises(RestoreImageError, match="cannot write the download cache .*space"):
@@ -332,8 +331,7 @@ def test_bug_refetch_progress_never_passes_the_total(served, session, tmp_path):
     end = arc.get("b.bin").start + len(b) // 2
     data = bytearray(path.read_bytes()[:end])
     data[arc.get("a.bin").end - 5] ^= 0xFF
-    seed.write(0, data)
-    seed.commit(0, end, zlib.crc32(data))
+    seed.put(0, data)
     seed.close()
     events: list[FetchProgress] = []
     sink = MemorySink()
@@ -374,7 +372,7 @@ def test_bug_small_fetch_keeps_an_interrupted_fetchs_cache(served, session, name
                   options=fast_options(keep_cache=True))
     fetch_members(arc, ["BuildManifest.plist"], MemorySink(), session=session,
                   cache_root=cache)
-    assert list(cache.rglob("journal"))
+    assert _block_spans(cache)
     res = fetch_members(arc, [big], DirectorySink(tmp_path / "out"), session=session,
                         cache_root=cache)
     assert_identical(tmp_path / "out", served.ipsw, [big])

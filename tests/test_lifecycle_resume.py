@@ -18,7 +18,7 @@ from installer.lifecycle.interrupted import resume_install, rollback_install
 from installer.platform.base import SubprocessRunner
 from installer.platform.journal import pending_run
 from installer.platform.simstate import facts_path, sidecar
-from installer.target import SimTarget
+from installer.targets.sim import SimTarget
 from tests.support import installfix
 from tests.support.installfix import ROOT, deps_for, image_digest, new_sim, sgdisk
 

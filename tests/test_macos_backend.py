@@ -46,8 +46,8 @@ def fixture_model(machine):
 
 
 @pytest.fixture(scope="module")
-def catalog(shared_dir):
-    return load_catalog(shared_dir / "data" / "installer_data.json", "https://repo")
+def catalog(real_catalog):
+    return load_catalog(real_catalog, "https://repo")
 
 
 class Fake:

@@ -12,7 +12,7 @@ import pytest
 
 from tests.conftest import require_tool
 from vendorfw.errors import ArchiveError, ManifestError
-from vendorfw.model import FirmwareFile
+from vendorfw.model import Content, FirmwareFile
 from vendorfw.package import plan_package, write_package, write_package_files
 
 
@@ -211,6 +211,22 @@ def test_file_changed_between_passes(tmp_path):
     out.mkdir()
     with pytest.raises(ArchiveError, match="changed while"):
         write_package_files(plan, out)
+
+
+def test_spool_slices_are_hashed_once(tmp_path):
+    """A spool slice (an unnamed file only vendorfw holds) cannot change between passes:
+    a digest its collector computed is used as is, and the bytes are not hashed again."""
+    spool = tmp_path / "spool"
+    spool.write_bytes(b"....payload....")
+    with open(spool, "rb") as f:
+        content = Content("dump:x", fd=f.fileno(), offset=4, size=7, digest=b"\1" * 32)
+        plan = plan_package([FirmwareFile("brcm/x.bin", source=content)])
+        assert plan.files[0].sha256 == "01" * 32  # taken from the collector, not recomputed
+        out = tmp_path / "out"
+        out.mkdir()
+        write_package_files(plan, out)  # no "changed while" check against the fake digest
+    members = {e["name"]: e["data"] for e in parse_newc((out / "firmware.cpio").read_bytes())}
+    assert members["vendorfw/brcm/x.bin"] == b"payload"
 
 
 def test_unreadable_source_is_one_line_error(tmp_path):

@@ -27,8 +27,8 @@ from tests.support.diskmodels import mac_disk, model, stub_container
 
 
 @pytest.fixture(scope="module")
-def catalog(shared_dir):
-    return load_catalog(shared_dir / "data" / "installer_data.json", "https://repo")
+def catalog(real_catalog):
+    return load_catalog(real_catalog, "https://repo")
 
 
 @pytest.fixture(scope="module")
@@ -232,8 +232,8 @@ def test_external_disk_refused(uefi):
 
 def test_entries_that_cannot_be_installed(catalog):
     tethered = catalog.find("Tethered boot (m1n1, for development)")
-    with pytest.raises(PlanError, match="has no partitions to install"):
-        plan_install(model(free_disk()), tethered, Choices(expert=True))
+    with pytest.raises(PlanError, match="is offered only in expert mode"):
+        plan_install(model(free_disk()), tethered, Choices())
     old = catalog.find("UEFI environment only (previous version, 6.18 DTS)")
     with pytest.raises(PlanError, match="offered only in expert mode"):
         plan_install(model(free_disk()), old, Choices())
@@ -430,3 +430,14 @@ def test_bug_uninstall_keeps_a_partition_after_free_space():
     plan = plan_uninstall(model(d2), "disk0s4")
     assert "disk0s7" not in {o.ref for o in plan.ops}
     assert not any(s < mine.end and mine.start < e for s, e in plan.owned)
+
+
+def test_tethered_entry_plans_a_stub_only(catalog):
+    """The live catalog's tethered entry (no partitions): the stub container and its
+    volumes, nothing else, at the stub size whatever size was asked for."""
+    tethered = catalog.find("Tethered boot (m1n1, for development)")
+    plan = plan_install(model(free_disk()), tethered, Choices(expert=True, size="max"))
+    assert [type(op).__name__ for op in plan.ops] == ["CreateStubContainer",
+                                                      "CreateStubVolumes"]
+    assert plan.os_size == STUB_SIZE
+    assert [s.change for s in plan.after].count("new") == 1

@@ -55,11 +55,11 @@ def test_sim_inspect(env, sim_path, capsys):
     assert doc["installs"] == []
 
 
-def test_plan_from_answers_file_writes_nothing(env, sim_path, shared_dir, capsys):
+def test_plan_from_answers_file_writes_nothing(env, sim_path, real_catalog, capsys):
     answers = env / "answers.toml"
     answers.write_text(
         f'target = "sim:{sim_path}"\n'
-        f'catalog = "{shared_dir / "data" / "installer_data.json"}"\n'
+        f'catalog = "{real_catalog}"\n'
         'os = "Fedora Asahi Remix 44 Server"\nspace = "resize"\nresize_to = "min"\n'
         'size = "max"\nname = "Fedora"\nexpert = false\nadmin_user = "alice"\n')
     before = digest(sim_path), digest(sim_path.with_name("mac.img.d") / "state.json")
@@ -88,18 +88,17 @@ def test_plan_from_answers_file_writes_nothing(env, sim_path, shared_dir, capsys
         (["--space", "free", "--region", "7"], "no free region starts at byte 7 on disk0"),
     ],
 )
-def test_plan_refusals_are_one_line(env, sim_path, shared_dir, capsys, args, message):
+def test_plan_refusals_are_one_line(env, sim_path, real_catalog, capsys, args, message):
     rc = main(["plan", "--target", f"sim:{sim_path}", "--catalog",
-               str(shared_dir / "data" / "installer_data.json"), "--os", UEFI, *args])
+               str(real_catalog), "--os", UEFI, *args])
     err = capsys.readouterr().err
     assert rc == 1
     assert message in err.splitlines()[0]
     assert "Traceback" not in err
 
 
-def test_plan_without_a_sim_or_catalog(env, shared_dir, capsys):
-    assert main(["plan", "--os", UEFI, "--catalog", str(shared_dir / "data" /
-                                                         "installer_data.json")]) == 1
+def test_plan_without_a_sim_or_catalog(env, real_catalog, capsys):
+    assert main(["plan", "--os", UEFI, "--catalog", str(real_catalog)]) == 1
     err = capsys.readouterr().err
     assert f"{env / 'cache' / 'pippin' / 'sim' / 'mac.img'}: no simulated Mac here" in err
     assert "pippin sim create" in err
@@ -108,7 +107,7 @@ def test_plan_without_a_sim_or_catalog(env, shared_dir, capsys):
     assert "neither sim:PATH nor a macOS disk id" in capsys.readouterr().err
 
 
-def test_sim_run_then_uninstall(env, sim_path, shared_dir, tmp_path, capsys):
+def test_sim_run_then_uninstall(env, sim_path, real_catalog, tmp_path, capsys):
     require_tool("mkfs.fat")
     img = tmp_path / "mac.img"
     assert main(["sim", "create", str(img), "--disk-size", "64GiB", "--macos-used", "20GB"]) \
@@ -116,7 +115,7 @@ def test_sim_run_then_uninstall(env, sim_path, shared_dir, tmp_path, capsys):
     pkg = tmp_path / "pkg"
     (pkg / "esp" / "m1n1").mkdir(parents=True)
     (pkg / "esp" / "m1n1" / "boot.bin").write_bytes(b"stage2")
-    catalog = str(shared_dir / "data" / "installer_data.json")
+    catalog = str(real_catalog)
     assert main(["sim", "run", str(img), "--catalog", catalog, "--os", UEFI, "--space",
                  "resize", "--package", str(pkg)]) == 0
     capsys.readouterr()
@@ -178,23 +177,23 @@ def test_device_facts():
     assert GiB  # sizes import used by the module's helpers
 
 
-def test_default_sim_lives_in_the_cache_dir(env, shared_dir, capsys):
+def test_default_sim_lives_in_the_cache_dir(env, real_catalog, capsys):
     assert main(["sim", "create"]) == 0
     img = env / "cache" / "pippin" / "sim" / "mac.img"
     assert img.is_file()
     assert img.stat().st_size == 512 * GB
     capsys.readouterr()
-    assert main(["plan", "--catalog", str(shared_dir / "data" / "installer_data.json"),
+    assert main(["plan", "--catalog", str(real_catalog),
                  "--os", UEFI, "--space", "resize", "--json"]) == 0
     plan = json.loads(capsys.readouterr().out)
     assert plan["disk"] == "disk0"
     assert plan["operations"][0]["op"] == "ResizeContainer"
 
 
-def test_sim_run_dry_run_changes_nothing(env, sim_path, shared_dir, capsys):
+def test_sim_run_dry_run_changes_nothing(env, sim_path, real_catalog, capsys):
     before = digest(sim_path), digest(sim_path.with_name("mac.img.d") / "state.json")
     assert main(["sim", "run", str(sim_path), "--dry-run", "--catalog",
-                 str(shared_dir / "data" / "installer_data.json"), "--os", UEFI,
+                 str(real_catalog), "--os", UEFI,
                  "--space", "resize"]) == 0
     out = capsys.readouterr().out
     assert "1. resize APFS container disk0s2" in out
@@ -212,7 +211,7 @@ def test_help_texts_explain_the_options(capsys):
     assert "free: the largest free region" in " ".join(capsys.readouterr().out.split())
 
 
-def test_sim_run_shows_progress(env, shared_dir, tmp_path, capsys):
+def test_sim_run_shows_progress(env, real_catalog, tmp_path, capsys):
     require_tool("mkfs.fat")
     img = tmp_path / "mac.img"
     assert main(["sim", "create", str(img), "--disk-size", "64GiB", "--macos-used", "20GB"]) \
@@ -222,7 +221,7 @@ def test_sim_run_shows_progress(env, shared_dir, tmp_path, capsys):
     (pkg / "esp" / "m1n1" / "boot.bin").write_bytes(b"s" * 3000)
     capsys.readouterr()
     assert main(["sim", "run", str(img), "--progress", "--catalog",
-                 str(shared_dir / "data" / "installer_data.json"), "--os", UEFI,
+                 str(real_catalog), "--os", UEFI,
                  "--space", "resize", "--package", str(pkg)]) == 0
     err = capsys.readouterr().err
     assert "[6/6] copy package directory esp/ into new:1" in err

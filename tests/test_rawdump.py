@@ -7,6 +7,7 @@ import io
 import os
 import subprocess
 import tarfile
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -108,9 +109,31 @@ HOSTILE = {
     ),
     "hardlink-outside": ([special("h", tarfile.LNKTYPE, "../../etc/passwd")], "unsafe path"),
     "hardlink-unknown": ([special("h", tarfile.LNKTYPE, "nothing")], "no earlier file"),
+    "file-then-dir": ([reg("f"), reg("f/x")], "f is both a directory and a file"),
+    "dir-then-file": ([special("d", tarfile.DIRTYPE), reg("d")], "d is both a directory"),
+    "hardlink-to-dir": ([special("d", tarfile.DIRTYPE), special("h", tarfile.LNKTYPE, "d")],
+                        "no earlier file"),
+    "symlink-loop": ([special("l1", tarfile.SYMTYPE, "l2/x"), special("l2", tarfile.SYMTYPE,
+                                                                      "l1/y")], "is a loop"),
     "fifo": ([special("f", tarfile.FIFOTYPE)], "device or fifo"),
     "chardev": ([special("c", tarfile.CHRTYPE)], "device or fifo"),
 }
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE))
+def test_hostile_members_rejected_when_read_in_place(tmp_path, case):
+    """open_source (the spool, no directory) refuses the same archives as unpack."""
+    members, msg = HOSTILE[case]
+    for info, _ in members:
+        if info.name in ("a/b", "real"):
+            info.type = tarfile.DIRTYPE
+    asahi = tmp_path / "asahi"
+    asahi.mkdir()
+    (asahi / rawdump.RAWDUMP_NAME).write_bytes(tgz(members))
+    (tmp_path / "tmp").mkdir()
+    with pytest.raises(ArchiveError, match=msg), rawdump.open_source(asahi, tmp_path / "tmp"):
+        pass
+    assert os.listdir(tmp_path / "tmp") == []
 
 
 @pytest.mark.parametrize("case", sorted(HOSTILE))
@@ -167,6 +190,10 @@ def test_decompression_limit(tmp_path):
     with pytest.raises(ArchiveError, match="more than 100000 bytes"):
         rawdump.unpack(bomb, dest, limit=100_000)
     assert list(dest.iterdir()) == []
+    with tempfile.TemporaryFile() as spool:  # refused from the header: nothing is written
+        with pytest.raises(ArchiveError, match="more than 100000 bytes"):
+            rawdump.read_dump(bomb, spool.fileno(), limit=100_000)
+        assert os.fstat(spool.fileno()).st_size == 0
 
 
 def test_open_source_unpacks_beside_kernelcache(tmp_path):
@@ -174,14 +201,17 @@ def test_open_source_unpacks_beside_kernelcache(tmp_path):
     esp_asahi.mkdir()
     rawdump.pack(make_dump_tree(tmp_path / "src"), esp_asahi / rawdump.RAWDUMP_NAME)
     (esp_asahi / "kernelcache.release.mac13g").write_bytes(b"kc")
+    before = sorted(os.listdir(tmp_path))
     with rawdump.open_source(esp_asahi, tmp_parent=tmp_path) as source:
-        assert source.firmware is not None
-        assert (source.firmware / "wifi/C-4378__s-B1/shikoku.trx").is_file()
+        assert source.tree is not None
+        assert source.firmware == "firmware"
+        assert source.tree.read("firmware/wifi/C-4378__s-B1/shikoku.trx") == b"\1" * 5000
+        assert source.tree.shown("firmware") == f"{esp_asahi / rawdump.RAWDUMP_NAME}:firmware"
         assert source.kernelcache is not None
         assert source.kernelcache.read_bytes() == b"kc"
-        assert source.als_cal is not None
-        unpacked = source.firmware.parent
-    assert not unpacked.exists()  # temporary tree removed afterwards
+        assert source.als_cal == "apple/aop-als-cal.bin"
+        assert sorted(os.listdir(tmp_path)) == before  # the spool has no name
+    assert sorted(os.listdir(tmp_path)) == before
 
 
 def test_pack_symlink_leaving_tree_is_refused(tmp_path):
@@ -279,8 +309,52 @@ def test_write_dump_is_what_update_reads(tmp_path):
     with rawdump.open_source(asahi, tmp_parent=tmp_path) as source:
         assert source.kernelcache == asahi / kc.name
         assert source.kernelcache.read_bytes() == kc.read_bytes()
-        assert (source.firmware / "wifi/C-4378__s-B1/shikoku.trx").read_bytes() == b"\1" * 5000
+        assert source.tree.read("firmware/wifi/C-4378__s-B1/shikoku.trx") == b"\1" * 5000
     with pytest.raises(ArchiveError, match="must be named kernelcache"):
         rawdump.write_dump(src, asahi, src / "appleh13camerad")
     with pytest.raises(ArchiveError, match="cannot copy"):
         rawdump.write_dump(src, asahi, tmp_path / "kernelcache.missing")
+
+
+def test_bug_reading_a_dump_made_a_file_per_member(tmp_path):
+    """Issue 13: creating and deleting ~1,000 files cost more than the whole extraction.
+    The dump is now read into one unnamed spool file; nothing appears in the temp dir."""
+    asahi = tmp_path / "asahi"
+    asahi.mkdir()
+    rawdump.pack(make_dump_tree(tmp_path / "src"), asahi / rawdump.RAWDUMP_NAME)
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    with rawdump.open_source(asahi, tmp) as source:
+        assert os.listdir(tmp) == []
+        tree = source.tree
+        assert tree is not None
+        assert tree.read("fud_firmware/j314/Multitouch.im4p") == b"im4p" * 100  # via symlink
+        assert tree.is_link("fud_firmware/j314/Multitouch.im4p")
+        assert tree.resolve("fud_firmware/j314/Multitouch.im4p") == \
+            "fud_firmware/j314/mt/Multitouch.im4p"
+        assert sorted(tree.listdir("fud_firmware/j314")) == ["Multitouch.im4p", "mt"]
+        with tree.mapped("appleh13camerad") as view:
+            assert bytes(view) == b"\0" * 8192
+    assert os.listdir(tmp) == []
+
+
+def test_symlinks_in_a_dump_loop_dangle_or_chain(tmp_path):
+    def read(members):
+        archive = tmp_path / "t.tar.gz"
+        archive.write_bytes(tgz(members))
+        with tempfile.TemporaryFile() as spool:
+            return rawdump.read_dump(archive, spool.fileno())
+
+    with pytest.raises(ArchiveError, match="symlink a -> b is a loop"):
+        read([special("a", tarfile.SYMTYPE, "b"), special("b", tarfile.SYMTYPE, "a")])
+    tree = read([reg("d/f"), special("d/dangling", tarfile.SYMTYPE, "nothing/../x"),
+                 special("l1", tarfile.SYMTYPE, "d"), special("l2", tarfile.SYMTYPE, "l1/./f"),
+                 special("d/up", tarfile.SYMTYPE, "../l2")])
+    assert not tree.is_file("d/dangling")
+    assert tree.resolve("d/dangling") is None
+    assert tree.is_file("l2")
+    assert tree.resolve("d/up") == "d/f"
+    assert tree.is_dir("l1")
+    assert tree.escapes("d/up", "d") is False
+    assert tree.escapes("l2", "l1") is True  # resolves to d/f, outside "l1"
+    assert tree.escapes("d/dangling", "") is True

@@ -29,14 +29,14 @@ ENV = {**os.environ, "MTOOLS_SKIP_CHECK": "1"}
 
 
 @pytest.fixture(scope="module")
-def server(shared_dir):
-    cat = load_catalog(shared_dir / "data" / "installer_data.json", "https://repo")
+def server(real_catalog):
+    cat = load_catalog(real_catalog, "https://repo")
     return cat.find("Fedora Asahi Remix 44 Server")
 
 
 @pytest.fixture(scope="module")
-def uefi(shared_dir):
-    cat = load_catalog(shared_dir / "data" / "installer_data.json", "https://repo")
+def uefi(real_catalog):
+    cat = load_catalog(real_catalog, "https://repo")
     return cat.find("UEFI environment only (m1n1 + U-Boot + ESP)")
 
 

@@ -36,6 +36,9 @@ _ino = _bind("archive_entry_ino64", [ctypes.c_void_p], ctypes.c_int64)
 _nlink = _bind("archive_entry_nlink", [ctypes.c_void_p], ctypes.c_uint)
 _copy_hardlink = _bind("archive_entry_copy_hardlink", [ctypes.c_void_p, ctypes.c_char_p], None)
 _copy_symlink = _bind("archive_entry_copy_symlink", [ctypes.c_void_p, ctypes.c_char_p], None)
+_read_data_into_fd = _bind("archive_read_data_into_fd", [ctypes.c_void_p, ctypes.c_int],
+                           ctypes.c_int)
+_read_data_into_fd.errcheck = ffi.check_int  # libarchive's ArchiveError, see translated()
 
 FILE = int(libarchive.entry.FileType.REGULAR_FILE)
 DIR = int(libarchive.entry.FileType.DIRECTORY)
@@ -91,6 +94,12 @@ def entry_ino(e: libarchive.entry.ArchiveEntry) -> int:
 
 def entry_nlink(e: libarchive.entry.ArchiveEntry) -> int:
     return int(_nlink(e._entry_p))
+
+
+def read_data_into_fd(archive: Any, fd: int) -> None:
+    """Copy the current entry's data to ``fd`` at its file position, in C: no Python buffer
+    per block (libarchive hands out its own decompression buffer)."""
+    _read_data_into_fd(archive._pointer, fd)
 
 
 def write_entry(archive: Any, e: libarchive.entry.ArchiveEntry) -> None:

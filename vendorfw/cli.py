@@ -17,7 +17,15 @@ from vendorfw import __version__
 from vendorfw.build import build_vendorfw, check_replaceable
 from vendorfw.cliboundary import default_log_path, run_click, setup_logging
 from vendorfw.errors import EspError, ManifestError, VendorFwError
-from vendorfw.esp import BY_PARTUUID, DT_ESP_PROPERTY, MOUNTINFO, EspLocator, find_esp, update
+from vendorfw.esp import (
+    BY_PARTUUID,
+    DT_ESP_PROPERTY,
+    MOUNTINFO,
+    EspLocator,
+    describe_esp,
+    find_esp,
+    update,
+)
 from vendorfw.hooks import install_hooks_command
 from vendorfw.manifest import diff_hashes
 from vendorfw.progress import ByteMeter, human
@@ -171,6 +179,29 @@ def update_cmd(
     )
     if report.installed_to is not None:
         _echo(f"installed to {report.installed_to}")
+
+
+@cli.command("esp")
+@click.option("--dt-property", type=click.Path(path_type=Path), hidden=True,
+              default=DT_ESP_PROPERTY)
+@click.option("--by-partuuid", type=click.Path(path_type=Path), hidden=True,
+              default=BY_PARTUUID)
+@click.option("--mountinfo", type=click.Path(path_type=Path), hidden=True,
+              default=MOUNTINFO)
+@_json_opt
+def esp_cmd(dt_property: Path, by_partuuid: Path, mountinfo: Path, as_json: bool) -> None:
+    """Show which EFI system partition belongs to the running OS.
+
+    The bootloader names it in /proc/device-tree/chosen/asahi,efi-system-partition (a
+    PARTUUID); this prints that PARTUUID, its device node and where it is mounted, e.g. for
+    an OS installer booted from USB that must choose the ESP to install its bootloader into.
+    """
+    info = describe_esp(EspLocator(dt_property, by_partuuid, mountinfo))
+    if as_json:
+        _emit_json(info.as_json())
+        return
+    where = f"mounted at {info.mountpoint}" if info.mountpoint else "not mounted"
+    _echo(f"ESP {info.partuuid}: {info.device}, {where}")
 
 
 @cli.command("verify")

@@ -51,7 +51,6 @@ def collect(
             seen[f.name] = name
             files.append(f)
         for p in trouble:
-            p = Problem(source.shown(p.path), p.reason)
             log.warning("%s: %s: %s", name, p.path, p.reason)
             problems.append(p)
         log.info("collector %s: %d files, %d problems", name, len(got), len(trouble))

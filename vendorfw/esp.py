@@ -67,8 +67,22 @@ def _unescape(field_: str) -> str:
     return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field_)
 
 
-def find_esp(loc: EspLocator | None = None) -> Path:
-    """The mount point of the ESP named in the device tree."""
+@dataclass(frozen=True, slots=True)
+class EspInfo:
+    """Which ESP belongs to the running OS: what a distro installer booted from other media
+    needs to choose where its bootloader goes (``vendorfw esp``)."""
+
+    partuuid: str
+    device: str  # the partition's device node
+    mountpoint: Path | None  # None when it is not mounted
+
+    def as_json(self) -> dict[str, object]:
+        return {"partuuid": self.partuuid, "device": self.device,
+                "mountpoint": None if self.mountpoint is None else str(self.mountpoint)}
+
+
+def describe_esp(loc: EspLocator | None = None) -> EspInfo:
+    """PARTUUID from the device tree, its device node, and where it is mounted (if it is)."""
     loc = loc or EspLocator()
     uuid = read_partuuid(loc)
     link = loc.by_partuuid / uuid
@@ -89,11 +103,18 @@ def find_esp(loc: EspLocator | None = None) -> Path:
         source = _unescape(b[1])
         same_source = os.path.realpath(source) == dev if source.startswith("/") else False
         if (same_source or (rdev is not None and a[2] == rdev)) and a[3] == "/":
-            mount = Path(_unescape(a[4]))
-            log.info("ESP %s (%s) is mounted at %s", uuid, dev, mount)
-            return mount
-    raise EspError(f"the ESP {dev} (PARTUUID {uuid}) is not mounted",
-                   hint="mount it (e.g. on /boot/efi), or pass --esp PATH")
+            return EspInfo(uuid, dev, Path(_unescape(a[4])))
+    return EspInfo(uuid, dev, None)
+
+
+def find_esp(loc: EspLocator | None = None) -> Path:
+    """The mount point of the ESP named in the device tree."""
+    info = describe_esp(loc)
+    if info.mountpoint is None:
+        raise EspError(f"the ESP {info.device} (PARTUUID {info.partuuid}) is not mounted",
+                       hint="mount it (e.g. on /boot/efi), or pass --esp PATH")
+    log.info("ESP %s (%s) is mounted at %s", info.partuuid, info.device, info.mountpoint)
+    return info.mountpoint
 
 
 def _rdev(dev: str) -> str | None:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import struct
 import zlib
 from dataclasses import dataclass
-from pathlib import Path
 
 import asn1  # type: ignore[import-untyped]  # pyimg4's DER library
 import lzfse
@@ -45,18 +44,6 @@ class Im4p:
     fourcc: str
     description: str
     payload: bytes
-
-
-def read_im4p(path: Path, fourcc: str | None = None) -> Im4p:
-    """Read and decode the IM4P file ``path``; when ``fourcc`` is given the type must match."""
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise CollectError(f"{path}: cannot read: {exc.strerror or exc}") from exc
-    im4p = decode_im4p(data, str(path))
-    if fourcc is not None and im4p.fourcc != fourcc:
-        raise CollectError(f"{path}: IM4P type is {im4p.fourcc!r}, expected {fourcc!r}")
-    return im4p
 
 
 def decode_im4p(data: bytes, where: str) -> Im4p:

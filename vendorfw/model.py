@@ -2,14 +2,66 @@
 
 A collector turns Apple's files into :class:`FirmwareFile` values with their Linux names
 (relative to ``vendorfw/``, e.g. ``brcm/brcmfmac4378b1-pcie.apple,shikoku.bin``). Content is
-either held (``data``, for small generated files) or read lazily from ``source`` so memory
-does not grow with the size of the firmware tree.
+either held (``data``, for small generated files) or read lazily from ``source`` (a file on
+disk, or a :class:`Content` slice of the spool a raw dump was read into) so memory does not
+grow with the size of the firmware tree.
 """
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+
+CHUNK = 1 << 20
+
+
+@dataclass(frozen=True, slots=True)
+class Content:
+    """Bytes to read later: the whole file ``path``, or ``size`` bytes at ``offset`` of the
+    open file descriptor ``fd`` (valid while its owner keeps it open). ``label`` names it.
+    ``digest`` is the SHA-256 when a collector already computed it."""
+
+    label: str
+    path: Path | None = None
+    fd: int = -1
+    offset: int = 0
+    size: int = 0
+    digest: bytes | None = None
+
+    @property
+    def immutable(self) -> bool:
+        """A slice of a spool only its owner holds (unnamed): it cannot change under us,
+        unlike a file on disk."""
+        return self.path is None
+
+    @classmethod
+    def of_path(cls, path: Path) -> Content:
+        return cls(str(path), path=path)
+
+    def chunks(self, chunk: int = CHUNK) -> Iterator[bytes]:
+        """The bytes in pieces of at most ``chunk``; raises OSError when unreadable."""
+        if self.path is not None:
+            with open(self.path, "rb") as f:
+                while piece := f.read(chunk):
+                    yield piece
+            return
+        done = 0
+        while done < self.size:
+            piece = os.pread(self.fd, min(chunk, self.size - done), self.offset + done)
+            if not piece:
+                raise OSError(0, f"spool ends {self.size - done} bytes early")
+            done += len(piece)
+            yield piece
+
+    def read(self) -> bytes:
+        if self.path is not None:
+            return self.path.read_bytes()
+        return b"".join(self.chunks())
+
+    def __str__(self) -> str:
+        return self.label
 
 
 @dataclass(frozen=True, slots=True)
@@ -18,18 +70,25 @@ class FirmwareFile:
 
     name: str
     data: bytes | None = None
-    source: Path | None = None
+    source: Path | Content | None = None
 
     def __post_init__(self) -> None:
         if (self.data is None) == (self.source is None):
             raise ValueError("FirmwareFile needs exactly one of data or source")
+
+    @property
+    def content(self) -> Content | None:
+        """``source`` as :class:`Content` (None for held data)."""
+        if isinstance(self.source, Path):
+            return Content.of_path(self.source)
+        return self.source
 
     def read(self) -> bytes:
         """The file's bytes."""
         if self.data is not None:
             return self.data
         assert self.source is not None  # guaranteed by __post_init__
-        return self.source.read_bytes()
+        return self.source.read_bytes() if isinstance(self.source, Path) else self.source.read()
 
 
 @dataclass(frozen=True, slots=True)

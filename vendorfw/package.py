@@ -88,16 +88,21 @@ def iter_chunks(f: FirmwareFile) -> Iterator[bytes | memoryview]:
         for off in range(0, len(view), CHUNK):
             yield view[off : off + CHUNK]
         return
-    assert f.source is not None  # FirmwareFile guarantees one of data/source
+    content = f.content
+    assert content is not None  # FirmwareFile guarantees one of data/source
     try:
-        with open(f.source, "rb") as fh:
-            while chunk := fh.read(CHUNK):
-                yield chunk
+        yield from content.chunks(CHUNK)
     except OSError as exc:
-        raise ArchiveError(f"cannot read {f.source} (for {f.name}): {exc.strerror}") from exc
+        raise ArchiveError(f"cannot read {content} (for {f.name}): {exc.strerror or exc}"
+                           ) from exc
 
 
 def _hash(f: FirmwareFile, progress: Progress | None) -> tuple[str, int]:
+    known = f.content
+    if known is not None and known.immutable and known.digest is not None:
+        if progress:
+            progress(known.size)
+        return known.digest.hex(), known.size
     h = hashlib.sha256()
     size = 0
     for chunk in iter_chunks(f):
@@ -220,18 +225,20 @@ def _write_entries(plan: Plan, ws: list[tuple[Any, str]], progress: Progress | N
 
 
 def _copy_data(p: PlannedFile, layouts: list[_Layout], progress: Progress | None) -> None:
-    h = hashlib.sha256()
+    content = p.file.content
+    h = None if content is not None and content.immutable else hashlib.sha256()
     size = 0
     for chunk in iter_chunks(p.file):
         size += len(chunk)
         if size > p.size:
             break
-        h.update(chunk)
+        if h is not None:  # a file on disk may change between the passes
+            h.update(chunk)
         for lay in layouts:
             archiveio.write_data(lay.archive, chunk)
         if progress:
             progress(len(chunk))
-    if size != p.size or h.hexdigest() != p.sha256:
+    if size != p.size or (h is not None and h.hexdigest() != p.sha256):
         raise ArchiveError(f"{p.file.name} changed while it was being packaged")
 
 

@@ -1,9 +1,10 @@
 """The raw firmware dump ``all_firmware.tar.gz`` (formats.md §8): safe unpack, and pack.
 
-Unpacking treats the archive as hostile. Every member name must be relative without ``..``;
-only directories, regular files, hard links to earlier files and symlinks are accepted.
-Nothing is ever written through a symlink: symlinks are created last, each only under real
-directories, and each must resolve inside the tree. A failure removes the partial tree.
+Unpacking treats the archive as hostile; :mod:`vendorfw.dumptree` holds the member checks.
+The member data are copied by libarchive straight into one spool file (no file, buffer or
+open per member), giving a :class:`~vendorfw.dumptree.DumpTree` the collectors read from
+(:func:`open_source`) or that is written out as a directory (:func:`unpack`). The number of
+members and the unpacked size are bounded before anything is written (decompression bombs).
 
 Packing is deterministic (sorted names, uid/gid/mtime 0, no gzip timestamp), so the same
 tree always gives the same bytes.
@@ -25,6 +26,7 @@ import libarchive
 from vendorfw import archiveio
 from vendorfw.archiveio import DIR, FILE, SYMLINK
 from vendorfw.atomic import atomic_file
+from vendorfw.dumptree import DumpTree, member_name
 from vendorfw.errors import ArchiveError
 from vendorfw.source import FirmwareSource, find_kernelcache
 
@@ -34,6 +36,7 @@ RAWDUMP_NAME = "all_firmware.tar.gz"
 MAX_UNPACKED = 8 << 30  # a real dump is a few hundred MB; this stops a decompression bomb
 MAX_MEMBERS = 200_000  # a real dump has a few thousand; this stops a bomb of empty files
 BLOCK = 1 << 20
+_BOMB_HINT = "this is not a firmware dump (or it is damaged)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,98 +46,66 @@ class UnpackStats:
     symlinks: int
 
 
-def _member_name(raw: str) -> str:
-    """The checked relative path of a member (``./`` and a trailing ``/`` dropped)."""
-    name = raw
-    while name.startswith("./"):
-        name = name[2:]
-    name = name.rstrip("/")
-    if raw.startswith("/"):
-        raise ArchiveError(f"member {raw!r} has an absolute path")
-    parts = name.split("/")
-    if not name or "\0" in name or any(p in ("", ".", "..") for p in parts):
-        raise ArchiveError(f"member {raw!r} has an unsafe path")
-    return name
+def read_dump(
+    archive: Path,
+    spool: int,
+    progress: Callable[[int], None] | None = None,
+    limit: int = MAX_UNPACKED,
+    max_members: int = MAX_MEMBERS,
+) -> DumpTree:
+    """Read ``archive`` into the empty spool file ``spool`` (an open descriptor the caller
+    owns and closes); :class:`ArchiveError` names the archive and the offending member."""
+    tree = DumpTree(spool, archive)
+    total = 0
+    try:
+        with archiveio.translated(f"reading {archive}"), libarchive.file_reader(
+            str(archive), format_name="tar", block_size=BLOCK
+        ) as reader:
+            for count, entry in enumerate(reader, 1):
+                raw = archiveio.entry_path(entry)
+                if count > max_members:
+                    raise ArchiveError(f"more than {max_members} members", hint=_BOMB_HINT)
+                if entry.isdir and raw.strip("/") in (".", ""):
+                    continue  # the archive root ("./", as in `tar -C dump -czf … .`)
+                name = member_name(raw)
+                if entry.islnk:
+                    tree.add_hardlink(name, member_name(archiveio.entry_link(entry)))
+                elif entry.isdir:
+                    tree.add_dir(name)
+                elif entry.issym:
+                    tree.add_symlink(name, archiveio.entry_link(entry))
+                elif entry.isreg:
+                    offset, size = _copy_member(reader, entry, spool, name, limit - total, limit)
+                    tree.add_file(name, offset, size)
+                    total += size
+                    if progress:
+                        progress(size)
+                else:
+                    raise ArchiveError(f"member {raw!r} is a device or fifo")
+        tree.finish()
+        tree.unpacked = total
+    except ArchiveError as exc:
+        raise ArchiveError(f"{archive}: {exc.message}", hint=exc.hint) from exc
+    except OSError as exc:
+        raise ArchiveError(f"cannot unpack {archive}: {exc.strerror or exc}") from exc
+    log.info("read %s: %d files, %d bytes", archive, tree.files, total)
+    return tree
 
 
-class _Unpacker:
-    def __init__(self, root: Path, limit: int, progress: Callable[[int], None] | None) -> None:
-        self.root = root
-        self.real_root = os.path.realpath(root)
-        self.limit = limit
-        self.progress = progress
-        self.files: set[str] = set()
-        self.symlinks: list[tuple[str, str]] = []
-        self.total = 0
-
-    def _dir(self, rel: str) -> None:
-        """Create ``rel`` (and parents) as real directories; never follow a symlink."""
-        path = self.root
-        for part in rel.split("/") if rel else []:
-            path = path / part
-            try:
-                os.mkdir(path, 0o755)
-            except FileExistsError:
-                if path.is_symlink() or not path.is_dir():
-                    raise ArchiveError(
-                        f"{path.relative_to(self.root)} is both a directory "
-                        "and a file or link"
-                    ) from None
-
-    def file(self, name: str, entry: libarchive.entry.ArchiveEntry) -> None:
-        self._dir(name.rpartition("/")[0])
-        # a repeated member replaces the earlier one; unlink first so that truncating does
-        # not also rewrite a file that an earlier hard link shares the inode with
-        if name in self.files:
-            os.unlink(self.root / name)
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-        try:
-            fd = os.open(self.root / name, flags, 0o644)
-        except OSError as exc:
-            raise ArchiveError(f"cannot create {name}: {exc.strerror}") from exc
-        with os.fdopen(fd, "wb") as out:
-            for block in entry.get_blocks(BLOCK):
-                self.total += len(block)
-                if self.total > self.limit:
-                    raise ArchiveError(
-                        f"unpacks to more than {self.limit} bytes",
-                        hint="this is not a firmware dump (or it is damaged)",
-                    )
-                out.write(block)
-                if self.progress:
-                    self.progress(len(block))
-        self.files.add(name)
-
-    def hardlink(self, name: str, target_raw: str) -> None:
-        target = _member_name(target_raw)
-        if target not in self.files:
-            raise ArchiveError(
-                f"hard link {name} -> {target_raw!r} names no earlier file"
-            )
-        self._dir(name.rpartition("/")[0])
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self.root / name)
-        os.link(self.root / target, self.root / name, follow_symlinks=False)
-        self.files.add(name)
-
-    def make_symlinks(self) -> None:
-        for name, target in self.symlinks:
-            if target.startswith("/") or not target or "\0" in target:
-                raise ArchiveError(f"symlink {name} -> {target!r} is absolute")
-            parent = name.rpartition("/")[0]
-            self._dir(parent)
-            real_parent = os.path.realpath(self.root / parent)
-            if real_parent != os.path.join(self.real_root, parent).rstrip("/"):
-                raise ArchiveError(f"symlink {name} lies below another symlink")
-            try:
-                os.symlink(target, self.root / name)
-            except FileExistsError:
-                raise ArchiveError(f"symlink {name} clashes with a file") from None
-            resolved = os.path.realpath(self.root / name)
-            if os.path.commonpath([resolved, self.real_root]) != self.real_root:
-                raise ArchiveError(
-                    f"symlink {name} -> {target} points outside the dump"
-                )
+def _copy_member(reader: object, entry: libarchive.entry.ArchiveEntry, spool: int, name: str,
+                 room: int, limit: int) -> tuple[int, int]:
+    """Append the member's data to the spool; returns (offset, size)."""
+    size = entry.size or 0
+    if size > room:  # the header says so before a byte is written
+        raise ArchiveError(f"unpacks to more than {limit} bytes", hint=_BOMB_HINT)
+    start = os.lseek(spool, 0, os.SEEK_END)
+    archiveio.read_data_into_fd(reader, spool)
+    end = os.lseek(spool, 0, os.SEEK_CUR)
+    if end - start > size:
+        raise ArchiveError(f"member {name} holds more data than its header says")
+    if end - start < size:  # a sparse member ending in a hole
+        os.ftruncate(spool, start + size)
+    return start, size
 
 
 def unpack(
@@ -148,38 +119,18 @@ def unpack(
     emptied again and :class:`ArchiveError` names the archive and the offending member."""
     if any(dest.iterdir()):  # on failure dest is emptied: never do that to someone's files
         raise ArchiveError(f"cannot unpack {archive}: {dest} is not empty")
-    u = _Unpacker(dest, limit, progress)
     try:
-        with archiveio.translated(f"reading {archive}"), libarchive.file_reader(
-            str(archive), format_name="tar", block_size=BLOCK
-        ) as reader:
-            for count, entry in enumerate(reader, 1):
-                raw = archiveio.entry_path(entry)
-                if count > max_members:
-                    raise ArchiveError(f"more than {max_members} members",
-                                       hint="this is not a firmware dump (or it is damaged)")
-                if entry.isdir and raw.strip("/") in (".", ""):
-                    continue  # the archive root ("./", as in `tar -C dump -czf … .`)
-                name = _member_name(raw)
-                if entry.islnk:
-                    u.hardlink(name, archiveio.entry_link(entry))
-                elif entry.isdir:
-                    u._dir(name)
-                elif entry.issym:
-                    u.symlinks.append((name, archiveio.entry_link(entry)))
-                elif entry.isreg:
-                    u.file(name, entry)
-                else:
-                    raise ArchiveError(f"member {raw!r} is a device or fifo")
-        u.make_symlinks()
-    except ArchiveError as exc:
+        with tempfile.TemporaryFile(prefix="vendorfw-spool-", dir=dest) as spool:
+            tree = read_dump(archive, spool.fileno(), progress, limit, max_members)
+            tree.materialize(dest)
+    except ArchiveError:
         _empty(dest)
-        raise ArchiveError(f"{archive}: {exc.message}", hint=exc.hint) from exc
+        raise
     except OSError as exc:
         _empty(dest)
         raise ArchiveError(f"cannot unpack {archive} into {dest}: {exc}") from exc
-    log.info("unpacked %s: %d files, %d bytes", archive, len(u.files), u.total)
-    return UnpackStats(len(u.files), u.total, len(u.symlinks))
+    log.info("unpacked %s into %s", archive, dest)
+    return UnpackStats(tree.files, tree.unpacked, tree.symlinks)
 
 
 def _empty(d: Path) -> None:
@@ -195,23 +146,22 @@ def open_source(
     src: Path, tmp_parent: Path | None = None, progress: Callable[[int], None] | None = None
 ) -> Iterator[FirmwareSource]:
     """The collectors' inputs from ``src``: a directory holding ``all_firmware.tar.gz``
-    (unpacked into a temporary directory for the duration) + ``kernelcache*``, an unpacked
-    raw dump, or a macOS-style tree."""
+    (read into a spool file in ``tmp_parent`` for the duration) + ``kernelcache*``, an
+    unpacked raw dump, or a macOS-style tree."""
     dump = src / RAWDUMP_NAME
     if not dump.is_file():
         yield FirmwareSource.from_dir(src)
         return
     kernelcache = find_kernelcache(src)
     try:
-        tmpdir = tempfile.TemporaryDirectory(prefix="vendorfw-dump-", dir=tmp_parent)
+        spool = tempfile.TemporaryFile(prefix="vendorfw-dump-", dir=tmp_parent)
     except OSError as exc:
         where = tmp_parent or tempfile.gettempdir()
         raise ArchiveError(f"cannot unpack {dump} into {where}: {exc.strerror or exc}",
                            hint="pass --tmpdir DIR (an existing, writable directory)") from exc
-    with tmpdir as tmp:
-        root = Path(tmp)
-        unpack(dump, root, progress)
-        yield FirmwareSource.from_dir(root, kernelcache, archive=dump)
+    with spool:  # unnamed (O_TMPFILE where the kernel has it): nothing is left if killed
+        tree = read_dump(dump, spool.fileno(), progress)
+        yield FirmwareSource.from_tree(tree, kernelcache)
 
 
 def write_dump(

@@ -1,7 +1,8 @@
 //! Stage 2: scan the payloads appended to this image (DTBs, compressed kernel, initramfs,
-//! variables, signature), pick the FDT for this machine (or keep the one passed in), fill
-//! in /chosen and boot the kernel per the arm64 boot protocol. Any failure prints one line
-//! and halts; nothing unverified or half-loaded is ever entered.
+//! UEFI firmware, variables, signature), pick the FDT for this machine (or keep the one
+//! passed in), fill in /chosen and boot the kernel per the arm64 boot protocol, or the
+//! firmware (U-Boot) with the FDT where the platform's firmware reads it. Any failure
+//! prints one line and halts; nothing unverified or half-loaded is ever entered.
 const std = @import("std");
 const core = @import("core");
 const rt = @import("rt.zig");
@@ -39,6 +40,7 @@ const Range = struct { start: usize, len: usize };
 const Found = struct {
     fdt: ?[]const u8 = null,
     kernel: ?Range = null, // start = load address, len = image_size
+    firmware: ?Range = null, // the tagged bytes where they lie in the boot object
     initrd: [max_initrd_pieces]Range = undefined,
     initrd_count: usize = 0,
     chosen: [max_chosen]core.vars.Var = undefined,
@@ -122,6 +124,10 @@ fn main(b: *rt.Boot) noreturn {
                 }
             },
             .initramfs => found.addInitrd(.{ .start = @intFromPtr(it.data.ptr), .len = it.data.len }),
+            .firmware => {
+                if (found.firmware != null) rt.halt(stage, "second firmware payload at +{d}", .{it.off});
+                found.firmware = .{ .start = @intFromPtr(it.data.ptr), .len = it.data.len };
+            },
             .signature => {}, // checked by stage 1 when it has a key
             .vars => {
                 var vi: core.vars.Iterator = .{ .data = it.data };
@@ -131,11 +137,15 @@ fn main(b: *rt.Boot) noreturn {
             },
         }
     }
-    const kernel = found.kernel orelse rt.halt(stage, "no kernel payload found", .{});
-
     if (found.fdt) |f| {
         ed = core.fdt.Editor.open(f, b.fdt_buf) catch |e| rt.halt(stage, "device tree payload: {t}", .{e});
     }
+    if (found.firmware) |fw| {
+        if (found.kernel != null) rt.halt(stage, "both a kernel and a UEFI firmware payload", .{});
+        if (found.initrd_count != 0) rt.halt(stage, "an initramfs payload next to a UEFI firmware payload (the firmware loads its own)", .{});
+        bootFirmware(b, &ed, &found, &arena, fw, data_end);
+    }
+    const kernel = found.kernel orelse rt.halt(stage, "no kernel payload found", .{});
     const initrd = joinInitrd(&found, &arena);
     setChosen(&ed, &found, initrd);
     const blob = ed.blob();
@@ -143,6 +153,31 @@ fn main(b: *rt.Boot) noreturn {
         kernel.start, kernel.len, if (initrd) |r| r.start else 0, if (initrd) |r| r.len else 0, @intFromPtr(blob.ptr), if (found.fdt != null) "from payload" else "passed in", rt.micros(),
     });
     rt.jump(kernel.start, @intFromPtr(blob.ptr));
+}
+
+/// Enter a UEFI firmware payload (U-Boot's u-boot.bin: position independent, no Image
+/// header): copy it to a 2 MiB boundary, put the final FDT where the platform's firmware
+/// reads it (qemu-virt: the start of RAM), and jump to its first byte at EL2 with x0 = FDT.
+fn bootFirmware(b: *rt.Boot, ed: *core.fdt.Editor, found: *Found, arena: *Arena, fw: Range, data_end: usize) noreturn {
+    const dst = arena.take(two_mib, "the firmware");
+    if (fw.len > dst.len) rt.halt(stage, "firmware ({d} bytes) does not fit in RAM", .{fw.len});
+    rt.copyToAligned(dst[0..fw.len], @as([*]const u8, @ptrFromInt(fw.start))[0..fw.len]);
+    setChosen(ed, found, null);
+    const blob = ed.blob();
+    const at: usize = @intCast(rt.platform.firmwareFdtAddr(b.ram_base) orelse
+        rt.halt(stage, "{s} has no place for a firmware device tree", .{rt.platform.name}));
+    const end = at + blob.len;
+    const fw_at = @intFromPtr(dst.ptr);
+    // Nothing still needed may lie under the new tree: this code (and its data), the
+    // firmware copy, the tree being copied (in scratch).
+    if (end > b.scratch_base or (at < data_end and b.image_base < end) or (at < fw_at + fw.len and fw_at < end))
+        rt.halt(stage, "the device tree ({d} bytes) at {x} would overlap the loader or the firmware", .{ blob.len, at });
+    const out = @as([*]u8, @ptrFromInt(at))[0..blob.len];
+    @memcpy(out, blob);
+    rt.print("pippin stage2: UEFI firmware at {x} ({d} bytes), fdt {x} ({s}, {d} bytes); booting at {d} us\n", .{
+        fw_at, fw.len, at, if (found.fdt != null) "from payload" else "passed in", blob.len, rt.micros(),
+    });
+    rt.jump(fw_at, at);
 }
 
 fn inflateOne(s: *payload.Scanner, it: payload.Item, arena: *Arena, found: *Found) void {

@@ -17,6 +17,12 @@ where it lies instead of inflating (~21 instructions a byte) or copying it; boot
 Without variables no terminator is written: stage 1 appends its forwarded ``chosen.*`` lines
 right after the loaded file, and a scanner that stops at four NULs would never see them.
 
+A UEFI firmware without an Image header (Debian's U-Boot ``u-boot.bin``) is the
+(Pippin) tagged payload ``pippin_firmware | LE u32 size | bytes``, stored as is (stage 2
+enters it at its first byte; it needs no kernel and takes no initramfs)::
+
+    stage2 | dtb… | firmware | [vars \\0\\0\\0\\0] | [sig]
+
 Stage 1 (registered with the boot policy)::
 
     stage1 | vars | \\0\\0\\0\\0
@@ -81,6 +87,7 @@ class Stage2Parts:
     initramfs_mode: InitramfsMode = InitramfsMode.TAG
     variables: tuple[bvars.Variable, ...] = ()
     gzip_level: int = GZIP_LEVEL  # 1 (fastest) .. 9 (smallest)
+    firmware: bytes | None = None  # UEFI firmware without an Image header (u-boot.bin)
 
 
 def gzip_member(data: bytes, level: int = GZIP_LEVEL) -> bytes:
@@ -111,7 +118,8 @@ def check_image(data: bytes, what: str) -> None:
     if not scan.is_image(data):
         raise BootObjectError(
             f"{what}: not an arm64 Image (no ARM\\x64 magic at offset 0x38)",
-            hint="give the uncompressed Image or Image.gz, or u-boot-nodtb.bin",
+            hint="give the uncompressed Image or Image.gz, or u-boot-nodtb.bin; a UEFI "
+                 "firmware without that header (u-boot.bin) goes in with --firmware",
         )
 
 
@@ -167,6 +175,27 @@ def _initramfs_payload(initramfs: bytes, mode: InitramfsMode, level: int) -> byt
     return scan.INITRAMFS_TAG + struct.pack("<I", len(initramfs)) + initramfs
 
 
+_NOT_FIRMWARE = {
+    b"\x7fELF": "an ELF file (give the raw binary, e.g. u-boot.bin, not u-boot or uboot.elf)",
+    scan.GZIP_MAGIC: "gzip data (give it uncompressed; stage 2 enters it as it lies)",
+    scan.XZ_MAGIC: "xz data (give it uncompressed; stage 2 enters it as it lies)",
+    b"MZ": "a PE/EFI program (give the firmware that runs EFI programs, e.g. u-boot.bin)",
+}
+
+
+def _firmware_payload(firmware: bytes) -> bytes:
+    """The tagged firmware payload, after refusing what cannot be a bare firmware image."""
+    if len(firmware) < 4096:
+        raise BootObjectError(f"firmware: {len(firmware)} bytes is too small for a UEFI "
+                              "firmware (u-boot.bin is ~1 MB)")
+    for magic, what in _NOT_FIRMWARE.items():
+        if firmware.startswith(magic) and not scan.is_image(firmware):
+            raise BootObjectError(f"firmware: {what}")
+    if len(firmware) > MAX_TAGGED_INITRAMFS:
+        raise BootObjectError("firmware: larger than 4 GiB, its size does not fit the tag")
+    return scan.FIRMWARE_TAG + struct.pack("<I", len(firmware)) + firmware
+
+
 KERNEL_ALIGN = 2 << 20  # arm64 boot protocol: the kernel image on a 2 MiB boundary
 _FILLER_MIN = 72
 
@@ -213,9 +242,14 @@ def assemble_stage2(parts: Stage2Parts, signing_key: Ed25519PrivateKey | None = 
         raise BootObjectError("stage 2: already carries a signature; give the bare image")
     for i, dtb in enumerate(parts.dtbs, 1):
         check_dtb(dtb, f"device tree #{i}")
+    if parts.firmware is not None and parts.kernel is not None:
+        raise BootObjectError("give a kernel or a firmware, not both",
+                              hint="the firmware (U-Boot) boots the OS itself")
     if parts.initramfs is not None and parts.kernel is None:
         raise BootObjectError("an initramfs needs a kernel")
     out = [parts.stage2, *parts.dtbs]
+    if parts.firmware is not None:
+        out.append(_firmware_payload(parts.firmware))
     kernel = None if parts.kernel is None else _kernel_payload(parts.kernel, parts.compression,
                                                               parts.gzip_level)
     raw_last = kernel is not None and parts.compression is Compression.NONE
@@ -240,10 +274,14 @@ def assemble_stage2(parts: Stage2Parts, signing_key: Ed25519PrivateKey | None = 
 
 
 def assemble_stage1(
-    stage1: bytes, variables: Sequence[bvars.Variable]
+    stage1: bytes, variables: Sequence[bvars.Variable], *, tethered: bool = False
 ) -> bytes:
-    """The stage-1 boot object: image then its configuration variables."""
+    """The stage-1 boot object: image then its configuration variables. ``tethered``: no
+    ``chainload=`` (the loader then waits for a development host, as m1n1 does)."""
     check_stage_image(stage1, "stage 1")
-    if not any(v.name == "chainload" for v in variables):
+    has_chainload = any(v.name == "chainload" for v in variables)
+    if not has_chainload and not tethered:
         raise BootObjectError("stage-1 variables lack chainload=; use stage1_config()")
+    if has_chainload and tethered:
+        raise BootObjectError("a tethered stage 1 takes no chainload= variable")
     return stage1 + bvars.encode(list(variables))

@@ -57,7 +57,12 @@ def bootobj() -> None:
 @bootobj.command()
 @click.option("--stage2", type=_IN, required=True, help="Stage-2 loader image.")
 @click.option("--dtb", "dtbs", type=_IN, multiple=True, help="Device tree blob (repeatable).")
-@click.option("--kernel", type=_IN, help="arm64 Image (or Image.gz), or U-Boot.")
+@click.option("--kernel", type=_IN, help="arm64 Image (or Image.gz), or U-Boot with an "
+              "Image header (u-boot-nodtb.bin).")
+@click.option("--firmware", type=_IN,
+              help="UEFI firmware without an Image header (Debian's u-boot-qemu "
+                   "u-boot.bin), instead of --kernel: stage 2 puts the device tree where the "
+                   "platform's firmware reads it (QEMU virt: start of RAM) and enters it.")
 @click.option("--compress", type=click.Choice([c.value for c in assemble.Compression]),
               default="gzip", show_default=True,
               help="How the kernel is stored. 'none' boots fastest (the kernel goes last, "
@@ -74,18 +79,20 @@ def bootobj() -> None:
 @click.option("--sign-key", type=_IN, help="Ed25519 private key (PEM or hex) to sign with.")
 @click.option("-o", "--output", type=_FILE, required=True, help="Where to write boot.bin.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-def build(stage2: Path, dtbs: tuple[Path, ...], kernel: Path | None, compress: str,
+def build(stage2: Path, dtbs: tuple[Path, ...], kernel: Path | None, firmware: Path | None,
+          compress: str,
           gzip_level: int, initramfs: Path | None, initramfs_mode: str, var_args: tuple[str, ...],
           sign_key: Path | None, output: Path, as_json: bool) -> None:
     """Assemble a stage-2 boot.bin: stage2 | dtb… | kernel | initramfs | vars | sig.
 
     With --compress none the kernel comes last: stage2 | dtb… | initramfs | filler FDT |
-    vars | kernel | sig.
+    vars | kernel | sig. With --firmware: stage2 | dtb… | firmware | vars | sig.
     """
     parts = assemble.Stage2Parts(
         stage2=_read(stage2, "stage 2"),
         dtbs=tuple(_read(d, "device tree") for d in dtbs),
         kernel=_read(kernel, "kernel") if kernel else None,
+        firmware=_read(firmware, "firmware") if firmware else None,
         compression=assemble.Compression(compress),
         gzip_level=gzip_level,
         initramfs=_read(initramfs, "initramfs") if initramfs else None,

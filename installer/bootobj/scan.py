@@ -2,8 +2,9 @@
 
 Mirrors the stage-2 scanner so ``pippin bootobj info`` and ``update-esp`` see what the loader
 will see: at each offset one of gzip, xz, FDT, arm64 Image, tagged initramfs, variables,
-signature, or the end (four NULs / end of data). Compressed streams are decompressed with a
-size cap, and their content is scanned in turn (a kernel Image or a newc cpio initramfs).
+signature, a tagged UEFI firmware payload (Pippin), or the end (four NULs / end of data).
+Compressed streams are decompressed with a size cap, and their content is scanned in turn
+(a kernel Image or a newc cpio initramfs).
 """
 
 from __future__ import annotations
@@ -28,6 +29,9 @@ IMAGE_MAGIC_OFFSET = 0x38
 IMAGE_HEADER_SIZE = 0x40
 CPIO_MAGIC = b"070701"
 INITRAMFS_TAG = b"m1n1_initramfs"
+# (Pippin) A UEFI firmware without an Image header (U-Boot's u-boot.bin): tag, LE u32 size,
+# the raw bytes; stage 2 enters it at its first byte with the FDT at the platform's place.
+FIRMWARE_TAG = b"pippin_firmware"
 MAX_DECOMPRESSED = 1 << 30  # a kernel or initramfs larger than 1 GiB is not a boot payload
 _CHUNK = 1 << 20
 
@@ -38,6 +42,7 @@ class Kind(StrEnum):
     FDT = "fdt"
     IMAGE = "image"
     INITRAMFS = "initramfs"
+    FIRMWARE = "firmware"
     VARIABLES = "variables"
     SIGNATURE = "signature"
 
@@ -238,6 +243,18 @@ def scan(data: bytes, start: int) -> tuple[Payload, ...]:
                     f"{rest - len(INITRAMFS_TAG) - 4} follow"
                 )
             out.append(Payload(Kind.INITRAMFS, pos, total, detail=f"{size} bytes tagged"))
+            pos += total
+        elif data.startswith(FIRMWARE_TAG, pos):
+            if rest < len(FIRMWARE_TAG) + 4:
+                raise BootObjectError(f"firmware tag at offset {pos} is truncated")
+            (size,) = struct.unpack_from("<I", data, pos + len(FIRMWARE_TAG))
+            total = len(FIRMWARE_TAG) + 4 + size
+            if size == 0 or total > rest:
+                raise BootObjectError(
+                    f"firmware at offset {pos} says {size} bytes, "
+                    f"{rest - len(FIRMWARE_TAG) - 4} follow"
+                )
+            out.append(Payload(Kind.FIRMWARE, pos, total, detail=f"{size} bytes UEFI firmware"))
             pos += total
         elif data.startswith(sign.SIG_TAG, pos):
             found = sign.find_signature(data)

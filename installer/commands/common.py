@@ -16,7 +16,7 @@ from installer.errors import PippinError
 from installer.install import InstallDeps, default_sim, make_target
 from installer.net.session import NetConfig, make_session, proxies_from_env
 from installer.platform.base import SubprocessRunner
-from installer.target import InstallTarget
+from installer.targets.base import InstallTarget
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
@@ -32,13 +32,22 @@ def write_options(f: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def deps(ctx: click.Context) -> InstallDeps:
+    """The real dependencies for a verb, from the environment main() captured."""
     obj = ctx.find_root().obj or {}
     env: dict[str, str] = dict(obj.get("env", {}))
     cache = Path(obj.get("cache_dir") or Path.home() / ".cache" / "pippin")
     proxies, no_proxy = proxies_from_env(env)
     session = make_session(NetConfig(proxies=proxies, no_proxy=no_proxy + LOOPBACK))
-    return InstallDeps(session=session, runner=SubprocessRunner(env or None), cache_dir=cache,
-                       env=env)
+    # PIPPIN_MAC_ROOT: where /Volumes and /dev are (set by scripts/mac-standin; "/" on a Mac)
+    root = Path(env.get("PIPPIN_MAC_ROOT") or "/")
+    d = InstallDeps(session=session, runner=SubprocessRunner(env or None), cache_dir=cache,
+                    env=env, mac_root=root)
+    # Run from a release bundle (not a checkout): the bootstrap says where its loaders are.
+    if env.get("PIPPIN_PREBUILT"):
+        d = dataclasses.replace(d, prebuilt=Path(env["PIPPIN_PREBUILT"]))
+    if env.get("PIPPIN_DEMO_ASSETS"):  # the demo kernel + busybox (scripts/fetch-test-assets)
+        d = dataclasses.replace(d, demo_assets=Path(env["PIPPIN_DEMO_ASSETS"]))
+    return d
 
 
 def target_ref(target: str | None, d: InstallDeps) -> str:
@@ -52,7 +61,7 @@ def open_target(ref: str, d: InstallDeps) -> InstallTarget:
     if ref.startswith("sim:") and not Path(ref[4:]).exists():
         raise PippinError(f"no simulated Mac at {ref[4:]}",
                           hint="`pippin install` creates it, or pass --target sim:PATH")
-    return d.target or make_target(ref, d.runner)
+    return d.target or make_target(ref, d.runner, d.mac_root)
 
 
 def confirm(question: str, yes: bool) -> bool:

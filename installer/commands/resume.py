@@ -12,7 +12,7 @@ from installer.install import InstallDeps
 from installer.install_cli import ProgressBar
 from installer.lifecycle import interrupted
 from installer.platform.journal import PendingRun
-from installer.target import InstallTarget
+from installer.targets.base import InstallTarget
 
 
 def _pending(ctx: click.Context, target: str | None, verb: str) -> tuple[
@@ -45,7 +45,8 @@ def resume_cmd(ctx: click.Context, /, target: str | None, yes: bool, dry_run: bo
         return 0
     bar = ProgressBar(live=sys.stderr.isatty())
     try:
-        result = interrupted.resume_run(tgt, ref, common.replace_target(d, tgt), bar)
+        result = interrupted.resume_run(tgt, ref, common.replace_target(d, tgt), bar,
+                                        d.env.get("PIPPIN_ADMIN_PASSWORD") or None)
     finally:
         bar.close()
     if result is None:

@@ -11,8 +11,9 @@ from typing import Any
 
 import click
 
+from installer import catalog_trust
 from installer.answers import Answers, check_choice, check_target, load_answers
-from installer.catalog import load_catalog
+from installer.catalog import parse_catalog
 from installer.device import KNOWN_DEVICES, DeviceFacts
 from installer.disk.model import Disk, DiskModel, find_stub_installs
 from installer.disk.plan import Choices, Plan, Space, layout, plan_install, plan_uninstall
@@ -114,7 +115,13 @@ def build_plan(ctx: click.Context, kw: dict[str, Any], backend: Backend) -> Plan
         raise AnswersError("no OS chosen", hint="pass --os NAME or set os in the answers file")
     cat_path = Path(catalog)
     repo_base = _env(ctx).get("REPO_BASE") or str(cat_path.resolve().parent)
-    entry = load_catalog(cat_path, repo_base).find(a.os)
+    try:
+        data = cat_path.read_bytes()
+    except OSError as exc:
+        raise CatalogError(f"cannot read catalog {cat_path}: {exc.strerror}") from exc
+    # verified (or noticed as unsigned) before anything in it is used
+    catalog_trust.trusted(str(cat_path), data, None, catalog_trust.pins_from_env(_env(ctx)))
+    entry = parse_catalog(data, repo_base).find(a.os)
     disk = None if (a.target or "").startswith("sim:") else a.target
     choices = Choices(space=a.space, resize_to=a.resize_to, size=a.size, name=a.name,
                       expert=a.expert, disk=disk, region=kw.get("region"))
@@ -353,7 +360,7 @@ def sim_rollback(ctx: click.Context, /, path: Path | None) -> int:
     run = pending_run(_journal(path))
     if run is not None and run.is_install:
         from installer.lifecycle.interrupted import rollback_install
-        from installer.target import SimTarget
+        from installer.targets.sim import SimTarget
         rollback_install(SimTarget(path, SubprocessRunner(_env(ctx) or None)))
     else:
         rollback(SimBackend(path), _journal(path))

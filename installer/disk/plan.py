@@ -143,11 +143,11 @@ def min_free_for(disk: Disk, expert: bool) -> int:
 def plan_install(model: DiskModel, entry: OsEntry, choices: Choices) -> Plan:
     """Plan installing ``entry`` into free space or space freed by shrinking macOS."""
     disk = _target_disk(model, choices.disk)
-    if not entry.partitions:
-        raise PlanError(
-            f"{entry.name.strip()!r} has no partitions to install (it boots from another "
-            "machine)"
-        )
+    # An entry without partitions is tethered: a stub container only, whose stage 1 has no
+    # chainload= and waits for a development host (as m1n1 does); expert mode only.
+    if not entry.partitions and not choices.expert:
+        raise PlanError(f"{entry.name.strip()!r} (a stub only, booted from a development "
+                        "host) is offered only in expert mode")
     if entry.expert and not choices.expert:
         raise PlanError(f"{entry.name.strip()!r} is offered only in expert mode")
     name = (choices.name or entry.default_os_name).strip()

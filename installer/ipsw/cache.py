@@ -1,79 +1,143 @@
 """The persistent range cache: fetched bytes of a remote archive survive a crash.
 
 One directory per archive (named by a hash of its identity, not its URL, so a mirror can
-resume what the CDN started) holding a sparse ``data`` file at the archive's own offsets
-and a ``journal`` of completed blocks, one line each: ``<start> <end> <crc32 hex>``.
-A block is journaled only after its bytes were written; on open every journaled block is
-re-read and its CRC checked, so a torn write or a half-written journal line (power loss,
-kill -9) costs at most that block, never wrong bytes.
+resume what the CDN started, and ``pippin install`` and ``pippin ipsw fetch`` share it: see
+:func:`cache_root`). It holds only the bytes fetched, one file per block under ``blocks/``,
+named ``<start>-<end>-<crc32>`` (hex; archive offsets, end exclusive). A block is written
+under a temporary name and renamed, and on open every block is re-read and its CRC checked,
+so a torn write (power loss, kill -9) costs at most that block, never wrong bytes.
+
+A ``lock`` file (``flock``) makes one process at a time the cache's user: a second
+``pippin`` fetching the same image waits for the first (and then finds its bytes), so
+two processes can never interleave writes or remove what the other is reading.
 """
 
 from __future__ import annotations
 
 import bisect
+import contextlib
+import fcntl
 import hashlib
+import itertools
 import logging
 import os
 import shutil
 import threading
 import zlib
+from dataclasses import dataclass
 from pathlib import Path
 
 from installer.errors import RestoreImageError
 from installer.ipsw.ranges import subtract
-from vendorfw.atomic import write_bytes
 
 log = logging.getLogger(__name__)
 
-#: Journal granularity: a killed fetch re-downloads at most this much per active range.
+#: Block granularity: a killed fetch re-downloads at most this much per active range.
 BLOCK = 1 << 20
 
 
+def cache_root(cache_dir: Path) -> Path:
+    """Where range caches live under Pippin's cache directory (``~/.cache/pippin``): one
+    place for ``pippin install`` and ``pippin ipsw fetch``."""
+    return cache_dir / "ranges"
+
+
+@dataclass(frozen=True, slots=True)
+class _Block:
+    start: int
+    end: int
+    crc: int
+    seq: int  # newer blocks win where two overlap
+
+    @property
+    def name(self) -> str:
+        return f"{self.start:012x}-{self.end:012x}-{self.crc:08x}"
+
+
+def _parse(name: str) -> tuple[int, int, int] | None:
+    parts = name.split("-")
+    if len(parts) != 3:
+        return None
+    try:
+        s, e, c = int(parts[0], 16), int(parts[1], 16), int(parts[2], 16)
+    except ValueError:
+        return None
+    return (s, e, c) if name == f"{s:012x}-{e:012x}-{c:08x}" else None
+
+
 class RangeCache:
-    """Sparse data file + journal of verified intervals. Thread-safe."""
+    """Block files + an exclusive lock for one archive. Thread-safe within a process."""
 
     def __init__(self, root: Path, key: str, size: int) -> None:
         self.dir = Path(root) / hashlib.sha256(key.encode()).hexdigest()[:32]
+        self.blocks_dir = self.dir / "blocks"
         self.size = size
         self._lock = threading.Lock()
-        try:
-            self.dir.mkdir(parents=True, exist_ok=True)
-            self._fd = os.open(self.dir / "data", os.O_RDWR | os.O_CREAT, 0o644)
-            if os.fstat(self._fd).st_size != size:
-                os.ftruncate(self._fd, size)
-            self._entries = self._load()
-            self._journal = open(self.dir / "journal", "a", encoding="ascii")
-        except OSError as exc:
-            raise RestoreImageError(f"cannot use the download cache {self.dir}: {exc}") from exc
+        self._seq = itertools.count()
+        self._blocks: list[_Block] = []  # sorted by start
         self._have: list[tuple[int, int]] = []
-        for s, e, _ in self._entries:
-            self._add(s, e)
+        self._lock_fd = -1
+        try:
+            self._lock_fd = self._acquire()
+            self.blocks_dir.mkdir(exist_ok=True)
+            self._load()
+        except OSError as exc:
+            self.close()
+            raise RestoreImageError(f"cannot use the download cache {self.dir}: "
+                                    f"{exc.strerror or exc}") from exc
 
-    def _load(self) -> list[tuple[int, int, int]]:
-        path = self.dir / "journal"
-        if not path.exists():
-            return []
-        good: list[tuple[int, int, int]] = []
-        dropped = 0
-        for line in path.read_text("ascii", errors="replace").splitlines():
-            parts = line.split()
+    # --- the inter-process lock --------------------------------------------------------
+
+    def _acquire(self) -> int:
+        path = self.dir / "lock"
+        while True:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
             try:
-                s, e, crc = int(parts[0]), int(parts[1]), int(parts[2], 16)
-            except (IndexError, ValueError):
-                dropped += 1
-                continue
-            if 0 <= s < e <= self.size and zlib.crc32(self.read(s, e - s)) == crc:
-                good.append((s, e, crc))
-            else:
-                dropped += 1
-        if dropped:
-            log.warning("download cache %s: %d damaged entries dropped", self.dir, dropped)
-            self._rewrite(good)
-        return good
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+                    log.warning("another pippin (pid %s) is fetching the same image into "
+                                "%s; waiting for it to finish", holder or "?", self.dir)
+                    fcntl.flock(fd, fcntl.LOCK_EX)
+                # The holder may have removed the cache (and its lock file) meanwhile: then
+                # this lock guards nothing; take the new file's.
+                if os.path.exists(path) and os.stat(path).st_ino == os.fstat(fd).st_ino:
+                    os.ftruncate(fd, 0)
+                    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+                    return fd
+            except BaseException:
+                os.close(fd)
+                raise
+            os.close(fd)
 
-    def _rewrite(self, entries: list[tuple[int, int, int]]) -> None:
-        text = "".join(f"{s} {e} {c:08x}\n" for s, e, c in entries)
-        write_bytes(self.dir / "journal", text.encode("ascii"))
+    # --- loading -----------------------------------------------------------------------
+
+    def _load(self) -> None:
+        dropped = 0
+        for entry in os.scandir(self.blocks_dir):
+            parsed = _parse(entry.name)
+            ok = False
+            if parsed is not None:
+                s, e, crc = parsed
+                if 0 <= s < e <= self.size and entry.stat().st_size == e - s:
+                    with contextlib.suppress(OSError):
+                        ok = zlib.crc32(Path(entry.path).read_bytes()) == crc
+            if ok and parsed is not None:
+                self._insert(_Block(*parsed, next(self._seq)))
+                continue
+            dropped += not entry.name.startswith(".")  # a temp file of a killed writer
+            with contextlib.suppress(OSError):
+                os.unlink(entry.path)
+        if dropped:
+            log.warning("download cache %s: %d damaged blocks dropped", self.dir, dropped)
+
+    # --- bookkeeping (callers hold self._lock) -----------------------------------------
+
+    def _insert(self, b: _Block) -> None:
+        bisect.insort(self._blocks, b, key=lambda x: (x.start, x.seq))
+        self._add(b.start, b.end)
 
     def _add(self, s: int, e: int) -> None:
         i = bisect.bisect_left(self._have, (s, e))
@@ -85,84 +149,125 @@ class RangeCache:
             j += 1
         self._have[i:j] = [(s, e)]
 
+    def _rebuild(self) -> None:
+        self._have = []
+        for b in self._blocks:
+            self._add(b.start, b.end)
+
+    def _covering(self, pos: int) -> _Block | None:
+        """The newest block holding byte ``pos`` (blocks are at most BLOCK long)."""
+        i = bisect.bisect_right(self._blocks, pos, key=lambda x: x.start)
+        best = None
+        for b in reversed(self._blocks[max(0, i - 64):i]):
+            if b.start <= pos < b.end and (best is None or b.seq > best.seq):
+                best = b
+            if b.start + 2 * BLOCK < pos:
+                break
+        return best
+
+    # --- the API -----------------------------------------------------------------------
+
     def intervals(self) -> list[tuple[int, int]]:
         """Merged, sorted intervals whose bytes are in the cache."""
         with self._lock:
             return list(self._have)
+
+    def fetched_bytes(self) -> int:
+        """Bytes the block files hold (what the cache takes on disk, before metadata)."""
+        with self._lock:
+            return sum(b.end - b.start for b in self._blocks)
 
     def _error(self, what: str, exc: OSError) -> RestoreImageError:
         return RestoreImageError(f"cannot {what} the download cache {self.dir}: "
                                  f"{exc.strerror or exc}",
                                  hint="free some space or pass another --cache directory")
 
-    def write(self, offset: int, data: bytes | memoryview) -> None:
-        view = memoryview(data)
-        while view:
-            try:
-                n = os.pwrite(self._fd, view, offset)
-            except OSError as exc:  # ENOSPC, EIO: a clear error, not a worker traceback
-                raise self._error("write", exc) from exc
-            offset += n
-            view = view[n:]
+    def put(self, start: int, data: bytes | bytearray | memoryview) -> None:
+        """Store ``data`` as the bytes at ``[start, start + len(data))`` (at most BLOCK)."""
+        n = len(data)
+        if n == 0:
+            return
+        if not (0 <= start and start + n <= self.size and n <= BLOCK):
+            raise ValueError(f"block {start}+{n} outside the archive or too large")
+        b = _Block(start, start + n, zlib.crc32(data), next(self._seq))
+        tmp = self.blocks_dir / f".{b.name}.{threading.get_ident()}.tmp"
+        try:
+            with open(tmp, "wb") as f:
+                f.write(data)
+            os.replace(tmp, self.blocks_dir / b.name)
+        except OSError as exc:  # ENOSPC, EIO: a clear error, not a worker traceback
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            raise self._error("write", exc) from exc
+        with self._lock:
+            self._blocks = [x for x in self._blocks if x.name != b.name]
+            self._insert(b)
 
     def read(self, offset: int, n: int) -> bytes:
         parts = []
         while n > 0:
+            with self._lock:
+                b = self._covering(offset)
+            if b is None:
+                raise RestoreImageError(f"download cache {self.dir} lacks byte {offset}")
+            take = min(n, b.end - offset)
             try:
-                b = os.pread(self._fd, n, offset)
+                with open(self.blocks_dir / b.name, "rb") as f:
+                    data = os.pread(f.fileno(), take, offset - b.start)
             except OSError as exc:
                 raise self._error("read", exc) from exc
-            if not b:
-                raise RestoreImageError(f"download cache {self.dir} is shorter than expected")
-            parts.append(b)
-            offset += len(b)
-            n -= len(b)
+            if len(data) != take:
+                raise RestoreImageError(f"download cache {self.dir}: block {b.name} is "
+                                        "shorter than its name says")
+            parts.append(data)
+            offset += take
+            n -= take
         return b"".join(parts)
 
-    def commit(self, start: int, end: int, crc: int) -> None:
-        """Record that ``[start, end)`` holds verified bytes with CRC-32 ``crc``."""
-        with self._lock:
-            try:
-                self._journal.write(f"{start} {end} {crc:08x}\n")
-                self._journal.flush()
-            except OSError as exc:
-                raise self._error("write", exc) from exc
-            self._entries.append((start, end, crc))
-            self._add(start, end)
-
     def invalidate(self, start: int, end: int) -> None:
-        """Forget every block that touches ``[start, end)`` (its bytes proved wrong)."""
+        """Forget the bytes ``[start, end)`` (they proved wrong); a block reaching beyond
+        keeps its other bytes (rewritten as smaller blocks)."""
         with self._lock:
-            self._keep([x for x in self._entries if x[1] <= start or x[0] >= end])
+            hit = [b for b in self._blocks if b.start < end and b.end > start]
+        for b in hit:
+            for s, e in ((b.start, max(b.start, start)), (min(b.end, end), b.end)):
+                if e > s:
+                    self.put(s, self.read(s, e - s))
+            self._drop(b)
+
+    def _drop(self, b: _Block) -> None:
+        with self._lock:
+            self._blocks = [x for x in self._blocks if x is not b]
+            if not any(x.name == b.name for x in self._blocks):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(self.blocks_dir / b.name)
+            self._rebuild()
 
     def release(self, spans: list[tuple[int, int]]) -> bool:
         """Forget the blocks inside ``spans`` (sorted, merged; their members were delivered).
         True when nothing is left; otherwise the cache holds another fetch's ranges (an
         interrupted one, e.g. the stub set while this run read only the manifest)."""
         with self._lock:
-            keep = [x for x in self._entries if subtract(x[0], x[1], spans)]
-            if len(keep) != len(self._entries):
-                self._keep(keep)
-            return not keep
-
-    def _keep(self, entries: list[tuple[int, int, int]]) -> None:
-        self._entries = entries
-        try:
-            self._journal.close()
-            self._rewrite(entries)
-            self._journal = open(self.dir / "journal", "a", encoding="ascii")
-        except OSError as exc:
-            raise self._error("write", exc) from exc
-        self._have = []
-        for s, e, _ in entries:
-            self._add(s, e)
+            gone = [b for b in self._blocks if not subtract(b.start, b.end, spans)]
+        for b in gone:
+            try:
+                self._drop(b)
+            except OSError as exc:
+                raise self._error("write", exc) from exc
+        with self._lock:
+            return not self._blocks
 
     def close(self) -> None:
         with self._lock:
-            if not self._journal.closed:
-                self._journal.close()
-                os.close(self._fd)
+            if self._lock_fd >= 0:
+                os.close(self._lock_fd)  # releases the flock
+                self._lock_fd = -1
 
     def remove(self) -> None:
+        """Delete the cache (still holding the lock, so no one starts on it meanwhile)."""
+        shutil.rmtree(self.blocks_dir, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            os.unlink(self.dir / "lock")
         self.close()
-        shutil.rmtree(self.dir, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            self.dir.rmdir()

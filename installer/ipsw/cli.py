@@ -17,6 +17,7 @@ import requests
 
 from installer.errors import RestoreImageError
 from installer.ipsw import manifest, ota
+from installer.ipsw.cache import cache_root
 from installer.ipsw.fetch import (
     FetchOptions,
     FetchProgress,
@@ -34,13 +35,17 @@ from installer.net.session import NetConfig, make_session, proxies_from_env
 class _Ctx:
     """What every subcommand needs, built once from the environment dict."""
 
-    def __init__(self, env: Mapping[str, str], cache: Path | None) -> None:
+    def __init__(self, env: Mapping[str, str], cache: Path | None,
+                 cache_dir: Path | None = None) -> None:
         self.env = env
         proxies, no_proxy = proxies_from_env(env)
         self.net = NetConfig(proxies=proxies, no_proxy=no_proxy)
         self.session: requests.Session = make_session(self.net)
-        base = env.get("XDG_CACHE_HOME") or str(Path(env.get("HOME", "/tmp")) / ".cache")
-        self.cache_root = cache or Path(base) / "pippin" / "ranges"
+        if cache_dir is None:
+            base = env.get("XDG_CACHE_HOME") or str(Path(env.get("HOME", "/tmp")) / ".cache")
+            cache_dir = Path(base) / "pippin"
+        # The same place `pippin install` keeps its ranges: either resumes the other's.
+        self.cache_root = cache or cache_root(cache_dir)
         self.ipsw_base = env.get("IPSW_BASE") or None
 
     def open(self, url: str, warm: int = 0) -> Archive:
@@ -65,7 +70,8 @@ def _emit(data: Any) -> None:
 
 @click.group("ipsw")
 @click.option("--cache", type=click.Path(path_type=Path, file_okay=False),
-              help="Directory for partial downloads (default: ~/.cache/pippin/ranges).")
+              help="Directory for partial downloads (default: ~/.cache/pippin/ranges, "
+                   "shared with `pippin install`).")
 @click.pass_context
 def ipsw(ctx: click.Context, cache: Path | None) -> None:
     """Inspect and fetch members of Apple restore images (IPSW/OTA, URL or path).
@@ -78,7 +84,8 @@ def ipsw(ctx: click.Context, cache: Path | None) -> None:
     honoured.
     """
     env = (ctx.obj or {}).get("env", {})
-    ctx.obj = {**(ctx.obj or {}), "ipsw": _Ctx(env, cache)}
+    cache_dir = (ctx.obj or {}).get("cache_dir")
+    ctx.obj = {**(ctx.obj or {}), "ipsw": _Ctx(env, cache, cache_dir)}
 
 
 def _state(ctx: click.Context) -> _Ctx:

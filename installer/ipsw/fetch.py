@@ -7,8 +7,11 @@ the persistent range cache (:mod:`installer.ipsw.cache`), and hands each member 
 as soon as all its bytes are there and its CRC-32 checked. Every response is validated
 (206 + exact Content-Range); a failed or short response is retried from the last byte
 received, with exponential backoff, until ``retries`` consecutive attempts make no
-progress. A member whose CRC is wrong (a lying server) is fetched once more before the
-fetch fails. Nothing is held in memory beyond one chunk per connection.
+progress or the run has spent its budget of failed requests (``retry_budget`` plus one per
+good answer). A member whose CRC is wrong (a lying server) is fetched again, the bytes that
+two downloads disagree on first (:mod:`installer.ipsw.suspects`), until the same wrong
+bytes keep coming back or its rounds run out. Nothing is held in memory beyond one block
+per connection.
 
 For a local path the members are read from the file directly (no cache).
 """
@@ -20,7 +23,6 @@ import os
 import queue
 import threading
 import time
-import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -41,7 +43,8 @@ from installer.ipsw.member import (
 from installer.ipsw.ranges import Job, PlanOptions, coalesce, plan, subtract
 from installer.ipsw.remote import Archive, Member, local_path, open_archive
 from installer.ipsw.schedule import WorkQueue
-from installer.net.http import RetryableNetworkError, get_range, reason
+from installer.ipsw.suspects import Suspects
+from installer.net.http import RetryableNetworkError, UnreachableError, get_range, reason
 
 log = logging.getLogger(__name__)
 CHUNK = 256 << 10
@@ -73,6 +76,9 @@ class FetchOptions:
     plan: PlanOptions = field(default_factory=PlanOptions)
     timeout: tuple[float, float] = (10.0, 30.0)
     retries: int = 8  # consecutive attempts without progress, per range
+    retry_budget: int = 64  # failed requests a run may spend, plus one per good answer
+    member_rounds: int = 8  # fetches of one member's bytes before its CRC failure is final
+    refetch_budget: int = 64 << 20  # bytes a run may fetch again, plus its total once
     backoff: float = 0.2  # first retry delay (s); doubles up to max_backoff
     max_backoff: float = 5.0
     keep_cache: bool = False  # keep fetched ranges after success (default: remove them)
@@ -181,10 +187,16 @@ class _Run:
         self.url = archive.source
         self.events: queue.Queue[tuple[str, Any]] = queue.Queue()
         self.stop = threading.Event()
+        self.contact = threading.Event()  # some request got an answer in this run
         self.active: dict[int, requests.Response] = {}  # thread id -> open response
         self.active_lock = threading.Lock()
         self.pending = list(members)
         self.refetched: set[str] = set()
+        self.again: set[str] = set()  # members to fetch again in the next round
+        self.suspects = Suspects(max_rounds=opts.member_rounds)
+        self.refetch_bytes = 0
+        self.tally = threading.Lock()
+        self.failed_requests = self.good_requests = 0
         self.requests = self.retries = self.downloaded = self.steals = 0
         spans = coalesce(((m.start, m.end) for m in members), opts.plan.max_gap)
         self.total = sum(e - s for s, e in spans)
@@ -210,6 +222,11 @@ class _Run:
             if not missing:
                 raise RestoreImageError(f"{self.url}: members still wrong after refetch: "
                                         + ", ".join(m.name for m in self.pending))
+            if self.again:  # bad bytes came: give a flaky server a moment
+                worst = max(self.suspects.rounds(n) for n in self.again)
+                self.sleep(min(self.opts.backoff * 2 ** max(0, worst - 1),
+                               self.opts.max_backoff))
+                self.again = set()
             self._round(plan(missing, self.opts.plan))
         self._report(None, None, force=True)
         log.info("fetched %d members from %s: %d bytes downloaded, %d requests, %d retries, "
@@ -266,13 +283,21 @@ class _Run:
                 continue
             try:
                 verify_member(m, self.cache.read)
-            except RestoreImageError:
-                if m.name in self.refetched:
-                    raise
-                log.warning("%s: %s failed verification; fetching it again", self.url, m.name)
+            except RestoreImageError as exc:
+                drop = self.suspects.failed(m, self.cache.read, exc)
+                size = sum(e - s for s, e in drop)
+                self.refetch_bytes += size
+                if self.refetch_bytes > self.opts.refetch_budget + self.total:
+                    raise RestoreImageError(f"{exc.message} (gave up: {self.refetch_bytes} "
+                                            "bytes fetched again after failed checks)",
+                                            hint="try another mirror (IPSW_BASE)") from exc
+                log.warning("%s: %s: %s; fetching %d bytes of it again", self.url, m.name,
+                            exc.message, size)
                 self.refetched.add(m.name)
-                self.cache.invalidate(m.start, m.end)
+                for s, e in drop:
+                    self.cache.invalidate(s, e)
                 again.append(m.name)
+                self.again.add(m.name)
                 continue
             self.sink.write_member(m, iter_member(m, self.cache.read))
             self.pending.remove(m)
@@ -325,11 +350,18 @@ class _Run:
         finally:
             self.events.put(("exit", me))
 
+    def _over_budget(self) -> bool:
+        """Count a failed request; True once the run has failed more than its budget."""
+        with self.tally:
+            self.failed_requests += 1
+            return self.failed_requests > self.opts.retry_budget + self.good_requests
+
     def _fetch_range(self, start: int, end: int, advance: Callable[[int], int]) -> None:
         """Fetch ``[start, end)``; ``advance(pos)`` reports progress and returns where to
         stop (earlier than ``end`` once another worker took over the rest)."""
         pos = blk = start
-        crc = fails = 0
+        buf = bytearray()  # the block being received (stored whole, under its CRC)
+        fails = 0
         while not self.stop.is_set():
             end = min(end, advance(pos))
             if pos >= end:
@@ -338,6 +370,9 @@ class _Run:
             try:
                 resp, _, _, _ = get_range(self.session, self.url, pos, end,
                                           total=self.archive.size, timeout=self.opts.timeout)
+                self.contact.set()
+                with self.tally:
+                    self.good_requests += 1
                 self.events.put(("request", 1))
                 with self.active_lock:
                     self.active[threading.get_ident()] = resp
@@ -350,13 +385,13 @@ class _Run:
                             view = memoryview(chunk)[: end - pos]
                             while view:
                                 take = min(len(view), BLOCK - pos % BLOCK)
-                                self.cache.write(pos, view[:take])
-                                crc = zlib.crc32(view[:take], crc)
+                                buf += view[:take]
                                 pos += take
                                 view = view[take:]
                                 if pos % BLOCK == 0 or pos == end:
-                                    self.cache.commit(blk, pos, crc)
-                                    blk, crc = pos, 0
+                                    self.cache.put(blk, buf)
+                                    buf.clear()
+                                    blk = pos
                             self.events.put(("bytes", min(len(chunk), pos - before)))
                             before = pos
                             if pos >= end:
@@ -367,14 +402,26 @@ class _Run:
                 if pos < end:
                     raise RetryableNetworkError(f"GET {self.url}: body ended at byte {pos}, "
                                                 f"expected up to {end}")
+            except UnreachableError:
+                if not self.contact.is_set():  # never got through: no network, say so now
+                    raise
+                fails += 1  # the host answered before: a blip (a restart, a full backlog)
+                self.events.put(("retry", 1))
+                if fails > self.opts.retries or self._over_budget():
+                    raise
+                self.sleep(min(self.opts.backoff * 2 ** max(0, fails - 1),
+                               self.opts.max_backoff))
             except (RetryableNetworkError, requests.RequestException) as exc:
                 fails = 0 if pos > attempt_from else fails + 1
                 self.events.put(("retry", 1))
-                if fails > self.opts.retries:
+                over = self._over_budget()
+                if fails > self.opts.retries or over:
                     msg = (exc.message if isinstance(exc, PippinError)
                            else f"GET {self.url}: {reason(exc)}")
+                    why = (f"{self.failed_requests} failed requests in this run" if over
+                           else f"{fails} attempts without progress")
                     raise NetworkError(
-                        f"{msg} (gave up after {fails} attempts without progress)",
+                        f"{msg} (gave up after {why})",
                         hint="check the connection or try a mirror (IPSW_BASE)") from exc
                 log.info("retrying %s at %d: %s", self.url, pos, exc)
                 self.sleep(min(self.opts.backoff * 2 ** max(0, fails - 1),

@@ -26,7 +26,7 @@ import remotezip
 import requests
 
 from installer.errors import NetworkError, RestoreImageError
-from installer.net.http import RetryableNetworkError, get_range, reason
+from installer.net.http import RetryableNetworkError, get_range, request_error
 
 log = logging.getLogger(__name__)
 
@@ -128,6 +128,7 @@ class _ValidatingFetcher(remotezip.RemoteFetcher):  # type: ignore[misc]
         if want > MAX_DIRECTORY_READ:
             raise RestoreImageError(f"{self._url}: the zip directory asks for a {want}-byte "
                                     f"read (more than {MAX_DIRECTORY_READ}); refusing it")
+        err: NetworkError | None = None
         for attempt in range(self._retries + 1):
             try:
                 resp, first, last, size = get_range(self._session, self._url, lo, end,
@@ -140,12 +141,15 @@ class _ValidatingFetcher(remotezip.RemoteFetcher):  # type: ignore[misc]
                 self.size = size
                 return remotezip.PartialBuffer(io.BytesIO(data), first, len(data), False)
             except requests.RequestException as exc:
-                err: NetworkError = RetryableNetworkError(f"GET {self._url}: {reason(exc)}")
+                err = request_error(self._url, exc)
                 err.__cause__ = exc
+                if not isinstance(err, RetryableNetworkError):
+                    raise err from exc
             except RetryableNetworkError as exc:
                 err = exc
             if attempt < self._retries:
                 self._sleep(min(0.1 * 2**attempt, 2.0))
+        assert err is not None  # the loop ran at least once
         raise NetworkError(f"{err.message} (after {self._retries + 1} attempts)",
                            hint=err.hint) from err
 

@@ -2,4 +2,4 @@
 find installs and leftovers (:mod:`.status`), remove them (:mod:`.uninstall`), finish or
 undo an interrupted install (:mod:`.interrupted`), upgrade stage 1 keeping its variables
 (:mod:`.stage1`), rebuild an install's vendor firmware (:mod:`.firmware`). Each works on an
-:class:`installer.target.InstallTarget`, so the sim and a real Mac take the same path."""
+:class:`installer.targets.base.InstallTarget`, so the sim and a real Mac take the same path."""

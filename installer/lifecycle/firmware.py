@@ -27,7 +27,8 @@ from installer.firmware import build_firmware
 from installer.install import InstallDeps, _fetch_restore, _Stages, open_source
 from installer.ipsw import images, remote
 from installer.lifecycle.stage1 import find_install
-from installer.target import InstallTarget, SimTarget
+from installer.targets.base import InstallTarget
+from installer.targets.sim import SimTarget
 from vendorfw.errors import VendorFwError
 from vendorfw.manifest import Diff, Manifest, diff_hashes
 

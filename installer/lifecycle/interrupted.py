@@ -3,7 +3,7 @@
 An install's journal carries its answers and how far its file steps got, so resume finishes
 the partition operations and then writes every file step again (stub volumes, ESP files,
 stage 1), downloading the OS package and restore-image members again when they are not
-cached (:func:`installer.install.resume_install`). Any other journaled run (an uninstall)
+cached (:func:`resume_install`). Any other journaled run (an uninstall)
 needs no payloads and is finished operation by operation. Rollback undoes the operations
 newest first; the file steps lived inside the partitions it removes.
 """
@@ -28,16 +28,17 @@ from installer.install import (
     make_target,
 )
 from installer.platform.journal import Journal, PendingRun, pending_run, resume
-from installer.target import InstallTarget
+from installer.targets.base import InstallTarget
 
 log = logging.getLogger(__name__)
 
 
-def resume_install(target_ref: str, deps: InstallDeps,
-                   progress: ProgressFn | None = None) -> InstallResult:
+def resume_install(target_ref: str, deps: InstallDeps, progress: ProgressFn | None = None,
+                   admin_password: str | None = None) -> InstallResult:
     """Finish the interrupted install on ``target_ref``: the rest of its operations, then
-    every file step again (stub volumes, ESP files, stage 1), downloading what it needs."""
-    target = deps.target or make_target(target_ref, deps.runner)
+    every file step again (stub volumes, ESP files, stage 1, boot policy), downloading what
+    it needs."""
+    target = deps.target or make_target(target_ref, deps.runner, deps.mac_root)
     pending = pending_run(target.journal)
     if pending is None or not pending.is_install:
         raise PippinError(f"no interrupted install on {target_ref}",
@@ -47,8 +48,9 @@ def resume_install(target_ref: str, deps: InstallDeps,
     capture = _LogCapture()
     logging.getLogger("installer").addHandler(capture)
     try:
-        return _install(InstallRequest(answers), replace(deps, target=target),
-                        _Stages(progress, deps.clock), capture, resuming=pending)
+        return _install(InstallRequest(answers, admin_password=admin_password),
+                        replace(deps, target=target), _Stages(progress, deps.clock), capture,
+                        resuming=pending)
     finally:
         logging.getLogger("installer").removeHandler(capture)
 
@@ -88,14 +90,16 @@ def undone(target: InstallTarget) -> list[str]:
 
 
 def resume_run(target: InstallTarget, target_ref: str, deps: InstallDeps,
-               progress: ProgressFn | None = None) -> InstallResult | None:
-    """Finish the interrupted run; an install's result, or None for another action."""
+               progress: ProgressFn | None = None,
+               admin_password: str | None = None) -> InstallResult | None:
+    """Finish the interrupted run; an install's result, or None for another action.
+    ``admin_password``: for bless on a Mac (the resumed install sets the boot policy)."""
     pending = find(target)
     if pending is None:
         raise PippinError(f"nothing to resume on {target_ref}",
                           hint="`pippin status` shows what is installed")
     if pending.is_install:
-        return resume_install(target_ref, deps, progress)
+        return resume_install(target_ref, deps, progress, admin_password)
     resume(target.backend, target.journal, None)
     return None
 

@@ -25,7 +25,7 @@ from installer.bootobj.version import (
 from installer.disk.model import StubInstall, find_stub_installs
 from installer.errors import BootObjectError, PippinError
 from installer.stub import STAGE1_PATH
-from installer.target import InstallTarget
+from installer.targets.base import InstallTarget
 from vendorfw.atomic import write_bytes
 
 log = logging.getLogger(__name__)

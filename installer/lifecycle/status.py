@@ -23,7 +23,7 @@ from installer.errors import PippinError
 from installer.platform.journal import PendingRun, pending_run
 from installer.sizes import format_size
 from installer.stub import STAGE1_PATH
-from installer.target import InstallTarget
+from installer.targets.base import InstallTarget
 from vendorfw.errors import VendorFwError
 from vendorfw.manifest import Manifest
 
@@ -110,10 +110,10 @@ def _install_info(target: InstallTarget, inst: StubInstall, interrupted: set[str
                   booted: str) -> InstallInfo:
     stage1: Stage1Info | None = None
     try:
-        system = target.stub(inst.stub).volumes.system
-        path = system / STAGE1_PATH
-        if path.is_file():
-            stage1 = stage1_info(path.read_bytes(), str(path))
+        with target.open_stub(inst.stub) as info:  # a Mac mounts, then unmounts
+            path = info.volumes.system / STAGE1_PATH
+            if path.is_file():
+                stage1 = stage1_info(path.read_bytes(), str(path))
     except (PippinError, OSError) as exc:
         log.info("stub %s: %s", inst.stub.ref, exc)
     fw = firmware_info(target.read_esp(inst.esp, "vendorfw/manifest.txt")) if inst.esp else None

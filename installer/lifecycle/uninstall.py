@@ -28,7 +28,7 @@ from installer.errors import PlanError
 from installer.lifecycle.status import Leftover, leftovers
 from installer.platform.journal import pending_run, run_plan
 from installer.sizes import align_down
-from installer.target import InstallTarget
+from installer.targets.base import InstallTarget
 
 
 def _merge(ranges: list[tuple[int, int]]) -> tuple[tuple[int, int], ...]:

@@ -9,8 +9,10 @@ cure raise :class:`RetryableNetworkError`.
 from __future__ import annotations
 
 import re
+from urllib.parse import urlsplit
 
 import requests
+from urllib3.exceptions import NewConnectionError
 
 from installer.errors import NetworkError
 
@@ -24,6 +26,45 @@ _HOPELESS = (requests.exceptions.InvalidURL, requests.exceptions.MissingSchema,
 
 class RetryableNetworkError(NetworkError):
     """A transient failure: dropped connection, 5xx, wrong or missing range in the answer."""
+
+
+class UnreachableError(NetworkError):
+    """No connection to the host at all: refused, no route, no DNS, connect timeout.
+    The session already retried the refusals; with no network this is the answer."""
+
+
+def _is_unreachable(exc: BaseException) -> bool:
+    if isinstance(exc, requests.ConnectTimeout | requests.exceptions.ProxyError):
+        return True
+    if not isinstance(exc, requests.ConnectionError):
+        return False
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        if isinstance(cur, NewConnectionError):  # refused, unreachable, DNS (a subclass)
+            return True
+        inner = getattr(cur, "reason", None)
+        if not isinstance(inner, BaseException):
+            inner = next((a for a in cur.args if isinstance(a, BaseException)), None)
+        cur = inner or cur.__cause__ or cur.__context__
+    return False
+
+
+def request_error(url: str, exc: requests.RequestException, what: str = "") -> NetworkError:
+    """Our error for a failed request to ``url`` (``what``: the request, for the message;
+    default ``GET url``): :class:`UnreachableError` naming the host when no connection
+    could be made, :class:`RetryableNetworkError` for what a retry may cure."""
+    what = what or f"GET {url}"
+    if isinstance(exc, _HOPELESS):
+        return NetworkError(f"{what}: {reason(exc)}")
+    if _is_unreachable(exc):
+        parts = urlsplit(url)
+        host = parts.netloc.rsplit("@", 1)[-1] or url
+        via = " (through the proxy)" if isinstance(exc, requests.exceptions.ProxyError) else ""
+        return UnreachableError(f"cannot reach {host}{via}: {reason(exc)}",
+                                hint="check the network connection and proxy settings")
+    return RetryableNetworkError(f"{what}: {reason(exc)}")
 
 
 def reason(exc: BaseException) -> str:
@@ -76,10 +117,8 @@ def get_range(
     try:
         resp = session.get(url, headers={"Range": spec, "Accept-Encoding": "identity"},
                            stream=True, timeout=timeout)
-    except _HOPELESS as exc:
-        raise NetworkError(f"GET {where}: {reason(exc)}") from exc
     except requests.RequestException as exc:
-        raise RetryableNetworkError(f"GET {where}: {reason(exc)}") from exc
+        raise request_error(url, exc, f"GET {where}") from exc
     try:
         first, last, size = _check(resp, where, start, end, total)
     except NetworkError:

@@ -49,11 +49,14 @@ HINT = "see the diskutil message above; nothing after this step was changed"
 class MacBackend(Backend):
     name = "macos"
 
-    def __init__(self, runner: Runner, *, disk: str = "disk0", dev_root: Path = Path("/dev"),
+    def __init__(self, runner: Runner, *, disk: str = "disk0", root: Path = Path("/"),
+                 dev_root: Path | None = None,
                  progress: Callable[[int], None] | None = None) -> None:
         self.runner = runner
         self.disk = disk
-        self.dev_root = dev_root
+        #: Where /Volumes and /dev are: "/" on a Mac, the stand-in's root off one.
+        self.root = root
+        self.dev_root = dev_root if dev_root is not None else root / "dev"
         self._refs: dict[str, str] = {}
         self._containers: dict[str, str] = {}  # partition ref -> APFS container ref
         self._progress = progress or (lambda n: None)  # image bytes written, as they go
@@ -95,8 +98,23 @@ class MacBackend(Backend):
         info = parse_info(self._du("info", "-plist", system_volume))
         if info.mount_point is None:
             return ceiling <= STUB_MAX
-        library = info.mount_point.rstrip("/") + "/Library"
-        return self.runner.run(["test", "-d", library]).rc != 0
+        library = self.local(info.mount_point.rstrip("/") + "/Library")
+        return self.runner.run(["test", "-d", str(library)]).rc != 0
+
+    def local(self, path: str) -> Path:
+        """A path macOS reports (a mount point) as this process opens it."""
+        return self.root / path.lstrip("/")
+
+    def mount(self, dev: str) -> Path:
+        """``diskutil mount`` a volume or partition; its mount point (under ``root``)."""
+        self._du("mount", dev)
+        mp = parse_info(self._du("info", "-plist", dev)).mount_point
+        if mp is None:
+            raise BackendError(f"{dev} did not mount")
+        return self.local(mp)
+
+    def unmount(self, dev: str) -> None:
+        self._du("unmount", dev)
 
     # -- refs --------------------------------------------------------------------------------
     def refs(self) -> dict[str, str]:

@@ -39,7 +39,7 @@ from installer.install import (
 from installer.lifecycle.interrupted import resume_install, rollback_install
 from installer.lifecycle.status import render
 from installer.lifecycle.uninstall import plan_for, run_uninstall
-from installer.target import InstallTarget
+from installer.targets.base import InstallTarget
 from installer.tui import flow
 from installer.tui.messages import InstallLog, InstallProgress
 from installer.tui.screens.confirm import ConfirmScreen, RemoveScreen
@@ -174,6 +174,8 @@ class PippinApp(App[InstallResult | None]):
 
     def _flow(self) -> None:
         setup = flow.load_setup(self.answers, self.deps)
+        for note in setup.notes:  # e.g. why an OS is missing from the list (log is muted)
+            self.call_from_thread(self.notify, note, severity="warning", timeout=30)
         while flow.wants_menu(setup.status):
             if not self._menu(setup):
                 return
@@ -259,7 +261,8 @@ class PippinApp(App[InstallResult | None]):
 
     def _target(self) -> InstallTarget:
         assert self.answers.target is not None
-        return self.deps.target or make_target(self.answers.target, self.deps.runner)
+        return self.deps.target or make_target(self.answers.target, self.deps.runner,
+                                                      self.deps.mac_root)
 
     def _uninstall(self, setup: flow.Setup) -> None:
         assert setup.status is not None

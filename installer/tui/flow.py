@@ -51,7 +51,7 @@ def load_setup(answers: Answers, deps: InstallDeps) -> Setup:
     assert answers.target is not None  # the CLI fills in the default target
     with open_source(answers, deps) as src:
         entries, notes = src.catalog.entries, src.notes
-    target = deps.target or make_target(answers.target, deps.runner)
+    target = deps.target or make_target(answers.target, deps.runner, deps.mac_root)
     return Setup(entries, target.backend.read_model(), answers.target, notes,
                  read_status(target, answers.target))
 

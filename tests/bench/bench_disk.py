@@ -108,7 +108,7 @@ def main() -> int:
         t0 = time.perf_counter()
         SimMac.create(img, device="j314sap", disk_size=512 * GB, macos_used=200 * GB)
         t_create = time.perf_counter() - t0
-        cat = load_catalog(Path(ROOT.parent / "shared" / "data" / "installer_data.json"), "x")
+        cat = load_catalog(ROOT / "tests" / "fixtures" / "catalog" / "installer_data.json", "x")
         entry = cat.find("Fedora Asahi Remix 44 Server")
 
         t0 = time.perf_counter()

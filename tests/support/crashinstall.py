@@ -19,7 +19,7 @@ from installer.install import InstallRequest, install
 from installer.net.session import NetConfig, make_session
 from installer.platform.base import SubprocessRunner
 from installer.platform.sim import SimBackend
-from installer.target import SimTarget
+from installer.targets.sim import SimTarget
 from tests.support.installfix import deps_for
 
 

@@ -1,7 +1,8 @@
 """A fake Mac for the macOS backend: PATH shims that log argv and answer like diskutil & co.
 
 The starting state is read from the recorded fixtures (tests/fixtures/diskutil/<machine>/),
-and the answers are rendered in the same plist structure, so a backend that parses the
+and the answers are rendered in the same plist structure (installer.demo.standin.plists,
+shared with the macOS stand-in that acts on a simulated Mac image), so a backend that parses the
 recordings parses the fake. The state follows the commands (addPartition, resizeContainer,
 addVolume, eraseVolume…), so a whole plan can run against it.
 
@@ -17,6 +18,8 @@ import plistlib
 import sys
 from pathlib import Path
 from typing import Any
+
+from installer.demo.standin import plists
 
 MiB = 1 << 20
 SHIMS = ("diskutil", "newfs_msdos", "hdiutil", "bless", "bputil", "ditto", "test", "ioreg",
@@ -121,43 +124,12 @@ class FakeMac:
                     return c, v
         raise Fail(f"Could not find volume: {vid}")
 
-    # -- renderers -------------------------------------------------------------------------
+    # -- renderers (shared with the macOS stand-in) ----------------------------------------
     def render_list(self, only: str | None) -> dict[str, Any]:
-        adp, all_disks, whole = [], [], []
-        for d in self.s["disks"]:
-            if only and d["id"] != only:
-                continue
-            parts = sorted(d["parts"], key=lambda p: p["offset"])
-            adp.append({"Content": "GUID_partition_scheme", "DeviceIdentifier": d["id"],
-                        "OSInternal": False, "Size": d["size"],
-                        "Partitions": [{"Content": p["content"], "DeviceIdentifier": p["id"],
-                                        "DiskUUID": p["uuid"], "Size": p["size"]}
-                                       for p in parts]})
-            all_disks += [d["id"]] + [p["id"] for p in parts]
-            whole.append(d["id"])
-        if only is None:
-            for c in self.s["containers"]:
-                adp.append({"APFSPhysicalStores": [{"DeviceIdentifier": c["store"]}],
-                            "APFSVolumes": [{"DeviceIdentifier": v["id"], "VolumeName": v["name"],
-                                             "CapacityInUse": v["used"], "Size": c["ceiling"]}
-                                            for v in c["volumes"]],
-                            "Content": "Apple_APFS_Container", "DeviceIdentifier": c["ref"],
-                            "OSInternal": False, "Partitions": [], "Size": c["ceiling"]})
-                all_disks += [c["ref"]] + [v["id"] for v in c["volumes"]]
-                whole.append(c["ref"])
-        return {"AllDisks": all_disks, "AllDisksAndPartitions": adp, "VolumesFromDisks": [],
-                "WholeDisks": whole}
+        return plists.render_list(self.s, only)
 
     def render_apfs_list(self) -> dict[str, Any]:
-        return {"Containers": [{
-            "APFSContainerUUID": c["uuid"], "CapacityCeiling": c["ceiling"],
-            "CapacityFree": c["free"], "ContainerReference": c["ref"],
-            "DesignatedPhysicalStore": c["store"], "Fusion": False,
-            "PhysicalStores": [{"DeviceIdentifier": c["store"], "Size": c["ceiling"]}],
-            "Volumes": [{"APFSVolumeUUID": v["uuid"], "CapacityInUse": v["used"],
-                         "DeviceIdentifier": v["id"], "Name": v["name"], "Roles": v["roles"]}
-                        for v in c["volumes"]],
-        } for c in self.s["containers"]]}
+        return plists.render_apfs_list(self.s)
 
     def render_groups(self, ref: str) -> dict[str, Any]:
         """One group per Data volume, with the System volume(s) grouped with it; its UUID
@@ -174,26 +146,10 @@ class FakeMac:
         return {"Groups": groups}
 
     def render_info(self, dev: str) -> dict[str, Any]:
-        dev = dev.removeprefix("/dev/")
         try:
-            c, v = self.volume(dev)
-            out = {"DeviceIdentifier": dev, "VolumeName": v["name"], "Internal": True,
-                   "VirtualOrPhysical": "Virtual", "TotalSize": c["ceiling"],
-                   "APFSContainerReference": c["ref"], "MountPoint": v.get("mount") or ""}
-            return out
-        except Fail:
-            pass
-        d = self.disk_of(dev)
-        base = {"Internal": d["internal"], "BusProtocol": d["bus"], "VirtualOrPhysical":
-                "Physical", "DeviceBlockSize": d["block"], "MediaName": d["media"]}
-        if dev == d["id"]:
-            return {**base, "DeviceIdentifier": dev, "WholeDisk": True, "TotalSize": d["size"],
-                    "Content": "GUID_partition_scheme"}
-        p = self.part(dev)
-        return {**base, "DeviceIdentifier": dev, "WholeDisk": False, "TotalSize": p["size"],
-                "Size": p["size"], "Content": p["content"], "DiskUUID": p["uuid"],
-                "PartitionMapPartitionOffset": p["offset"],
-                "MountPoint": self.s.get("mounted", {}).get(dev, "")}
+            return plists.render_info(self.s, dev)
+        except plists.Unknown as exc:
+            raise Fail(str(exc)) from None
 
     # -- mutations -------------------------------------------------------------------------
     def add_partition(self, after: str, fs: str, label: str, size: int) -> str:
@@ -271,17 +227,7 @@ class FakeMac:
         if cmd == "sw_vers" and "device" in self.s:
             return 0, (self.s["device"]["macos"] + "\n").encode()
         if cmd == "ioreg" and a == ["-alp", "IODeviceTree"] and "device" in self.s:
-            dev = self.s["device"]
-            chosen = {"IORegistryEntryName": "chosen",
-                      "board-id": dev["board"].to_bytes(4, "little"),
-                      "chip-id": dev["chip"].to_bytes(4, "little"),
-                      "firmware-version": dev["os_fw"].encode() + b"\0",
-                      "system-firmware-version": dev["sys_fw"].encode() + b"\0"}
-            return pl({"IORegistryEntryName": "device-tree",
-                       "compatible": dev["compatible"].encode() + b"\0AppleARM\0",
-                       "target-type": dev["target"].encode() + b"\0",
-                       "model": dev["model"].encode() + b"\0",
-                       "IORegistryEntryChildren": [{"IORegistryEntryName": "cpus"}, chosen]})
+            return pl(plists.render_ioreg(self.s["device"]))
         if cmd != "diskutil":
             raise Fail(f"{cmd}: not simulated")
         match a:

@@ -7,11 +7,17 @@ over a keep-alive connection per client connection, and can misbehave per reques
 - ``Fault("status", code=503)``: answer an error instead;
 - ``Fault("drop", at=N)``: send N body bytes, then close the connection;
 - ``Fault("truncate", at=N)``: same, with full headers (a short body);
-- ``Fault("stall", at=N)``: send N body bytes, then hang until the client gives up;
+- ``Fault("stall", at=N)``: send N body bytes, then hang until the client gives up
+  (with ``seconds=S``: pause S seconds, then send the rest);
 - ``Fault("full200")``: answer a Range request with ``200`` and the whole file;
 - ``Fault("shift", by=K)``: serve the range K bytes later, with an honest Content-Range;
 - ``Fault("lie", by=K)``: serve the range K bytes later, claiming the requested range;
-- ``Fault("corrupt")``: flip one byte, headers correct.
+- ``Fault("corrupt")``: flip one byte, headers correct;
+- ``Fault("badcr", by=K)``: the right body, under a ``Content-Range`` K bytes off.
+
+``flaky(rate, seed)`` picks one of those at random for ``rate`` of the range requests: a
+flaky mirror. The choice depends only on the seed, the range asked for and how often it was
+asked before, not on the order in which threads reach the proxy.
 
 ``stall_total=N`` stalls every response once N body bytes went out in all (to kill a
 client mid-way at a known point). ``drop_every=N`` closes any connection after every N body
@@ -23,6 +29,7 @@ connection (``conn_rate``), in bytes/s.
 from __future__ import annotations
 
 import contextlib
+import random
 import socket
 import threading
 import time
@@ -40,6 +47,7 @@ class Fault:
     at: int = 0
     by: int = 0
     code: int = 503
+    seconds: float = 0.0  # a stall's length (0: until the client gives up)
 
 
 Schedule = Callable[[int, "str | None"], "Fault | None"]
@@ -65,6 +73,37 @@ def every(k: int, fault: Fault, *, limit: int | None = None) -> Schedule:
 def first(count: int, fault: Fault) -> Schedule:
     """``fault`` on the first ``count`` range requests after the listing."""
     return lambda n, rng: fault if rng is not None and n < count else None
+
+
+FLAKY_KINDS = ("drop", "truncate", "status", "shift", "lie", "corrupt", "badcr", "full200",
+               "stall")
+
+
+def flaky(rate: float, seed: int, *, stall: float = 2.0,
+          kinds: tuple[str, ...] = FLAKY_KINDS) -> Schedule:
+    """A mirror where ``rate`` of the range answers are faulty, each fault one of ``kinds``
+    (at a random byte of the answer, shifted by a random amount); stalls last ``stall`` s."""
+    asked: dict[str, int] = {}
+    lock = threading.Lock()
+
+    def sched(_n: int, rng: str | None) -> Fault | None:
+        if rng is None:
+            return None
+        with lock:
+            k = asked.get(rng, 0)
+            asked[rng] = k + 1
+        r = random.Random(f"{seed}:{rng}:{k}")
+        if r.random() >= rate:
+            return None
+        a, _, b = rng.removeprefix("bytes=").partition("-")
+        suffix = not a
+        length = int(b) if suffix else int(b) - int(a) + 1
+        ok = [x for x in kinds if not (suffix and x in ("shift", "lie", "badcr"))]
+        kind = r.choice(ok)
+        return Fault(kind, at=r.randrange(max(1, length)), by=r.randrange(1, 8192),
+                     seconds=stall)
+
+    return sched
 
 
 @dataclass
@@ -264,11 +303,18 @@ class FaultProxy:
         if fault and fault.kind == "lie" and "content-range" in rh and rng:
             total = rh["content-range"].split("/")[1]
             rh["content-range"] = f"bytes {rng.removeprefix('bytes=')}/{total}"
+        if fault and fault.kind == "badcr" and "content-range" in rh:
+            span, total = rh["content-range"].removeprefix("bytes ").split("/")
+            a, b = (int(x) + fault.by for x in span.split("-"))
+            rh["content-range"] = f"bytes {a}-{b}/{total}"
         out = status_line + "\r\n" + "".join(
             f"{k.title()}: {v}\r\n" for k, v in rh.items() if k != "connection")
         c.sendall((out + "Connection: keep-alive\r\n\r\n").encode("latin-1"))
-        cut = fault.at if fault and fault.kind in ("drop", "truncate", "stall") else None
-        stall = bool(fault and fault.kind == "stall")
+        pause = fault is not None and fault.kind == "stall" and fault.seconds > 0
+        pause_at = fault.at if fault is not None and pause else None
+        cut = fault.at if fault and fault.kind in ("drop", "truncate", "stall") and not pause \
+            else None
+        stall = bool(fault and fault.kind == "stall" and not pause)
         left = length
         corrupt = bool(fault and fault.kind == "corrupt")
         while left:
@@ -279,6 +325,18 @@ class FaultProxy:
             if corrupt:
                 data = bytes([data[0] ^ 0xFF]) + data[1:]
                 corrupt = False
+            if pause_at is not None and rec.sent + len(data) >= pause_at:
+                head_n = pause_at - rec.sent  # up to the stall point, a pause, then the rest
+                self._shape(head_n, conn)
+                c.sendall(data[:head_n])
+                rec.sent += head_n
+                with self._lock:
+                    self._sent_total += head_n
+                    self.stalled += 1
+                assert fault is not None
+                if self._stop.wait(fault.seconds):
+                    return False
+                data, pause_at = data[head_n:], None
             if self.stall_total is not None:
                 with self._lock:
                     room = max(0, self.stall_total - self._sent_total)

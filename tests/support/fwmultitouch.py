@@ -1,17 +1,91 @@
-"""Multitouch fixtures: Apple-style XML plists (ID/IDREF) and the Z2FW / HIDF bytes that
-formats.md §7 says they become, spelled out record by record (not computed by vendorfw)."""
+"""Multitouch fixtures (formats.md §7): payloads shaped like IOKit ``OSSerialize`` output, and
+the Z2FW / HIDF bytes they must become.
+
+:func:`osserialize` writes what a real Multitouch IM4P payload holds: ASCII, a bare
+``<dict>`` root (no XML declaration, DOCTYPE or ``<plist>``), ``ID`` on every string,
+integer, data, dict and array, hex integers with a ``size`` attribute, ``IDREF`` for a
+repeated string / integer / data value and for a dict or array object met again, plain
+``<key>`` elements, and NUL padding. :func:`plist_xml` writes the older wrapped shape.
+
+Golden outputs: ``J293_*`` and ``J314C_*`` are payload values whose ``dfrmtfw``/``tpmtfw``
+bytes are written out by hand below, byte by byte from the §7 layout (with the offsets the
+padding rules depend on), not computed. ``touchbar_expected``/``trackpad_expected`` spell
+the layout out record by record for the random-content items.
+"""
 
 from __future__ import annotations
 
 import base64
 import random
 import struct
-from typing import Any
+from typing import Any, NamedTuple
 from xml.sax.saxutils import escape
 
 
+class OSNumber(NamedTuple):
+    """An integer with the bit size OSSerialize writes (``<integer size="16">``)."""
+
+    value: int
+    bits: int
+
+
+def osserialize(value: dict[str, Any], pad_to: int = 256) -> bytes:
+    """``value`` as an OSSerialize payload: bare ``<dict>`` root, IDs from 0 in document
+    order, IDREFs for repeated leaves (by value) and repeated dicts/arrays (by identity),
+    NUL-padded to a multiple of ``pad_to`` with at least one NUL."""
+    ids: dict[Any, int] = {}
+    out: list[str] = []
+
+    def start(key: Any, tag: str, attrs: str = "") -> str | None:
+        """The attributes of a first occurrence, or None after writing an IDREF."""
+        if key in ids:
+            out.append(f'<{tag} IDREF="{ids[key]}"/>')
+            return None
+        ids[key] = len(ids)
+        return f'{attrs} ID="{ids[key]}"'
+
+    def w(v: Any) -> None:
+        if isinstance(v, bool):
+            out.append("<true/>" if v else "<false/>")
+        elif isinstance(v, int | OSNumber):
+            n = v if isinstance(v, OSNumber) else OSNumber(v, 64 if v >> 32 else 32)
+            attrs = start(("i", n.value, n.bits), "integer", f' size="{n.bits}"')
+            if attrs is not None:
+                out.append(f"<integer{attrs}>{n.value:#x}</integer>")
+        elif isinstance(v, bytes):
+            attrs = start(("d", v), "data")
+            if attrs is not None:
+                out.append(f"<data{attrs}>{base64.b64encode(v).decode()}</data>")
+        elif isinstance(v, str):
+            attrs = start(("s", v), "string")
+            if attrs is not None:
+                out.append(f"<string{attrs}>{escape(v)}</string>")
+        elif isinstance(v, dict):
+            attrs = start(("o", id(v)), "dict")
+            if attrs is not None:
+                out.append(f"<dict{attrs}>")
+                for k, x in v.items():
+                    out.append(f"<key>{escape(k)}</key>")
+                    w(x)
+                out.append("</dict>")
+        elif isinstance(v, list):
+            attrs = start(("o", id(v)), "array")
+            if attrs is not None:
+                out.append(f"<array{attrs}>")
+                for x in v:
+                    w(x)
+                out.append("</array>")
+        else:
+            raise TypeError(type(v))
+
+    w(value)
+    text = "".join(out).encode("ascii")
+    return text + bytes(pad_to - len(text) % pad_to)
+
+
 def plist_xml(value: Any) -> bytes:
-    """An XML plist in Apple's firmware style: repeated strings and containers use ID/IDREF."""
+    """The wrapped shape: XML declaration, DOCTYPE, ``<plist>``, decimal integers, IDs only
+    where a string or container is repeated."""
     ids: dict[Any, int] = {}
     out: list[str] = []
 
@@ -25,8 +99,8 @@ def plist_xml(value: Any) -> bytes:
     def w(v: Any, tag: str = "string") -> None:
         if isinstance(v, bool):
             out.append("<true/>" if v else "<false/>")
-        elif isinstance(v, int):
-            out.append(f"<integer>{v}</integer>")
+        elif isinstance(v, int | OSNumber):
+            out.append(f"<integer>{int(v[0] if isinstance(v, OSNumber) else v)}</integer>")
         elif isinstance(v, bytes):
             out.append(f"<data>{base64.b64encode(v).decode()}</data>")
         elif isinstance(v, str):
@@ -58,6 +132,128 @@ def plist_xml(value: Any) -> bytes:
         '1.0//EN" "http://www.apple.com/DTDs/PropertyList-1.0.dtd">\n'
         f'<plist version="1.0">\n{body}\n</plist>\n'
     ).encode()
+
+
+def multitouch_payload(plist: dict[str, Any]) -> bytes:
+    """A real-shaped (OSSerialize) payload of ``plist``."""
+    return osserialize(plist)
+
+
+# --------------------------------------------------------------------------- golden: j293
+
+_INIT = bytes.fromhex("0102030405")
+_PATTERN = bytes(range(256)) * 16  # 4096 bytes: count 0x400, byte sum 16 * 0x7f80 = 0x7f800
+
+
+def j293_value() -> dict[str, Any]:
+    """Touch Bar + trackpad. IDREFs: the second ReadModifyWrite is the first dict again; the
+    last Binary's Payload is the Init Payload's data; the trackpad's "Rate" is the Property's
+    integer 0x7d; "Config"/"Binary" strings repeat. An unknown C1FE key is skipped."""
+    rmw = {"Type": "ReadModifyWrite", "Address": 0x30001004, "Mask": 0xFF00FF00,
+           "Value": 0x12003400}
+    touchbar = [
+        {"Type": "Config", "Config": {"SPI Config": {"Init Payload": _INIT}}},
+        {"Type": "Binary", "Address": 0x00100000, "Payload": _PATTERN},
+        {"Type": "Property", "Address": 0x7D},
+        {"Type": "RequestCalibration"},
+        rmw,
+        rmw,
+        {"Type": "Binary", "Address": 0x00180000, "Payload": _INIT},
+    ]
+    trackpad = [
+        {"Type": "Config", "Config": {
+            "Interface Config": [
+                {"bInterfaceNumber": OSNumber(0, 8), "HIDRecorder Descriptor": b"\xaa\xbb\xcc"},
+                {"bInterfaceNumber": OSNumber(2, 8), "wMaxPacketSize": OSNumber(0x200, 16),
+                 "Enabled": True},
+            ],
+            "Rate": 0x7D,
+        }},
+        {"Type": "Binary", "Address": 0x20000, "Payload": bytes.fromhex("deadbeef01"),
+         "Flags": False},
+    ]
+    return {"C1FB0A1B2C3D": touchbar, "C1FD0A1B2C3D": trackpad, "C1FE0000": [{"Type": "X"}]}
+
+
+# apple/dfrmtfw-j293.bin, record by record (little-endian; §7 Touch Bar layout)
+J293_DFRMTFW = b"".join([
+    bytes.fromhex("5a324657 01000000"),                        # "Z2FW", u32 1
+    bytes.fromhex("00000000 05000000 0102030405 000000"),      # init payload 5 B, pad 3
+    # Binary 0x100000: u32 1, u32 14+4096, 0x3001, count 0x400, address, 0x00+0x04+0x10=0x14
+    bytes.fromhex("01000000 0e100000 0130 0004 00001000 1400"),
+    _PATTERN,
+    bytes.fromhex("00f80700 0000"),                            # sum 0x7f800, pad 4110 -> 4112
+    bytes.fromhex("02000000 7d000000"),                        # Property 0x7d
+    bytes.fromhex("01000000 02000000 011f 0000"),              # RequestCalibration, pad 2
+    # ReadModifyWrite: 0x1e33, address, mask, value, sum of those 12 bytes =
+    # (0x04+0x10+0x30) + (0xff+0xff) + (0x34+0x12) = 0x288
+    bytes.fromhex("01000000 10000000 331e 04100030 00ff00ff 00340012 8802"),
+    bytes.fromhex("01000000 10000000 331e 04100030 00ff00ff 00340012 8802"),  # IDREF'd dict
+    # Binary 0x180000, 5 bytes: count 2, sum 0x02+0x18=0x1a; payload sum 15; pad 19 -> 20
+    bytes.fromhex("01000000 13000000 0130 0200 00001800 1a00 0102030405 0f000000 00"),
+])
+
+
+def _s(text: str) -> bytes:
+    """A string in the compact trackpad encoding: 0x60+len (with its NUL), bytes, NUL."""
+    raw = text.encode() + b"\0"
+    assert len(raw) < 24
+    return bytes([0x60 + len(raw)]) + raw
+
+
+# apple/tpmtfw-j293.bin blob; the comments give the offset of each line's first byte
+_J293_TP_BLOB = b"".join([
+    bytes.fromhex("82 a2"),                                    # 0: list of 2, dict of 2
+    _s("Type"), _s("Config"), _s("Config"),                    # 2, 8, 16
+    bytes.fromhex("a2"), _s("Interface Config"),               # 24, 25
+    bytes.fromhex("82 a2"), _s("bInterfaceNumber"), b"\x00",   # 43, 45, 63: recorder iface 0
+    _s("HIDRecorder Descriptor"),                              # 64..87
+    bytes.fromhex("d3 59 0003 aabbcc"),                        # 88: pad to 89 (89+3 = 92)
+    bytes.fromhex("a3"), _s("bInterfaceNumber"),               # 95, 96
+    b"\x00",                                                   # 114: the placeholder
+    _s("wMaxPacketSize"), bytes.fromhex("19 0200"),            # 115, 131
+    _s("Enabled"), bytes.fromhex("f5"),                        # 134, 143
+    _s("Rate"), bytes.fromhex("18 7d"),                        # 144, 150
+    bytes.fromhex("a4"), _s("Type"), _s("Binary"),             # 152, 153, 159
+    _s("Address"), bytes.fromhex("1a 00020000"),               # 167, 176
+    _s("Payload"), bytes.fromhex("d3d3d3 59 0005 deadbeef01"),  # 181, 190: pad to 193
+    _s("Flags"), b"\x00",                                      # 201, 208
+])
+J293_TPMTFW = (bytes.fromhex("48494446 01000000 20000000 d1000000 72000000")  # 209 B, iface 114
+               + bytes(12) + _J293_TP_BLOB)
+
+
+# --------------------------------------------------------------------------- golden: j314c
+
+
+def j314c_value() -> dict[str, Any]:
+    """Trackpad only; the third item is an IDREF to the second (a whole dict); an unknown
+    C1FA key holds an item list the Touch Bar code would refuse (it must be skipped)."""
+    binary = {"Type": "Binary", "Address": OSNumber(0x1F, 32), "Payload": bytes.fromhex("00112233")}
+    trackpad = [
+        {"Type": "Config", "Config": {"Interface Config": [{"bInterfaceNumber": OSNumber(1, 8)}]}},
+        binary,
+        binary,
+    ]
+    return {"C1FA00000001": [{"Type": "Other"}], "C1FD0E0F": trackpad}
+
+
+_J314C_TP_BLOB = b"".join([
+    bytes.fromhex("83 a2"), _s("Type"), _s("Config"), _s("Config"),  # 0, 2, 8, 16
+    bytes.fromhex("a1"), _s("Interface Config"),               # 24, 25
+    bytes.fromhex("81 a1"), _s("bInterfaceNumber"), b"\x00",   # 43, 45, 63: the placeholder
+    bytes.fromhex("a3"), _s("Type"), _s("Binary"),             # 64, 65, 71
+    _s("Address"), bytes.fromhex("18 1f"),                     # 79, 88
+    _s("Payload"), bytes.fromhex("d3d3 59 0004 00112233"),     # 90, 99: pad to 101
+    bytes.fromhex("a3"), _s("Type"), _s("Binary"),             # 108, 109, 115
+    _s("Address"), bytes.fromhex("18 1f"),                     # 123, 132
+    _s("Payload"), bytes.fromhex("d3d3 59 0004 00112233"),     # 134, 143: pad to 145
+])
+J314C_TPMTFW = (bytes.fromhex("48494446 01000000 20000000 98000000 3f000000")  # 152 B, iface 63
+                + bytes(12) + _J314C_TP_BLOB)
+
+
+# --------------------------------------------------------------------------- random content
 
 
 def touchbar_items(rng: random.Random) -> list[dict[str, Any]]:
@@ -164,8 +360,3 @@ def trackpad_expected(items: list[dict[str, Any]]) -> bytes:
     s("Flags")
     b.append(0x00)
     return struct.pack("<4sIIII", b"HIDF", 1, 32, len(b), iface) + bytes(12) + bytes(b)
-
-
-def multitouch_payload(plist: dict[str, Any]) -> bytes:
-    xml = plist_xml(plist)
-    return xml + bytes(-len(xml) % 64 or 64)  # NUL padding as shipped

@@ -2,15 +2,16 @@
 
 Names look like macOS's (several Wi-Fi chips and revisions, antenna variants, identical and
 differing variants, perf/ and assert/ dirs, ``_gen`` files, ``C-4388__s-C2``, Bluetooth
-MUR/USI/GEN/Willamette/ES2/_DEV, Multitouch IM4Ps using ID/IDREF, a kernelcache carrying
+MUR/USI/GEN/Willamette/ES2/_DEV, Multitouch IM4Ps holding OSSerialize payloads (bare dict
+root, hex integers, ID/IDREF), symlinked by device in the raw dump, a kernelcache carrying
 the ASMedia blob, camerad with set-file headers, factory-data HmCA files, ALS calibration).
 Contents are random bytes from a seeded RNG.
 
 The expected Linux names and bytes of the fixed core are written out by hand here from
 formats.md §7 (``WIFI_CORE``, ``BT_CORE``, Z2FW/HIDF in fwmultitouch.py); they are not
 computed by vendorfw. ``scale`` > 1 adds Wi-Fi boards whose variants all differ, whose
-names follow directly from the path (no pruning applies); scale 11 gives ≥ 1,000 files and
-≥ 60 MB.
+names follow directly from the path (no pruning applies); scale 11 gives about 1,000 files
+and 50 MB, the size of the dump measured in issue 13 (``make_asahi_dir`` packs it).
 """
 
 from __future__ import annotations
@@ -25,11 +26,12 @@ from pathlib import Path
 import pyimg4
 
 from tests.support.fwmultitouch import (
-    multitouch_payload,
-    touchbar_expected,
-    touchbar_items,
-    trackpad_expected,
-    trackpad_items,
+    J293_DFRMTFW,
+    J293_TPMTFW,
+    J314C_TPMTFW,
+    j293_value,
+    j314c_value,
+    osserialize,
 )
 
 # --------------------------------------------------------------------------- expectations
@@ -257,8 +259,8 @@ def _wifi_extra(t: _Tree, fw: str, scale: int) -> None:
         d, chip = _CHIPS[i % len(_CHIPS)]
         board = f"{_ISLANDS[i % len(_ISLANDS)]}{i}"
         pre = f"brcm/brcmfmac{chip}-pcie.apple,{board}"
-        for ext, out, lo, hi in ((".trx", "bin", 300_000, 340_000),
-                                 (".clmb", "clm_blob", 30_000, 50_000),
+        for ext, out, lo, hi in ((".trx", "bin", 190_000, 250_000),
+                                 (".clmb", "clm_blob", 20_000, 30_000),
                                  (".txcb", "txcap_blob", 8_000, 12_000)):
             data = t.rand(lo, hi)
             t.write(f"{fw}/wifi/{d}/{board}{ext}", data)
@@ -301,8 +303,15 @@ def make_im4p(fourcc: str, payload: bytes, *, compress: str | None = None) -> by
     return out
 
 
+def macho_header(filetype: int) -> bytes:
+    """A 64-bit arm64e Mach-O header (magic, cputype, cpusubtype, filetype, no load
+    commands), as Apple's binaries start: ``filetype`` 2 = MH_EXECUTE, 0xC = MH_FILESET (a
+    kernelcache)."""
+    return struct.pack("<8I", 0xFEEDFACF, 0x0100000C, 0x80000002, filetype, 0, 0, 0, 0)
+
+
 def kernel_image(asmedia: bytes, rng: random.Random, size: int = 2 << 20) -> bytes:
-    """A fake kernel image: Mach-O magic, filler, the 2214A_RCFG record, filler."""
+    """A fake kernel image: a Mach-O fileset header, filler, the 2214A_RCFG record, filler."""
     assert len(asmedia) == 0x18000
     record = b"2214A_RCFG" + bytes(0x2F - 10) + struct.pack("<I", 0x18000) + asmedia
 
@@ -310,7 +319,7 @@ def kernel_image(asmedia: bytes, rng: random.Random, size: int = 2 << 20) -> byt
         page = rng.randbytes(1024) + bytes(1024)
         return (page * (n // len(page) + 1))[:n]
 
-    head = b"\xcf\xfa\xed\xfe" + filler(size // 2)
+    head = macho_header(0xC) + filler(size // 2)
     return head + record + bytes(4096) + filler(size // 2)
 
 
@@ -323,26 +332,30 @@ def make_kernelcache(path: Path, asmedia: bytes, lzfse: bool, seed: int = 0) -> 
 
 
 def _multitouch(t: _Tree, raw_dump: bool) -> None:
-    tb, tp = touchbar_items(t.rng), trackpad_items(t.rng)
-    j293 = multitouch_payload({"C1FB0A1B2C3D": tb, "C1FD0A1B2C3D": tp})
-    tp2 = trackpad_items(t.rng)
-    j314 = multitouch_payload({"C1FA00000001": [{"Type": "Other"}], "C1FD00000002": tp2})
-    if raw_dump:  # by manifest path, plus <device>/<ManifestKey>.im4p symlinks (§8)
-        target = "Firmware/Multitouch/J293_Multitouch.im4p"
-        t.write(f"fud_firmware/{target}", make_im4p("mtfw", j293, compress="lzfse"))
-        link = t.root / "fud_firmware/j293ap/Multitouch.im4p"
-        link.parent.mkdir(parents=True, exist_ok=True)
-        os.symlink(f"../{target}", link)
-    else:
-        t.write("fud_firmware/j293ap/Multitouch.im4p", make_im4p("mtfw", j293))
-    t.write("fud_firmware/j314cap/Multitouch.im4p", make_im4p("mtfw", j314))
-    t.write("fud_firmware/j293ap/StockholmEMD.im4p", make_im4p("stfw", t.rand(100, 300)))
-    broken = bytearray(make_im4p("mtfw", j314))
-    t.write("fud_firmware/j413ap/Multitouch.im4p", bytes(broken[: len(broken) // 2]))
+    """j293: Touch Bar + trackpad, LZFSE IM4P; j314c: trackpad only, raw IM4P (golden bytes
+    in fwmultitouch.py); j413: a truncated IM4P (reported); a StockholmEMD beside them.
+    In the raw dump (§8) the files sit at their manifest paths and every
+    ``<device>/<ManifestKey>.im4p`` is a relative symlink to one."""
+    im4ps = {
+        ("j293ap", "Multitouch"): make_im4p("mtfw", osserialize(j293_value()), compress="lzfse"),
+        ("j314cap", "Multitouch"): make_im4p("mtfw", osserialize(j314c_value())),
+        ("j293ap", "StockholmEMD"): make_im4p("stfw", t.rand(100, 300)),
+    }
+    broken = make_im4p("mtfw", osserialize(j314c_value()))
+    im4ps[("j413ap", "Multitouch")] = broken[: len(broken) // 2]
+    for (device, key), data in im4ps.items():
+        if raw_dump:
+            target = f"Firmware/{key}/{device[:-2].upper()}_{key}.im4p"
+            t.write(f"fud_firmware/{target}", data)
+            link = t.root / f"fud_firmware/{device}/{key}.im4p"
+            link.parent.mkdir(parents=True, exist_ok=True)
+            os.symlink(f"../{target}", link)
+        else:
+            t.write(f"fud_firmware/{device}/{key}.im4p", data)
     t.summary.problems.add("fud_firmware/j413ap/Multitouch.im4p")
-    t.expect("apple/dfrmtfw-j293.bin", touchbar_expected(tb))
-    t.expect("apple/tpmtfw-j293.bin", trackpad_expected(tp))
-    t.expect("apple/tpmtfw-j314c.bin", trackpad_expected(tp2))
+    t.expect("apple/dfrmtfw-j293.bin", J293_DFRMTFW)
+    t.expect("apple/tpmtfw-j293.bin", J293_TPMTFW)
+    t.expect("apple/tpmtfw-j314c.bin", J314C_TPMTFW)
 
 
 # --------------------------------------------------------------------------- camera, ALS
@@ -358,6 +371,7 @@ def make_camerad(rng: random.Random, magics: list[int]) -> tuple[bytes, dict[str
     expected ``apple/isp_*.dat`` contents."""
     page = 4096
     blob = bytearray(rng.randbytes(64 * page))
+    blob[:32] = macho_header(2)  # the daemon is an arm64e executable
     expected: dict[str, bytes] = {}
     at = 5 * page
     for magic in magics:
@@ -417,13 +431,14 @@ def make_macos_tree(root: Path, seed: int = 0, scale: int = 1) -> ExpectedSummar
     return summary
 
 
-def make_raw_dump_dir(root: Path, seed: int = 0) -> ExpectedSummary:
+def make_raw_dump_dir(root: Path, seed: int = 0, scale: int = 1) -> ExpectedSummary:
     """The §8 raw-dump layout, unpacked: firmware/, fud_firmware/ (with symlinks),
     appleh13camerad, com.apple.factorydata/, apple/aop-als-cal.bin, plus an LZFSE
     kernelcache beside them. Five of the six set-files (a reported warning)."""
     summary = ExpectedSummary(root)
     t = _Tree(root, random.Random(seed), summary)
     _wifi_core(t, "firmware")
+    _wifi_extra(t, "firmware", scale)
     _bluetooth(t, "firmware")
     _multitouch(t, raw_dump=True)
     _camera_als(t, "appleh13camerad", "com.apple.factorydata", "apple/aop-als-cal.bin",
@@ -434,6 +449,21 @@ def make_raw_dump_dir(root: Path, seed: int = 0) -> ExpectedSummary:
     summary.source_files += 1
     summary.source_bytes += kc.stat().st_size
     t.expect("asmedia/asm2214a-apple.bin", asm)
+    return summary
+
+
+def make_asahi_dir(asahi: Path, work: Path, seed: int = 0, scale: int = 1) -> ExpectedSummary:
+    """An ESP ``asahi/`` directory as the installer leaves it (formats.md §5, §8):
+    ``all_firmware.tar.gz`` (packed by vendorfw.rawdump, as the installer does) and the
+    kernelcache beside it. ``work`` holds the unpacked tree while it is built."""
+    from vendorfw import rawdump
+
+    tree = work / "dump-tree"
+    summary = make_raw_dump_dir(tree, seed=seed, scale=scale)
+    asahi.mkdir(parents=True, exist_ok=True)
+    for kc in tree.glob("kernelcache*"):
+        os.rename(kc, asahi / kc.name)
+    rawdump.pack(tree, asahi / rawdump.RAWDUMP_NAME)
     return summary
 
 

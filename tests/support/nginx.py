@@ -42,6 +42,7 @@ http {{
         listen 127.0.0.1:{port};
         root {root};
         location / {{ }}
+{extra}
     }}
 }}
 """
@@ -100,8 +101,10 @@ def _wait_listening(port: int, proc: subprocess.Popen[bytes], token: str,
 
 
 @contextlib.contextmanager
-def serve(root: Path, prefix: Path) -> Iterator[Nginx]:
-    """Run nginx serving ``root``; ``prefix`` (a fresh directory) holds its state."""
+def serve(root: Path, prefix: Path, extra: str = "") -> Iterator[Nginx]:
+    """Run nginx serving ``root``; ``prefix`` (a fresh directory) holds its state.
+    ``extra``: more directives for the server block (e.g. ``location = /x { return 500; }``).
+    """
     exe = shutil.which("nginx") or "/usr/sbin/nginx"
     prefix.mkdir(parents=True, exist_ok=True)
     user = f"user {pwd.getpwuid(os.geteuid()).pw_name};" if os.geteuid() == 0 else ""
@@ -110,7 +113,7 @@ def serve(root: Path, prefix: Path) -> Iterator[Nginx]:
         conf = prefix / "nginx.conf"
         token = secrets.token_hex(8)  # told apart from another nginx that won the port
         conf.write_text(CONF.format(user=user, prefix=prefix, port=port, root=root,
-                                    token=token))
+                                    token=token, extra=extra))
         err = open(prefix / "stderr.log", "wb")  # noqa: SIM115 - handed to the child
         proc = subprocess.Popen([exe, "-p", str(prefix), "-c", str(conf)],
                                 stdout=err, stderr=err)

@@ -1,15 +1,16 @@
 """Collectors: each turns one kind of Apple firmware into Linux-named files (formats.md §7).
 
-Every collector module exposes ``collect(source) -> (files, problems)``. A collector whose
-input is missing returns nothing; a malformed input file becomes a :class:`Problem` naming
-the file (and, for warnings the spec asks for, the reason) instead of an exception.
+Every collector module exposes ``collect(source) -> (files, problems)`` and reads its input
+through ``source.tree`` (a directory or a raw dump in its spool, see vendorfw/source.py). A
+collector whose input is missing returns nothing; a malformed input file becomes a
+:class:`Problem` naming the file as ``tree.shown`` gives it (and, for warnings the spec asks
+for, the reason) instead of an exception. A symlink that leads outside the collector's
+input directory is a problem too (``Tree.escapes``).
 """
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable
-from pathlib import Path
 
 from vendorfw.errors import CollectError
 from vendorfw.model import FirmwareFile, Problem
@@ -19,30 +20,9 @@ Result = tuple[list[FirmwareFile], list[Problem]]
 Collector = Callable[[FirmwareSource], Result]
 
 
-def file_digest(path: Path) -> bytes:
-    """SHA-256 of a file, read in chunks so memory does not grow with the file."""
-    with path.open("rb") as f:
-        return hashlib.file_digest(f, "sha256").digest()
-
-
-def link_escapes(path: Path, root: Path) -> bool:
-    """True when ``path`` is a symlink whose target lies outside ``root`` (or dangles).
-
-    Walks do not follow directory links, so only the file itself needs checking.
-    """
-    if not path.is_symlink():
-        return False
-    try:
-        path.resolve(strict=True).relative_to(root.resolve(strict=True))
-    except (OSError, ValueError):
-        return True
-    return False
-
-
-def problem(path: Path, exc: CollectError) -> Problem:
-    """A :class:`Problem` for ``path`` from an error whose message may already name it."""
-    reason = exc.message.removeprefix(f"{path}: ")
-    return Problem(str(path), reason)
+def problem(shown: str, exc: CollectError) -> Problem:
+    """A :class:`Problem` for the file shown as ``shown`` from an error that may name it."""
+    return Problem(shown, exc.message.removeprefix(f"{shown}: "))
 
 
 def by_name(files: list[FirmwareFile]) -> list[FirmwareFile]:

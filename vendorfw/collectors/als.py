@@ -15,10 +15,10 @@ import re
 from typing import Any
 from xml.parsers.expat import ExpatError
 
-from vendorfw.collectors import Result, by_name, link_escapes
+from vendorfw.collectors import Result, by_name
 from vendorfw.errors import CollectError
 from vendorfw.model import FirmwareFile, Problem
-from vendorfw.source import FirmwareSource
+from vendorfw.source import FirmwareSource, join
 
 log = logging.getLogger(__name__)
 
@@ -27,28 +27,34 @@ _SAFE_NAME = re.compile(r"HmCA[\x21-\x5b\x5d-\x7e]*")  # printable ASCII without
 
 def collect(source: FirmwareSource) -> Result:
     """ALS calibration files of ``source``."""
+    tree = source.tree
+    if tree is None:
+        return [], []
     files: list[FirmwareFile] = []
     problems: list[Problem] = []
     if source.als_cal is not None:
-        files.append(FirmwareFile("apple/aop-als-cal.bin", source=source.als_cal))
-    if source.factorydata is not None:
+        files.append(FirmwareFile("apple/aop-als-cal.bin", source=tree.content(source.als_cal)))
+    factory = source.factorydata
+    if factory is not None:
         try:
-            entries = sorted(source.factorydata.iterdir(), key=lambda p: os.fsencode(p.name))
+            names = sorted(tree.listdir(factory), key=os.fsencode)
         except OSError as exc:
-            problems.append(Problem(str(source.factorydata),
-                                    f"cannot list: {exc.strerror or exc}"))
-            entries = []
-        for p in entries:
-            if not p.name.startswith("HmCA") or not p.is_file():
+            problems.append(Problem(tree.shown(factory), f"cannot list: {exc.strerror or exc}"))
+            names = []
+        for name in names:
+            p = join(factory, name)
+            if not name.startswith("HmCA") or not tree.is_file(p):
                 continue
-            if link_escapes(p, source.factorydata):
-                problems.append(Problem(str(p), f"link leads outside {source.factorydata}"))
+            if tree.escapes(p, factory):
+                problems.append(Problem(tree.shown(p),
+                                        f"link leads outside {tree.shown(factory)}"))
                 continue
             # the name goes into the archive and the manifest line: printable ASCII only
-            if _SAFE_NAME.fullmatch(p.name) is None:
-                problems.append(Problem(str(p), "name is not printable ASCII or has a backslash"))
+            if _SAFE_NAME.fullmatch(name) is None:
+                problems.append(Problem(tree.shown(p),
+                                        "name is not printable ASCII or has a backslash"))
                 continue
-            files.append(FirmwareFile(f"apple/{p.name}", source=p))
+            files.append(FirmwareFile(f"apple/{name}", source=tree.content(p)))
     log.info("als: %d files", len(files))
     return by_name(files), problems
 

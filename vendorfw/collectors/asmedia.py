@@ -39,7 +39,7 @@ def collect(source: FirmwareSource) -> Result:
     except OSError as exc:
         return [], [Problem(str(path), f"cannot read: {exc.strerror or exc}")]
     except CollectError as exc:
-        return [], [problem(path, exc)]
+        return [], [problem(str(path), exc)]
     log.info("asmedia: %d-byte blob from %s", len(blob), path)
     return [FirmwareFile(NAME, data=blob)], []
 

@@ -13,11 +13,10 @@ import logging
 import os
 import re
 from dataclasses import dataclass
-from pathlib import Path
 
-from vendorfw.collectors import Result, by_name, link_escapes
+from vendorfw.collectors import Result, by_name
 from vendorfw.model import FirmwareFile, Problem
-from vendorfw.source import FirmwareSource
+from vendorfw.source import FirmwareSource, Tree, basename, join
 
 log = logging.getLogger(__name__)
 
@@ -66,48 +65,49 @@ def parse_name(stem: str) -> BtKey:
 
 def collect(source: FirmwareSource) -> Result:
     """Collect the Bluetooth firmware of ``source`` (nothing without firmware/bluetooth)."""
-    if source.firmware is None or not (source.firmware / "bluetooth").is_dir():
+    tree, firmware = source.tree, source.firmware
+    if tree is None or firmware is None or not tree.is_dir(join(firmware, "bluetooth")):
         return [], []
-    bt = source.firmware / "bluetooth"
     problems: list[Problem] = []
-    found: dict[BtKey, dict[str, Path]] = {}
-    for path in _candidates(bt):
-        if link_escapes(path, source.firmware):
-            problems.append(Problem(str(path), f"link leads outside {source.firmware}"))
+    found: dict[BtKey, dict[str, str]] = {}
+    for path in _candidates(tree, join(firmware, "bluetooth")):
+        if tree.escapes(path, firmware):
+            problems.append(Problem(tree.shown(path),
+                                    f"link leads outside {tree.shown(firmware)}"))
             continue
+        stem, ext = os.path.splitext(basename(path))
         try:
-            key = parse_name(path.stem)
+            key = parse_name(stem)
         except ValueError as exc:
-            problems.append(Problem(str(path), str(exc)))
+            problems.append(Problem(tree.shown(path), str(exc)))
             continue
-        ext = path.suffix[1:]
         slot = found.setdefault(key, {})
-        if ext in slot:
-            log.debug("bluetooth: %s loses to %s (first in name order wins)", path, slot[ext])
+        if ext[1:] in slot:
+            log.debug("bluetooth: %s loses to %s (first in name order wins)", path, slot[ext[1:]])
             continue
-        slot[ext] = path
+        slot[ext[1:]] = path
     files: list[FirmwareFile] = []
     for key, slot in found.items():
         if "bin" not in slot:
             log.info("bluetooth: %s has a patch table but no firmware, dropped", slot["ptb"])
             continue
-        files.append(FirmwareFile(key.linux_name("bin"), source=slot["bin"]))
+        files.append(FirmwareFile(key.linux_name("bin"), source=tree.content(slot["bin"])))
         if "ptb" in slot:
-            files.append(FirmwareFile(key.linux_name("ptb"), source=slot["ptb"]))
+            files.append(FirmwareFile(key.linux_name("ptb"), source=tree.content(slot["ptb"])))
         elif (key.chip, key.stepping, key.board) not in _NO_PTB_EXPECTED:
-            problems.append(Problem(str(slot["bin"]), "no matching .ptb patch table"))
+            problems.append(Problem(tree.shown(slot["bin"]), "no matching .ptb patch table"))
     log.info("bluetooth: %d files, %d problems", len(files), len(problems))
     return by_name(files), problems
 
 
-def _candidates(bt: Path) -> list[Path]:
+def _candidates(tree: Tree, bt: str) -> list[str]:
     """``.bin``/``.ptb`` files below ``bt`` without ``_DEV``, in byte order of their name."""
-    out: list[Path] = []
-    for dirpath, _dirnames, filenames in os.walk(bt):
+    out: list[str] = []
+    for dirpath, _dirnames, filenames in tree.walk(bt):
         for name in filenames:
             if not name.endswith((".bin", ".ptb")) or "_DEV" in name:
                 continue
-            path = Path(dirpath) / name
-            if path.is_file():
+            path = join(dirpath, name)
+            if tree.is_file(path):
                 out.append(path)
-    return sorted(out, key=lambda p: (os.fsencode(p.name), os.fsencode(p)))
+    return sorted(out, key=lambda p: (os.fsencode(basename(p)), os.fsencode(p)))

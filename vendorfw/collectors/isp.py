@@ -8,7 +8,6 @@ the candidate headers and the found set-files are read.
 from __future__ import annotations
 
 import logging
-import mmap
 import struct
 
 from vendorfw.collectors import Result, by_name
@@ -43,33 +42,33 @@ def is_header(w: tuple[int, ...]) -> bool:
 
 def collect(source: FirmwareSource) -> Result:
     """The set-files in ``source.camerad`` as ``apple/isp_<name>.dat``."""
-    path = source.camerad
-    if path is None:
+    tree, path = source.tree, source.camerad
+    if tree is None or path is None:
         return [], []
+    shown = tree.shown(path)
     problems: list[Problem] = []
     files: dict[int, FirmwareFile] = {}
     try:
-        with path.open("rb") as f:
-            size = path.stat().st_size
+        with tree.mapped(path) as mm:
+            size = len(mm)
             if size < _HEADER.size:
-                return [], [Problem(str(path), "too small to hold a set-file")]
-            with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
-                for off in range(0, size - _HEADER.size + 1, _STEP):
-                    words = _HEADER.unpack_from(mm, off)
-                    if not is_header(words) or words[0] in files:
-                        continue
-                    name, length = SETFILES[words[0]]
-                    length = -(-length // 64) * 64
-                    if off + length > size:
-                        problems.append(Problem(str(path), f"set-file {name} at {off:#x} "
-                                                "runs past the end of the file"))
-                        continue
-                    files[words[0]] = FirmwareFile(f"apple/isp_{name}.dat",
-                                                   data=mm[off : off + length])
+                return [], [Problem(shown, "too small to hold a set-file")]
+            for off in range(0, size - _HEADER.size + 1, _STEP):
+                words = _HEADER.unpack_from(mm, off)
+                if not is_header(words) or words[0] in files:
+                    continue
+                name, length = SETFILES[words[0]]
+                length = -(-length // 64) * 64
+                if off + length > size:
+                    problems.append(Problem(shown, f"set-file {name} at {off:#x} "
+                                            "runs past the end of the file"))
+                    continue
+                files[words[0]] = FirmwareFile(f"apple/isp_{name}.dat",
+                                               data=bytes(mm[off : off + length]))
     except OSError as exc:
-        return [], [Problem(str(path), f"cannot read: {exc.strerror or exc}")]
+        return [], [Problem(shown, f"cannot read: {exc.strerror or exc}")]
     if len(files) < len(SETFILES):
-        problems.append(Problem(str(path), f"only {len(files)} of {len(SETFILES)} "
+        problems.append(Problem(shown, f"only {len(files)} of {len(SETFILES)} "
                                 "camera set-files found"))
-    log.info("isp: %d set-files from %s", len(files), path)
+    log.info("isp: %d set-files from %s", len(files), shown)
     return by_name(list(files.values())), problems

@@ -1,9 +1,10 @@
 """Multitouch firmware: ``fud_firmware/<jNNN>/Multitouch.im4p`` (IM4P type ``mtfw``, §7).
 
-The payload is a plist mapping device keys to item lists. ``C1FD…`` keys are trackpads,
-written as ``apple/tpmtfw-<jNNN>.bin`` (a ``HIDF`` header and a compact CBOR-like encoding
-of the items); ``C1FB…`` keys are Touch Bars, written as ``apple/dfrmtfw-<jNNN>.bin``
-(``Z2FW`` records). Both encodings are built here because no library knows them.
+The payload (IOKit ``OSSerialize`` XML, read by mtplist.py) maps device keys to item lists.
+``C1FD…`` keys are trackpads, written as ``apple/tpmtfw-<jNNN>.bin`` (a ``HIDF`` header and
+a compact CBOR-like encoding of the items); ``C1FB…`` keys are Touch Bars, written as
+``apple/dfrmtfw-<jNNN>.bin`` (``Z2FW`` records). Both encodings are built here because no
+library knows them.
 """
 
 from __future__ import annotations
@@ -12,15 +13,14 @@ import logging
 import os
 import re
 import struct
-from pathlib import Path
 from typing import Any
 
-from vendorfw.collectors import Result, by_name, link_escapes, problem
+from vendorfw.collectors import Result, by_name, problem
 from vendorfw.collectors.mtplist import parse_mt_plist
 from vendorfw.errors import CollectError
-from vendorfw.im4p import read_im4p
+from vendorfw.im4p import decode_im4p
 from vendorfw.model import FirmwareFile, Problem
-from vendorfw.source import FirmwareSource
+from vendorfw.source import FirmwareSource, Tree, join
 
 log = logging.getLogger(__name__)
 
@@ -30,27 +30,27 @@ MAX_BLOB = 4 << 20  # far above real firmware (tens of KiB); bounds hostile inpu
 
 def collect(source: FirmwareSource) -> Result:
     """Collect trackpad and Touch Bar firmware (nothing without fud_firmware/)."""
-    if source.fud_firmware is None:
+    tree, root = source.tree, source.fud_firmware
+    if tree is None or root is None:
         return [], []
-    root = source.fud_firmware
     files: list[FirmwareFile] = []
     problems: list[Problem] = []
     try:
-        dirs = sorted((d for d in root.iterdir() if d.is_dir()), key=lambda d: os.fsencode(d.name))
+        names = sorted(tree.listdir(root), key=os.fsencode)
     except OSError as exc:
-        return [], [Problem(str(root), f"cannot list: {exc.strerror or exc}")]
-    for d in dirs:
-        path = d / "Multitouch.im4p"
-        m = _MACHINE_DIR.fullmatch(d.name)
-        if m is None or not path.is_file():
+        return [], [Problem(tree.shown(root), f"cannot list: {exc.strerror or exc}")]
+    for name in names:
+        path = join(root, name, "Multitouch.im4p")
+        m = _MACHINE_DIR.fullmatch(name)
+        if m is None or not tree.is_dir(join(root, name)) or not tree.is_file(path):
             continue
-        if link_escapes(path, root):
-            problems.append(Problem(str(path), f"link leads outside {root}"))
+        if tree.escapes(path, root):
+            problems.append(Problem(tree.shown(path), f"link leads outside {tree.shown(root)}"))
             continue
         try:
-            got, trouble = convert(path, m.group(1))
+            got, trouble = convert(tree, path, m.group(1))
         except CollectError as exc:
-            problems.append(problem(path, exc))
+            problems.append(problem(tree.shown(path), exc))
             continue
         files += got
         problems += trouble
@@ -58,9 +58,17 @@ def collect(source: FirmwareSource) -> Result:
     return by_name(files), problems
 
 
-def convert(path: Path, machine: str) -> Result:
+def convert(tree: Tree, path: str, machine: str) -> Result:
     """The firmware files of one Multitouch.im4p (one per device kind)."""
-    plist = parse_mt_plist(read_im4p(path, "mtfw").payload, str(path))
+    shown = tree.shown(path)
+    try:
+        data = tree.read(path)
+    except OSError as exc:
+        raise CollectError(f"{shown}: cannot read: {exc.strerror or exc}") from exc
+    im4p = decode_im4p(data, shown)
+    if im4p.fourcc != "mtfw":
+        raise CollectError(f"{shown}: IM4P type is {im4p.fourcc!r}, expected 'mtfw'")
+    plist = parse_mt_plist(im4p.payload, shown)
     files: list[FirmwareFile] = []
     problems: list[Problem] = []
     done: set[str] = set()
@@ -70,10 +78,10 @@ def convert(path: Path, machine: str) -> Result:
         if kind is None:
             continue
         if kind in done:
-            problems.append(Problem(str(path), f"second {kind} key {key!r} ignored"))
+            problems.append(Problem(shown, f"second {kind} key {key!r} ignored"))
             continue
         done.add(kind)
-        where = f"{path}: {key}"
+        where = f"{shown}: {key}"
         try:
             if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
                 raise CollectError(f"{where}: not a list of item dicts")
@@ -84,7 +92,7 @@ def convert(path: Path, machine: str) -> Result:
                 files.append(FirmwareFile(f"apple/dfrmtfw-{machine}.bin",
                                           data=touchbar_blob(items, where)))
         except CollectError as exc:
-            problems.append(problem(path, exc))
+            problems.append(problem(shown, exc))
     return files, problems
 
 

@@ -17,11 +17,11 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import PurePosixPath
 
-from vendorfw.collectors import Result, by_name, file_digest, link_escapes
-from vendorfw.model import FirmwareFile, Problem
-from vendorfw.source import FirmwareSource
+from vendorfw.collectors import Result, by_name
+from vendorfw.model import Content, FirmwareFile, Problem
+from vendorfw.source import FirmwareSource, Tree, join
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +39,7 @@ _VALUE = re.compile(r"[\x21-\x2e\x30-\x5b\x5d-\x7e]+")
 class _Content:
     digest: bytes
     data: bytes | None
-    source: Path | None
+    source: Content | None
 
 
 @dataclass(slots=True)
@@ -51,33 +51,36 @@ class _Node:
 
 def collect(source: FirmwareSource) -> Result:
     """Collect the Wi-Fi firmware of ``source`` (nothing without a firmware/wifi dir)."""
-    if source.firmware is None or not (source.firmware / "wifi").is_dir():
+    tree, firmware = source.tree, source.firmware
+    if tree is None or firmware is None or not tree.is_dir(join(firmware, "wifi")):
         return [], []
-    wifi = source.firmware / "wifi"
+    wifi = join(firmware, "wifi")
     problems: list[Problem] = []
     root = _Node()
-    for path in _candidates(wifi):
-        if link_escapes(path, source.firmware):
-            problems.append(Problem(str(path), f"link leads outside {source.firmware}"))
+    for rel in _candidates(tree, wifi):
+        path = join(wifi, rel)
+        shown = tree.shown(path)
+        if tree.escapes(path, firmware):
+            problems.append(Problem(shown, f"link leads outside {tree.shown(firmware)}"))
             continue
-        rel = PurePosixPath(path.relative_to(wifi).as_posix())
+        relp = PurePosixPath(rel)
         try:
-            dims = parse_dimensions(rel)
+            dims = parse_dimensions(relp)
         except ValueError as exc:
-            problems.append(Problem(str(path), str(exc)))
+            problems.append(Problem(shown, str(exc)))
             continue
         try:
-            content = _read(path)
+            content = _read(tree, path)
         except OSError as exc:
-            problems.append(Problem(str(path), f"cannot read: {exc.strerror or exc}"))
+            problems.append(Problem(shown, f"cannot read: {exc.strerror or exc}"))
             continue
         node = root
-        for key in _tree_path(rel.suffix, dims):
+        for key in _tree_path(relp.suffix, dims):
             node = node.children.setdefault(key, _Node())
         if node.content is not None:
-            problems.append(Problem(str(path), f"same Linux name as {node.origin}, skipped"))
+            problems.append(Problem(shown, f"same Linux name as {node.origin}, skipped"))
             continue
-        node.content, node.origin = content, str(path)
+        node.content, node.origin = content, shown
     for ext_node in root.children.values():
         _prune(ext_node, 0)
     files: list[FirmwareFile] = []
@@ -86,19 +89,20 @@ def collect(source: FirmwareSource) -> Result:
     return by_name(files), problems
 
 
-def _candidates(wifi: Path) -> list[Path]:
-    """Kept files below ``wifi`` in byte order of their relative path."""
-    out: list[Path] = []
-    for dirpath, dirnames, filenames in os.walk(wifi):
+def _candidates(tree: Tree, wifi: str) -> list[str]:
+    """Kept files below ``wifi``, as paths relative to it, in byte order."""
+    out: list[str] = []
+    for dirpath, dirnames, filenames in tree.walk(wifi):
         dirnames[:] = [d for d in dirnames if d not in SKIP_DIRS]
+        rel_dir = dirpath[len(wifi) + 1 :]
         for name in filenames:
             if os.path.splitext(name)[1] not in EXTENSIONS:
                 continue
-            path = Path(dirpath) / name
-            if "_gen" in path.relative_to(wifi).as_posix() or not path.is_file():
+            rel = join(rel_dir, name)
+            if "_gen" in rel or not tree.is_file(join(wifi, rel)):
                 continue
-            out.append(path)
-    return sorted(out, key=lambda p: os.fsencode(p.relative_to(wifi)))
+            out.append(rel)
+    return sorted(out, key=os.fsencode)
 
 
 def parse_dimensions(rel: PurePosixPath) -> dict[str, str]:
@@ -153,11 +157,13 @@ def clean_nvram(data: bytes) -> bytes:
     return b"".join(out)
 
 
-def _read(path: Path) -> _Content:
-    if path.suffix == ".txt":
-        data = clean_nvram(path.read_bytes())
+def _read(tree: Tree, path: str) -> _Content:
+    if path.endswith(".txt"):
+        data = clean_nvram(tree.read(path))
         return _Content(hashlib.sha256(data).digest(), data, None)
-    return _Content(file_digest(path), None, path)
+    content = tree.hashed(path)
+    assert content.digest is not None  # hashed() fills it in
+    return _Content(content.digest, None, content)
 
 
 def _tree_path(suffix: str, dims: dict[str, str]) -> list[str | None]:

@@ -9,7 +9,7 @@ const xz = @import("xz.zig");
 const gz = @import("inflate.zig");
 
 /// Payload kinds, in the words of formats.md §3.
-pub const Kind = enum { gzip, xz, fdt, image, initramfs, signature, vars, end };
+pub const Kind = enum { gzip, xz, fdt, image, initramfs, firmware, signature, vars, end };
 
 /// What the scanner rejects.
 pub const Error = fdt.Error || error{ UnknownPayload, TruncatedPayload, BadSize };
@@ -19,6 +19,9 @@ pub const Item = struct { kind: Kind, off: usize, data: []const u8 };
 
 /// Tag of an uncompressed initramfs payload, followed by a LE u32 size.
 pub const initramfs_tag = "m1n1_initramfs";
+/// (Pippin) Tag of a UEFI firmware payload without an Image header (U-Boot's u-boot.bin),
+/// followed by a LE u32 size and the raw bytes, entered at their first byte.
+pub const firmware_tag = "pippin_firmware";
 /// Tag of a signature payload, followed by a LE u32 total size.
 pub const sig_tag = "m1n1_sig";
 /// A NUL run this long (or longer) ends the data for good (stage 1 writes 4 + 64).
@@ -63,6 +66,12 @@ pub const Scanner = struct {
                 const n = try sized(rest, initramfs_tag.len, false);
                 s.pos += initramfs_tag.len + 4 + n;
                 return .{ .kind = .initramfs, .off = off, .data = rest[initramfs_tag.len + 4 ..][0..n] };
+            }
+            if (mem.startsWith(u8, rest, firmware_tag)) {
+                const n = try sized(rest, firmware_tag.len, false);
+                if (n == 0) return error.BadSize;
+                s.pos += firmware_tag.len + 4 + n;
+                return .{ .kind = .firmware, .off = off, .data = rest[firmware_tag.len + 4 ..][0..n] };
             }
             if (mem.startsWith(u8, rest, sig_tag)) {
                 const total = try sized(rest, sig_tag.len, true);
@@ -295,6 +304,27 @@ test "payload: xz from the xz tool inflates (CorruptStream bug), its block check
         bad[src.len - 12 - index_len - 1] ^= 1;
         try testing.expectError(error.BadChecksum, inflate(.xz, &bad, out, testing.allocator));
     }
+}
+
+test "payload: a tagged UEFI firmware payload, then variables" {
+    const body = "\x0a\x00\x00\x14firmware bytes";
+    const data = firmware_tag ++ "\x12\x00\x00\x00" ++ body ++ "chosen.a=b\n\x00\x00\x00\x00";
+    var s: Scanner = .{ .data = data };
+    const it = try s.next();
+    try testing.expectEqual(Kind.firmware, it.kind);
+    try testing.expectEqual(@as(usize, 0), it.off);
+    try testing.expectEqualStrings(body, it.data);
+    try testing.expectEqual(Kind.vars, (try s.next()).kind);
+    try testing.expectEqual(Kind.end, (try s.next()).kind);
+}
+
+test "payload: truncated or empty firmware payloads are errors" {
+    var s: Scanner = .{ .data = firmware_tag ++ "\x20\x00\x00\x00short" };
+    try testing.expectError(error.TruncatedPayload, s.next());
+    s = .{ .data = firmware_tag ++ "\x00\x00\x00\x00" };
+    try testing.expectError(error.BadSize, s.next());
+    s = .{ .data = firmware_tag ++ "\x01\x00" };
+    try testing.expectError(error.TruncatedPayload, s.next());
 }
 
 fn inflateXz(gpa: std.mem.Allocator, src: []const u8) !void {

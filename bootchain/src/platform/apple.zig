@@ -47,6 +47,12 @@ pub fn halt() noreturn {
     while (true) asm volatile ("wfe");
 }
 
+/// On Apple machines U-Boot is built with an Image header and takes the FDT from x0
+/// (booted as a kernel); a headerless firmware payload has no defined place.
+pub fn firmwareFdtAddr(_: u64) ?u64 {
+    return null;
+}
+
 /// Would read boot_args; unsupported in the stub.
 pub fn ramOf(_: core.fdt.Fdt) InitError!struct { base: u64, size: u64 } {
     return error.Unsupported;

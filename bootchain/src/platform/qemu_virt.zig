@@ -60,6 +60,12 @@ pub fn halt() noreturn {
     while (true) asm volatile ("wfe");
 }
 
+/// U-Boot for QEMU virt (OF_BOARD) reads its control device tree from the start of RAM,
+/// where QEMU itself puts the tree when it runs firmware (formats.md §14).
+pub fn firmwareFdtAddr(ram_base: u64) ?u64 {
+    return ram_base;
+}
+
 /// RAM from /memory (needed before anything else, to place the scratch area).
 pub fn ramOf(f: core.fdt.Fdt) InitError!struct { base: u64, size: u64 } {
     const node = (try f.findNode("/memory")) orelse return error.NoMemoryNode;

@@ -1,62 +1,23 @@
-"""Where an install writes beyond the plan's operations: stub volume contents and ESP files.
-
-The plan's operations go through the :class:`Backend`; after them the installer fills the
-stub's APFS volumes and adds files to the new ESP. ``InstallTarget`` is that seam, next to
-the backend it wraps. :class:`SimTarget` writes the stub's volumes into the simulated Mac's
-sidecar folders and the ESP with mtools (``mcopy`` into the FAT32 inside the image), so the
-results are inspectable with ``mdir``/``mtype``. On a real Mac the same steps need mounted
-volumes (diskutil mount, then plain file copies); that target is not built yet and says so.
-"""
+"""The simulated Mac's install target: the stub's volumes are the sidecar folders of the
+image, and the ESP is written with mtools (``mcopy`` into the FAT32 inside the image), so
+the results are inspectable with ``mdir``/``mtype``."""
 
 from __future__ import annotations
 
 import logging
 import os
-import tempfile
-from abc import ABC, abstractmethod
-from dataclasses import dataclass
 from pathlib import Path
 
 from installer.device import DeviceFacts, load_facts
 from installer.disk.model import Partition
 from installer.errors import BackendError
-from installer.platform.base import Backend, Runner
+from installer.platform.base import Runner
 from installer.platform.sim import SimBackend
 from installer.platform.simstate import SimState, facts_path, sidecar
 from installer.stub import StubVolumes
+from installer.targets.base import InstallTarget, StubInfo
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class StubInfo:
-    volumes: StubVolumes
-    vgid: str
-    system_volume_uuid: str
-
-
-class InstallTarget(ABC):
-    backend: Backend
-    journal: Path
-
-    @abstractmethod
-    def facts(self) -> DeviceFacts: ...
-
-    @abstractmethod
-    def stub(self, container: Partition) -> StubInfo:
-        """The stub's volume folders (created by CreateStubVolumes) and its group id."""
-
-    @abstractmethod
-    def account_stub(self, container: Partition, written: int) -> None:
-        """Record what the stub now holds (the sim keeps per-volume usage)."""
-
-    @abstractmethod
-    def write_esp(self, esp: Partition, staging: Path) -> None:
-        """Copy the tree ``staging`` into the ESP's filesystem (existing files replaced)."""
-
-    @abstractmethod
-    def read_esp(self, esp: Partition, path: str) -> bytes | None:
-        """A file from the ESP, or None when it is not there."""
 
 
 class SimTarget(InstallTarget):
@@ -116,31 +77,3 @@ class SimTarget(InstallTarget):
         if r.rc != 0:
             return None
         return r.stdout
-
-
-class MacTarget(InstallTarget):
-    """Not built yet: stub contents and ESP files need mounted volumes on macOS."""
-
-    def __init__(self, backend: Backend) -> None:
-        self.backend = backend
-        self.journal = Path(tempfile.gettempdir()) / "pippin-journal.json"
-
-    def _no(self) -> BackendError:
-        return BackendError("installing on a real Mac is not built yet (stub contents and "
-                            "ESP files need mounted volumes)",
-                            hint="use `pippin plan` to see the plan, or a sim:PATH target")
-
-    def facts(self) -> DeviceFacts:
-        raise self._no()
-
-    def stub(self, container: Partition) -> StubInfo:
-        raise self._no()
-
-    def account_stub(self, container: Partition, written: int) -> None:
-        raise self._no()
-
-    def write_esp(self, esp: Partition, staging: Path) -> None:
-        raise self._no()
-
-    def read_esp(self, esp: Partition, path: str) -> bytes | None:
-        raise self._no()

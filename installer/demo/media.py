@@ -1,0 +1,129 @@
+"""``scripts/make-uefi-media OUT.img``: a stand-in for "a UEFI OS installer on a USB stick".
+
+A GPT disk image with one FAT32 EFI system partition holding systemd-boot as the removable
+media loader (``EFI/BOOT/BOOTAA64.EFI``), a loader entry, the Debian arm64 kernel (an EFI
+stub) and the demo guest's initramfs (:mod:`installer.demo.guest`, with Pippin's initramfs
+hook core). Booted through stage 2 → U-Boot → systemd-boot → Linux (formats.md §14), the
+guest loads the vendor firmware from the *installed* ESP named in ``/chosen``.
+
+Built with the real tools (sgdisk, mkfs.fat, mtools) into ``OUT.img.tmp``, then renamed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from installer.demo.guest import KernelAssets, guest_initramfs
+from installer.errors import PippinError
+from vendorfw.hooks import DEFAULT_SOURCE as HOOKS_DIR
+
+log = logging.getLogger(__name__)
+
+MiB = 1 << 20
+MEDIA_PARTUUID = "5eb0c2a1-7d3e-4f60-9a1b-2c3d4e5f6a7b"  # fixed: the same bytes every run
+ESP_TYPE = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B"
+SYSTEMD_BOOT = "systemd-bootaa64.efi"
+ENTRY = "pippin-demo.conf"
+LOADER_CONF = f"timeout 0\ndefault {ENTRY}\n"
+ENTRY_CONF = """title Pippin demo (UEFI media)
+linux /Image
+initrd /initrd.img
+options console=ttyAMA0 panic=-1 quiet
+"""
+
+
+def _run(argv: list[str], what: str) -> None:
+    env = dict(os.environ, MTOOLS_SKIP_CHECK="1")
+    try:
+        r = subprocess.run(argv, capture_output=True, text=True, env=env, check=False)
+    except FileNotFoundError as exc:
+        raise PippinError(f"{argv[0]} not found ({what})",
+                          hint="install gdisk, dosfstools and mtools") from exc
+    if r.returncode != 0:
+        tail = (r.stderr or r.stdout).strip().splitlines()
+        raise PippinError(f"{what} failed: {tail[-1] if tail else f'exit {r.returncode}'}")
+
+
+def make_media(out: Path, assets: Path, *, hooks: Path = HOOKS_DIR) -> Path:
+    """Write the media image to ``out`` (replacing it only once complete)."""
+    kernel = KernelAssets.from_dir(assets)
+    efi = assets / SYSTEMD_BOOT
+    for p in (kernel.image, efi):
+        if not p.is_file():
+            raise PippinError(f"{p} is missing", hint="run scripts/fetch-test-assets")
+    initrd = guest_initramfs(kernel, hooks, who="UEFI (U-Boot -> systemd-boot)")
+    payload = kernel.image.stat().st_size + len(initrd) + efi.stat().st_size
+    esp_size = (payload // MiB + 16) * MiB  # room for FAT32 metadata and the directories
+    tmp = out.with_name(out.name + ".tmp")
+    with tempfile.TemporaryDirectory(prefix="pippin-media-") as work_dir:
+        work = Path(work_dir)
+        files = {
+            "EFI/BOOT/BOOTAA64.EFI": efi,
+            "loader/loader.conf": work / "loader.conf",
+            f"loader/entries/{ENTRY}": work / "entry.conf",
+            "Image": kernel.image,
+            "initrd.img": work / "initrd.img",
+        }
+        (work / "loader.conf").write_text(LOADER_CONF)
+        (work / "entry.conf").write_text(ENTRY_CONF)
+        (work / "initrd.img").write_bytes(initrd)
+        fat = work / "esp.fat"
+        with open(fat, "wb") as f:
+            f.truncate(esp_size)
+        _run(["mkfs.fat", "-F", "32", "-n", "PIPPINMEDIA", "-i", "5EB0C2A1", str(fat)],
+             "mkfs.fat")
+        for d in ("EFI", "EFI/BOOT", "loader", "loader/entries"):
+            _run(["mmd", "-i", str(fat), "::/" + d], f"mmd {d}")
+        for dest, src in files.items():
+            _run(["mcopy", "-i", str(fat), str(src), "::/" + dest], f"mcopy {dest}")
+        with open(tmp, "wb") as f:
+            f.truncate(esp_size + 2 * MiB)
+        _run(["sgdisk", "-o", "-n", f"1:2048:+{esp_size // 512}", "-t", f"1:{ESP_TYPE}",
+              "-c", "1:EFI", "-u", f"1:{MEDIA_PARTUUID}",
+              "-U", "5eb0c2a1-0000-4000-8000-000000000001", str(tmp)], "sgdisk")
+        with open(fat, "rb") as src_f, open(tmp, "r+b") as dst_f:
+            dst_f.seek(MiB)
+            while chunk := src_f.read(4 * MiB):
+                dst_f.write(chunk)
+            dst_f.flush()
+            os.fsync(dst_f.fileno())
+    os.replace(tmp, out)
+    log.info("wrote %s (%d bytes, ESP PARTUUID %s)", out, esp_size + 2 * MiB, MEDIA_PARTUUID)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(
+        prog="make-uefi-media",
+        description="Write a GPT disk image with one FAT EFI system partition: systemd-boot "
+                    "as EFI/BOOT/BOOTAA64.EFI, a loader entry, the Debian arm64 kernel and "
+                    "an initramfs with Pippin's initramfs hook (a stand-in for a UEFI OS "
+                    "installer on a USB stick). Boot it with: scripts/qemu-boot SIM_IMAGE "
+                    "--media OUT.img")
+    ap.add_argument("out", type=Path, help="the image to write (replaced when complete)")
+    ap.add_argument("--assets", type=Path, required=True,
+                    help="scripts/fetch-test-assets output (.cache/test-assets)")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="make-uefi-media: %(message)s")
+    try:
+        out = make_media(args.out, args.assets)
+    except PippinError as exc:
+        print(f"make-uefi-media: error: {exc.message}", file=sys.stderr)
+        if exc.hint:
+            print(f"make-uefi-media: hint: {exc.hint}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"make-uefi-media: error: {exc}", file=sys.stderr)
+        return 1
+    print(f"wrote {out} (ESP PARTUUID {MEDIA_PARTUUID})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,2 @@
+"""Releases: the bundle builder (:mod:`.bundle`, :mod:`.wheels`) and the ``install``
+bootstrap template (``bootstrap.sh``) that ``scripts/make-release`` puts together."""

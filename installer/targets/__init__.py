@@ -1,0 +1,1 @@
+"""Install targets: where an install writes beyond the plan's operations."""
