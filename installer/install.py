@@ -19,9 +19,10 @@ none of it. Progress: ``progress(stage, done, total)`` (bytes, or operations for
 
 A run killed during step 3 leaves its journal (with the install's answers and how far the
 file steps got, :mod:`installer.platform.journal`). A new install or plan on that target
-stops first and names ``pippin resume`` and ``pippin rollback``: :func:`resume_install`
-fetches what it needs again (package, restore-image members) and finishes the operations
-and every file step; :func:`rollback_install` undoes them.
+stops first and names ``pippin resume`` and ``pippin rollback``
+(:mod:`installer.lifecycle.interrupted`): resume fetches what it needs again (package,
+restore-image members) and finishes the operations and every file step (``_install`` with
+``resuming``, on the journal's own plan); rollback undoes them.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ from pathlib import Path
 import requests
 
 from installer import catalog_trust
-from installer.answers import Answers, parse_answers, to_toml
+from installer.answers import Answers, to_toml
 from installer.bootobj import assemble, espupdate, layout
 from installer.bootobj import vars as bvars
 from installer.bootobj.stage1src import resolve_stage1
@@ -397,39 +398,6 @@ def _journaled_plan(target: InstallTarget, pending: PendingRun) -> Plan:
     return Plan(action=j.action, disk=str(pending.context.get("disk", "")), ops=tuple(j.ops),
                 before=(), after=(), owned=tuple(j.owned),
                 os_name=str(pending.context.get("plan_os_name", "")))
-
-
-def resume_install(target_ref: str, deps: InstallDeps, progress: ProgressFn | None = None,
-                   admin_password: str | None = None) -> InstallResult:
-    """Finish the interrupted install on ``target_ref``: the rest of its operations, then
-    every file step again (stub volumes, ESP files, stage 1, boot policy), downloading what
-    it needs."""
-    target = deps.target or make_target(target_ref, deps.runner, deps.mac_root)
-    pending = pending_run(target.journal)
-    if pending is None or not pending.is_install:
-        raise PippinError(f"no interrupted install on {target_ref}",
-                          hint="`pippin status` shows what is installed")
-    answers = parse_answers(str(pending.context["answers"]).encode(), str(target.journal))
-    log.info("resuming the %s", pending.describe())
-    capture = _LogCapture()
-    logging.getLogger("installer").addHandler(capture)
-    try:
-        return _install(InstallRequest(answers, admin_password=admin_password),
-                        replace(deps, target=target), _Stages(progress, deps.clock), capture,
-                        resuming=pending)
-    finally:
-        logging.getLogger("installer").removeHandler(capture)
-
-
-def rollback_install(target: InstallTarget) -> PendingRun:
-    """Undo the interrupted run on ``target`` (its partitions, and so every file written
-    into them); bytes outside its plan are verified unchanged. Returns what was undone."""
-    pending = pending_run(target.journal)
-    if pending is None:
-        raise PippinError("no interrupted install to roll back",
-                          hint="`pippin uninstall` removes a finished install")
-    _rollback(target)
-    return pending
 
 
 def _run(result: InstallResult, entry: OsEntry, facts: DeviceFacts, target: InstallTarget,

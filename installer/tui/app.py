@@ -35,9 +35,8 @@ from installer.install import (
     InstallResult,
     install,
     make_target,
-    resume_install,
-    rollback_install,
 )
+from installer.lifecycle.interrupted import resume_install, rollback_install
 from installer.lifecycle.status import render
 from installer.lifecycle.uninstall import plan_for, run_uninstall
 from installer.targets.base import InstallTarget
