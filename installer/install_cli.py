@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 import time
@@ -148,6 +149,9 @@ def _run_tui(deps: InstallDeps, a: Answers, auto_space: bool, write_answers: Pat
 @click.option("--catalog", help="installer_data.json path or URL (default: INSTALLER_DATA, "
               "else the generated demo catalog).")
 @click.option("--os", "os_name", help="Exact catalog entry name.")
+@click.option("--source", "source", type=click.Path(path_type=Path, file_okay=False),
+              help="Install from an offline bundle (`pippin bundle create`): catalog, "
+              "packages and restore images come from this directory; no network is used.")
 @click.option("--space", type=click.Choice(["free", "resize"]), default=None,
               help="Default: free space when it fits, else shrink macOS.")
 @click.option("--resize-to", help="macOS container size when resizing: min, NN%, or a size.")
@@ -171,6 +175,9 @@ def install_cmd(ctx: click.Context, /, yes: bool, dry_run: bool, as_json: bool, 
                 write_answers: Path | None, **kw: Any) -> int:
     """Install an OS next to macOS (on a non-Mac: onto the simulated Mac)."""
     deps = _deps(ctx)
+    source: Path | None = kw.pop("source")
+    if source is not None:
+        deps = dataclasses.replace(deps, bundle=source)
     a, auto_space = _answers(kw)
     if a.target is None:  # this Mac (or the macOS stand-in's), else the simulated one
         on_mac = sys.platform == "darwin" or deps.mac_root != Path("/")
