@@ -157,6 +157,9 @@ def create_bundle(req: BundleRequest, deps: InstallDeps, progress: ProgressFn | 
         (out / IPSW_DIR).mkdir(exist_ok=True)
     except OSError as exc:
         raise BundleError(f"cannot create {out}: {exc.strerror}") from exc
+    for d in (out, out / "os", out / IPSW_DIR):  # temp files of a killed run
+        for tmp in d.glob(".*.tmp"):
+            tmp.unlink(missing_ok=True)
     st = _State(out, _load_done(out))
     prog = progress or (lambda s, d, t: None)
     notes: list[str] = []
