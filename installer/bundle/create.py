@@ -17,6 +17,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import shutil
+import sys
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -40,8 +42,8 @@ from installer.bundle.source import IPSW_DIR
 from installer.bundle.thinzip import file_pread, write_thin_zip
 from installer.bundle.verify import check_file, load_manifest, sha256_file
 from installer.catalog import OsEntry
-from installer.errors import BundleError, CatalogError, PippinError
-from installer.install import InstallDeps, open_source
+from installer.errors import BundleError, CatalogError, PippinError, ReleaseError
+from installer.install import REPO_ROOT, InstallDeps, open_source
 from installer.ipsw import images, manifest, ota
 from installer.ipsw.cache import RangeCache
 from installer.ipsw.cache import cache_root as range_cache_root
@@ -50,11 +52,14 @@ from installer.ipsw.ranges import coalesce
 from installer.ipsw.remote import Archive, Member, is_url, local_path, open_archive, resolve_source
 from installer.net.http import request_error
 from installer.ospackage import fetch_package
+from installer.release.bundle import ReleaseConfig, build_release
 from installer.sizes import format_size
 from vendorfw.atomic import atomic_file, write_bytes
 
 log = logging.getLogger(__name__)
 ProgressFn = Callable[[str, int, int], None]
+#: The base URL written into a bundle's own `install` (run from the bundle, it is not used).
+OFFLINE_BASE = "https://pippin.invalid/offline"
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +70,7 @@ class BundleRequest:
     all_devices: bool = False
     catalog: str | None = None  # default: INSTALLER_DATA or the demo site
     with_installer: bool = False
+    release: Path | None = None  # a make-release output for --with-installer
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,7 +193,7 @@ def create_bundle(req: BundleRequest, deps: InstallDeps, progress: ProgressFn | 
                                   notes)
         files += img_files
     if req.with_installer:
-        files += _installer(out, deps, st)
+        files += _installer(out, req.release, deps, st)
     man = BundleManifest(__version__, cat_name, src.catalog_ref,
                          tuple(e.name.strip() for e in entries), tuple(imgs), tuple(files))
     write_bytes(out / MANIFEST, man.to_json())
@@ -360,7 +366,44 @@ def _write_image(arc: Archive, members: list[Member], st: _State, rel: str,
     log.info("thin zip %s: %d members", rel, len(members))
 
 
-def _installer(out: Path, deps: InstallDeps, st: _State) -> list[FileRecord]:
-    """The release bundle and its ``install`` bootstrap, for a USB stick."""
-    raise BundleError("--with-installer is not available in this build")
+def _installer(out: Path, release: Path | None, deps: InstallDeps,
+               st: _State) -> list[FileRecord]:
+    """The release bundle, ``latest`` and the ``install`` bootstrap (which, run from the
+    bundle's folder, installs from it without network), copied from ``release`` (a
+    ``scripts/make-release`` output) or built from this checkout."""
+    if release is None:
+        if not (REPO_ROOT / "pyproject.toml").is_file():
+            raise BundleError("--with-installer needs --release DIR (a scripts/make-release "
+                              "output) when Pippin does not run from a checkout")
+        cfg = ReleaseConfig(repo=REPO_ROOT, out=out / ".release", base_url=OFFLINE_BASE,
+                            python=sys.executable,
+                            wheel_cache=REPO_ROOT / ".cache" / "release-wheels")
+        try:
+            build_release(cfg, deps.runner, log=lambda s: log.info("make-release: %s", s))
+        except ReleaseError as exc:
+            raise BundleError(f"--with-installer: {exc.message}", hint=exc.hint) from exc
+        release, origin = out / ".release", "pippin make-release"
+    else:
+        origin = str(release.resolve())
+    try:
+        index = dict(line.split("=", 1) for line in
+                     (release / "latest").read_text().splitlines() if "=" in line)
+    except OSError as exc:
+        raise BundleError(f"--release {release}: cannot read latest: {exc.strerror}") from exc
+    name = index.get("file", "")
+    if not name.startswith("pippin-") or "/" in name or not (release / name).is_file():
+        raise BundleError(f"--release {release}: latest names no release bundle beside it")
+    if sha256_file(release / name) != index.get("sha256"):
+        raise BundleError(f"--release {release}: {name} does not match the SHA-256 in latest")
+    recs = []
+    for rel, mode in ((name, 0o644), ("latest", 0o644), ("install", 0o755)):
+        kept = st.keep(rel)
+        if kept is None:
+            with (release / rel).open("rb") as fin, atomic_file(out / rel, mode) as fout:
+                shutil.copyfileobj(fin, fout)
+            kept = st.record(rel, f"{origin}/{rel}")
+        recs.append(kept)
+    if release == out / ".release":
+        shutil.rmtree(release, ignore_errors=True)
+    return recs
 

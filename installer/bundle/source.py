@@ -116,3 +116,20 @@ def open_bundle(root: Path, pins: Sequence[Pin] = ()) -> BundleSource:
         entries.append(e)
     log.info("installing from the bundle in %s (%d entries)", root, len(entries))
     return BundleSource(root, m, Catalog(tuple(entries)), str(path))
+
+
+def describe(root: Path) -> str:
+    """One line for a chooser: where the bundle is and what it holds."""
+    try:
+        m = load_manifest(root)
+    except BundleError as exc:
+        return f"{root} ({exc.message})"
+    return f"{root} ({', '.join(m.os)})"
+
+
+def started_from(cwd: Path, source: Path | None) -> Path | None:
+    """The bundle to offer: ``--source`` when given, else the working directory when it
+    is one (the installer started from a USB stick)."""
+    if source is not None:
+        return source
+    return cwd if (cwd / MANIFEST).is_file() else None

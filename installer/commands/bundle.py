@@ -39,11 +39,14 @@ def bundle() -> None:
 @click.option("--with-installer", is_flag=True,
               help="Add the release bundle and the `install` script, so that OUT on a "
               "USB stick installs from recoveryOS's Terminal without network.")
+@click.option("--release", type=click.Path(path_type=Path, file_okay=False, exists=True),
+              help="With --with-installer: a scripts/make-release output to copy (default: "
+              "build one from this checkout).")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable summary.")
 @click.pass_context
 def create_cmd(ctx: click.Context, /, out: Path, os_names: tuple[str, ...],
                devices: tuple[str, ...], all_devices: bool, catalog: str | None,
-               with_installer: bool, as_json: bool) -> int:
+               with_installer: bool, release: Path | None, as_json: bool) -> int:
     """Make (or finish) the offline bundle OUT.
 
     Downloads the catalog (with its signature), each chosen entry's package, and from each
@@ -54,8 +57,10 @@ def create_cmd(ctx: click.Context, /, out: Path, os_names: tuple[str, ...],
     """
     if devices and all_devices:
         raise click.UsageError("give --device or --all-devices, not both")
+    if release is not None and not with_installer:
+        raise click.UsageError("--release goes with --with-installer")
     d = common.deps(ctx)
-    req = BundleRequest(out, os_names, devices, all_devices, catalog, with_installer)
+    req = BundleRequest(out, os_names, devices, all_devices, catalog, with_installer, release)
     bar = ProgressBar(live=sys.stderr.isatty())
     try:
         r = create_bundle(req, d, bar)
