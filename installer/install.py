@@ -48,6 +48,7 @@ from installer.answers import Answers, to_toml
 from installer.bootobj import assemble, espupdate, layout
 from installer.bootobj import vars as bvars
 from installer.bootobj.stage1src import resolve_stage1
+from installer.bundle import source as bundle_source
 from installer.catalog import Catalog, OsEntry, PartitionType, parse_catalog
 from installer.catalog_trust import Pin
 from installer.demo import server as demo_server
@@ -121,6 +122,7 @@ class InstallDeps:
     guid_seed: str = field(default_factory=lambda: secrets.token_hex(16))
     # Called at each step of the disk-changing part (tests crash the run there).
     checkpoint: Callable[[str], None] = field(default=lambda point: None)
+    bundle: Path | None = None  # `--source OUT`: install from this offline bundle
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,6 +164,8 @@ class Source:
     demo: bool = False
     notes: tuple[str, ...] = ()
     raw: bytes = b""  # the catalog as read (copied to the ESP when an entry asks)
+    # Before planning: raises when this source cannot serve the entry + image (a bundle).
+    check: Callable[[OsEntry, DeviceFacts, str], None] | None = None
 
 
 def default_sim(cache_dir: Path) -> Path:
@@ -205,8 +209,15 @@ def _read_catalog(ref: str, session: requests.Session, repo_base: str | None,
 
 @contextlib.contextmanager
 def open_source(answers: Answers, deps: InstallDeps) -> Iterator[Source]:
-    """The catalog named by the answers, INSTALLER_DATA, or the demo site (served here)."""
+    """The catalog named by the answers, INSTALLER_DATA, or the demo site (served here);
+    an offline bundle (``--source``, or a catalog inside one) serves everything locally."""
     ref = answers.catalog or deps.env.get("INSTALLER_DATA")
+    bundle_dir = deps.bundle or bundle_source.bundle_of(ref)
+    if bundle_dir is not None:
+        b = bundle_source.open_bundle(bundle_dir, catalog_trust.pins_from_env(deps.env))
+        yield Source(b.catalog, b.catalog_ref, b.ipsw_base, len(b.catalog.entries) == 1,
+                     raw=b.raw, check=b.check)
+        return
     if ref:
         cat, raw = _read_catalog(ref, deps.session, deps.env.get("REPO_BASE"),
                                  catalog_trust.pins_from_env(deps.env))
@@ -349,6 +360,8 @@ def _install(request: InstallRequest, deps: InstallDeps, st: _Stages,
         facts = target.facts()
         entry = pick_entry(src.catalog, answers, demo=src.demo)
         img, ipsw_url = pick_image(entry, facts, src.ipsw_base)
+        if src.check is not None:
+            src.check(entry, facts, ipsw_url)
         if resuming is not None:
             plan = _journaled_plan(target, resuming)
         else:
