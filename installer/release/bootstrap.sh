@@ -17,13 +17,18 @@ trap 'printf "%s\n" "pippin: this install script is incomplete (cut short while 
 # EXPERT=1: expert mode; http_proxy, https_proxy, all_proxy, no_proxy: used by curl and by
 # Pippin; PIPPIN_ALLOW_NON_MAC=1: run off an Apple Silicon Mac (onto a simulated Mac).
 #
+# Run as a file beside `latest`, the release bundle and an offline bundle's bundle.json
+# (`pippin bundle create OUT --with-installer`, e.g. `/Volumes/<stick>/install` from
+# recoveryOS's Terminal), it uses those files and no network: the release bundle is copied
+# and checked as above, and the install reads everything from that folder (--source).
+#
 # The whole program is the function below, called on the last line: a download cut short
 # defines nothing and runs nothing (the trap above says so).
 
 pippin_bootstrap() {
     trap - EXIT
     local built_base built_file built_size built_sha base file size sha tty py pipwhl \
-        bundle top have rc cand failed
+        bundle top have rc cand failed here
 
     built_base='@PIPPIN_BASE_URL@'
     built_file='@PIPPIN_BUNDLE@'
@@ -47,9 +52,19 @@ pippin_bootstrap() {
             openssl dgst -sha256 -r "$1" | cut -d' ' -f1
         fi
     }
-    # pippin_get URL FILE MAXBYTES: download; on failure say why in one line and return 1.
+    # pippin_get URL FILE MAXBYTES: download (or copy a local path); on failure say why in
+    # one line and return 1.
     pippin_get() {
         local code rc
+        case $1 in
+        /*)
+            cp -- "$1" "$2" 2>/dev/null || {
+                pippin_say "cannot read $1"
+                return 1
+            }
+            return 0
+            ;;
+        esac
         code=$(curl -sL --connect-timeout 10 --max-time 600 --retry 2 --max-filesize "$3" \
             -o "$2" -w '%{http_code}' -- "$1")
         rc=$?
@@ -105,10 +120,23 @@ pippin_bootstrap() {
         ;;
     esac
 
-    base=${PIPPIN_BASE:-${INSTALLER_BASE:-$built_base}}
-    base=${base%/}
+    # An offline bundle with the installer: this script's own folder.
+    here=""
+    case $0 in
+    */install) here=$(CDPATH='' cd -- "$(dirname -- "$0")" 2>/dev/null && pwd) ;;
+    esac
+    if [ -n "$here" ] && [ -f "$here/latest" ] && [ -f "$here/bundle.json" ]; then
+        base=$here
+        built_base=$here
+    else
+        here=""
+        base=${PIPPIN_BASE:-${INSTALLER_BASE:-$built_base}}
+        base=${base%/}
+    fi
     if [ "$(id -u)" != 0 ]; then
-        if [ $# -gt 0 ]; then
+        if [ -n "$here" ]; then
+            pippin_say "the installer needs root; run: sudo sh $(pippin_quoted "$here/install" "$@")"
+        elif [ $# -gt 0 ]; then
             pippin_say "the installer needs root; run: curl -fsSL $base/install | sudo sh -s -- $(pippin_quoted "$@")"
         else
             pippin_say "the installer needs root; run: curl -fsSL $base/install | sudo sh"
@@ -116,6 +144,7 @@ pippin_bootstrap() {
         return 1
     fi
     for have in curl tar mktemp sed; do
+        [ -n "$here" ] && [ "$have" = curl ] && continue
         command -v "$have" >/dev/null 2>&1 || {
             pippin_say "$have is missing; it is needed to download and unpack Pippin"
             return 1
@@ -211,6 +240,10 @@ pippin_bootstrap() {
         return 1
     fi
 
+    if [ -n "$here" ]; then
+        set -- --source "$here" "$@"
+        pippin_info "installing from the bundle in $here (no network)"
+    fi
     case ${EXPERT:-0} in
     0 | "" | no | false) set -- install "$@" ;;
     *) set -- install --expert "$@" ;;

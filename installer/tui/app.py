@@ -35,9 +35,8 @@ from installer.install import (
     InstallResult,
     install,
     make_target,
-    resume_install,
-    rollback_install,
 )
+from installer.lifecycle.interrupted import resume_install, rollback_install
 from installer.lifecycle.status import render
 from installer.lifecycle.uninstall import plan_for, run_uninstall
 from installer.targets.base import InstallTarget
@@ -88,10 +87,11 @@ class PippinApp(App[InstallResult | None]):
     ]
 
     def __init__(self, answers: Answers, deps: InstallDeps, *, auto_space: bool = True,
-                 answers_path: Path | None = None) -> None:
+                 answers_path: Path | None = None, offer_bundle: Path | None = None) -> None:
         super().__init__()
         self.answers = answers
         self.deps = deps
+        self.offer_bundle = offer_bundle  # started from an offline bundle: offer it first
         self.auto_space = auto_space
         self.answers_path = answers_path
         self.planned: InstallResult | None = None
@@ -175,6 +175,14 @@ class PippinApp(App[InstallResult | None]):
         self.call_from_thread(self.exit, None, 1)
 
     def _flow(self) -> None:
+        if self.offer_bundle is not None:
+            r_src = self._ask(ChoiceScreen("Install source", *flow.source_choices(
+                self.offer_bundle)))
+            if r_src == "quit" or isinstance(r_src, Back):
+                self.call_from_thread(self.exit, None, 1)
+                return
+            self.deps = replace(self.deps, bundle=self.offer_bundle if r_src == "bundle"
+                                else None)
         setup = flow.load_setup(self.answers, self.deps)
         for note in setup.notes:  # e.g. why an OS is missing from the list (log is muted)
             self.call_from_thread(self.notify, note, severity="warning", timeout=30)
@@ -369,9 +377,11 @@ def _find(entries: tuple[OsEntry, ...], name: str | None) -> OsEntry | None:
 
 
 def run_tui(answers: Answers, deps: InstallDeps, *, auto_space: bool,
-            answers_path: Path | None) -> tuple[InstallResult | None, PippinError | None]:
+            answers_path: Path | None, offer_bundle: Path | None = None,
+            ) -> tuple[InstallResult | None, PippinError | None]:
     """Run the TUI; the install's result (None when cancelled or failed) and the failure."""
-    app = PippinApp(answers, deps, auto_space=auto_space, answers_path=answers_path)
+    app = PippinApp(answers, deps, auto_space=auto_space, answers_path=answers_path,
+                    offer_bundle=offer_bundle)
     t0 = time.monotonic()
     with _quiet_terminal_logging():
         app.run()
