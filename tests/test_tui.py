@@ -274,7 +274,8 @@ def test_interactive_install_runs_the_tui(make_app, monkeypatch, capsys, tmp_pat
 
     seen = []
 
-    def fake_tui(answers, deps, *, auto_space, answers_path):
+    def fake_tui(answers, deps, *, auto_space, answers_path, offer_bundle=None):
+        assert offer_bundle is None  # not started from an offline bundle
         seen.append((answers, auto_space, answers_path))
         return None, None
 
