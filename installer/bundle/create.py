@@ -28,6 +28,7 @@ import requests
 
 from installer import __version__, catalog_trust
 from installer.answers import Answers
+from installer.bundle.download import NoRanges, fetch_file
 from installer.bundle.manifest import (
     MANIFEST,
     PROGRESS,
@@ -218,15 +219,27 @@ def _packages(entries: Sequence[OsEntry], deps: InstallDeps, st: _State, prog: P
                               f"{e.package})")
         rec = st.keep(rel)
         if rec is None:
-            dest = fetch_package(e, deps.session, st.out / "os",
-                                 lambda d, t: prog("package", d, t))
-            assert dest == st.out / rel  # fetch_package keeps the file name
-            st.downloaded += dest.stat().st_size
+            st.downloaded += _package(e, e.package, st.out / rel, deps, prog)
             rec = st.record(rel, e.package)
         st.needed += rec.size
         out.append(rec)
         checkpoint(f"package {rel}")
     return out
+
+
+def _package(e: OsEntry, src: str, dest: Path, deps: InstallDeps, prog: ProgressFn) -> int:
+    """The package at ``dest``: over parallel ranges from a URL, else as the install
+    fetches it (a path, or a server without ranges)."""
+    if is_url(src):
+        try:
+            return fetch_file(src, dest, deps.session, sha256=e.sha256,
+                              connections=deps.fetch_options.plan.connections,
+                              progress=lambda d, t: prog("package", d, t))
+        except NoRanges as exc:
+            log.info("%s: %s; one plain download instead", src, exc.message)
+    got = fetch_package(e, deps.session, dest.parent, lambda d, t: prog("package", d, t))
+    assert got == dest  # fetch_package keeps the file name
+    return got.stat().st_size if is_url(src) else 0
 
 
 def _candidates(entry: OsEntry) -> list[images.RestoreImage]:
