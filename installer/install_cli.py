@@ -140,7 +140,10 @@ def _run_tui(deps: InstallDeps, a: Answers, auto_space: bool, write_answers: Pat
         return 1
     click.echo(f"installed {result.os_name!r} on {result.target}: ESP {result.esp_partuuid}, "
                f"stage 1 at {result.stage1_path}")
-    if result.target.startswith("sim:"):
+    if result.target.startswith("sim:") and result.kernel_layout.startswith("firmware"):
+        click.echo("  boot it: scripts/make-uefi-media media.img && "
+                   f"scripts/qemu-boot {result.target[4:]} --media media.img")
+    elif result.target.startswith("sim:"):
         click.echo(f"  boot it: scripts/qemu-boot {result.target[4:]}")
     return 0
 
@@ -231,8 +234,13 @@ def install_cmd(ctx: click.Context, /, yes: bool, dry_run: bool, as_json: bool, 
     else:
         click.echo(f"installed {result.os_name!r} on {result.target} (tethered: stage 1 waits "
                    f"for a development host), stage 1 at {result.stage1_path}")
+    if result.kernel_layout:
+        click.echo(f"  m1n1/boot.bin kernel layout: {result.kernel_layout}")
     click.echo(f"  downloaded {format_size(result.bytes_downloaded)}; "
                + ", ".join(f"{k} {v:.1f} s" for k, v in result.seconds.items()))
-    if result.target.startswith("sim:"):
+    if result.target.startswith("sim:") and result.kernel_layout.startswith("firmware"):
+        click.echo("  boot it: scripts/make-uefi-media media.img && "
+                   f"scripts/qemu-boot {result.target[4:]} --media media.img")
+    elif result.target.startswith("sim:"):
         click.echo(f"  boot it: scripts/qemu-boot {result.target[4:]}")
     return 0

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from installer.demo.site import DEMO_LINUX, DEMO_MARKER, UEFI_ONLY
-from installer.install import resume_install, rollback_install
+from installer.lifecycle.interrupted import resume_install, rollback_install
 from installer.platform.base import SubprocessRunner
 from installer.platform.journal import pending_run
 from installer.platform.simstate import facts_path, sidecar
@@ -215,3 +215,40 @@ def test_kill_at_every_step_then_resume_or_roll_back(tmp_path, base, demo_cache,
         assert pending_run(sidecar(back) / "journal.json") is None
         shutil.rmtree(tmp_path / f"k{n}")
         shutil.rmtree(tmp_path / f"r{n}")
+
+
+def test_resume_and_rollback_verbs(tmp_path, base, demo_cache, reference):
+    """`pippin resume` / `pippin rollback` as the one-line error names them: --dry-run lists
+    what they would do and writes nothing; --yes does it."""
+    ref, steps = reference[UEFI_ONLY]
+    sim = killed(tmp_path / "a", base, demo_cache, UEFI_ONLY, steps.index("files") + 1)
+    other = clone(sim, tmp_path / "b")
+    xdg = xdg_with_demo(tmp_path, demo_cache)
+    before = image_digest(sim)
+    r = cli(xdg, "resume", "--target", f"sim:{sim}", "--dry-run")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == (
+        f"interrupted on sim:{sim}: install of '{UEFI_ONLY}' (disk operations done, stub "
+        "volumes and ESP files not finished); resume does:\n"
+        "  1. fill the stub volumes (System, Preboot, Recovery) and the stage-1 object\n"
+        "  2. write the ESP files (vendorfw/, asahi/, m1n1/boot.bin)\n")
+    r = cli(xdg, "rollback", "--target", f"sim:{sim}", "--dry-run")
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[1] == "  1. copy package directory esp/ into new:1"
+    assert lines[-1].startswith(f"  {len(lines) - 1}. resize APFS container disk0s2: ")
+    assert image_digest(sim) == before
+    r = cli(xdg, "resume", "--target", f"sim:{sim}", "--yes")
+    assert r.returncode == 0, r.stderr
+    assert f"\ninstalled '{UEFI_ONLY}' on sim:{sim}: ESP " in r.stdout
+    assert (gpt(sim), esp_files(sim), stub_files(sim)) == (
+        gpt(ref), esp_files(ref), stub_files(ref))
+    r = cli(xdg, "rollback", "--target", f"sim:{other}", "--yes")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.endswith("rolled back the install; bytes outside its plan verified "
+                             "unchanged\n")
+    assert gpt(other) == gpt(base)
+    r = cli(xdg, "resume", "--target", f"sim:{other}", "--yes")
+    assert r.returncode == 1
+    assert r.stderr.startswith(f"pippin: error: nothing to resume on sim:{other}: no "
+                               "interrupted run\n")

@@ -575,3 +575,25 @@ def test_main_menu_offers_resume_or_rollback_after_a_kill(make_app, demo_cache):
 
     asyncio.run(walk())
     assert _gpt(make_app.sim) == before
+
+
+def test_main_menu_resumes_an_interrupted_install(make_app, demo_cache):
+    from installer.tui.screens.menu import MainMenu
+    from tests.test_lifecycle_resume import crash
+
+    assert crash(demo_cache, make_app.sim, UEFI_ONLY, 6).returncode == -9
+    app = make_app()
+
+    async def walk():
+        async with app.run_test(size=SIZE) as pilot:
+            menu = await on(pilot, MainMenu)
+            await choose(pilot, menu, "resume")
+            done = await on(pilot, DoneScreen)
+            await pilot.press("ctrl+q")
+        return done
+
+    done = asyncio.run(walk())
+    assert app.result is not None
+    assert app.result.os_name == UEFI_ONLY
+    assert f"  scripts/qemu-boot {make_app.sim}" in done.lines
+    assert "EF00" in sgdisk("-p", str(make_app.sim))

@@ -43,6 +43,7 @@ class BundleSource:
     manifest: BundleManifest
     catalog: Catalog
     catalog_ref: str
+    raw: bytes = b""  # the catalog file's bytes (verified), for copy_installer_data
 
     @property
     def ipsw_base(self) -> str:
@@ -115,7 +116,7 @@ def open_bundle(root: Path, pins: Sequence[Pin] = ()) -> BundleSource:
                 e = dataclasses.replace(e, package=str(root / got.path))
         entries.append(e)
     log.info("installing from the bundle in %s (%d entries)", root, len(entries))
-    return BundleSource(root, m, Catalog(tuple(entries)), str(path))
+    return BundleSource(root, m, Catalog(tuple(entries)), str(path), data)
 
 
 def describe(root: Path) -> str:

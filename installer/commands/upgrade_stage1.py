@@ -42,7 +42,7 @@ def upgrade_stage1_cmd(ctx: click.Context, /, name: str, stage1_path: Path | Non
         return 0
     if not common.confirm("Write it?", yes):
         return 0
-    apply_upgrade(up)
+    apply_upgrade(tgt, up)
     click.echo("written; now run step 2 again in 1TR (startup options, then the new OS):")
     click.echo("\n".join(f"  {c}" for c in step2_commands(up.name, up.vgid)))
     return 0

@@ -341,7 +341,7 @@ def sim_resume(ctx: click.Context, /, path: Path | None, package: Path | None) -
     run = pending_run(_journal(path))
     if run is not None and run.is_install and package is None:
         from installer.commands.common import deps
-        from installer.install import resume_install
+        from installer.lifecycle.interrupted import resume_install
         result = resume_install(f"sim:{path}", deps(ctx))
         click.echo(f"resumed and finished: {result.os_name!r} installed, ESP "
                    f"{result.esp_partuuid}")
@@ -359,7 +359,7 @@ def sim_rollback(ctx: click.Context, /, path: Path | None) -> int:
     path = _sim_path(ctx, path)
     run = pending_run(_journal(path))
     if run is not None and run.is_install:
-        from installer.install import rollback_install
+        from installer.lifecycle.interrupted import rollback_install
         from installer.targets.sim import SimTarget
         rollback_install(SimTarget(path, SubprocessRunner(_env(ctx) or None)))
     else:

@@ -39,28 +39,38 @@ def _widths(sizes: list[int], width: int) -> list[int]:
     return out
 
 
-def _label(s: Slot) -> str:
-    name = s.name if s.kind != "free" else "free"
+def _label(s: Slot, macos: str) -> str:
+    name = "free" if s.kind == "free" else "macOS" if s.ref == macos else s.name
+    if name == s.kind != "free":  # diskutil names a partition by its type (see the legend)
+        name = ""
     return f"{name} {format_size(s.size)}" if name else format_size(s.size)
 
 
-def bar(slots: tuple[Slot, ...], width: int) -> str:
+def macos_ref(slots: tuple[Slot, ...]) -> str:
+    """The macOS container: the first APFS container that the plan did not create."""
+    return next((s.ref for s in sorted(slots, key=lambda s: s.start)
+                 if s.kind == "Apple_APFS" and s.change in ("", "resized")), "")
+
+
+def bar(slots: tuple[Slot, ...], width: int, macos: str = "") -> str:
     """``|i|=====macOS 238.0 GB=====|E|..free 12.0 GB..|r|``: one line, ``width`` long."""
     shown = [s for s in sorted(slots, key=lambda s: s.start) if s.change != "deleted"]
     inner = width - 1 - len(shown)  # one "|" before each segment and one at the end
     cells = []
     for s, w in zip(shown, _widths([s.size for s in shown], inner), strict=True):
         fill = _fill(s)
-        label = _label(s)
+        label = _label(s, macos)
         if len(label) + 2 > w:
-            label = s.name[: max(w - 2, 0)] if w > 4 else ""
+            label = ""  # too narrow: the fill and the legend say what it is
         pad = w - len(label)
         cells.append(fill * (pad // 2) + label + fill * (pad - pad // 2))
     return "|" + "|".join(cells) + "|"
 
 
 def _what(s: Slot) -> str:
-    return "free space" if s.kind == "free" else f"{s.kind} {s.name!r}".strip()
+    if s.kind == "free":
+        return "free space"
+    return s.kind if s.name in ("", s.kind) else f"{s.kind} {s.name!r}"
 
 
 def decision(plan: Plan) -> list[str]:
@@ -88,7 +98,8 @@ def decision(plan: Plan) -> list[str]:
 def render_map(plan: Plan, width: int = 78) -> list[str]:
     """The before/after bars and the decision, each line at most ``width`` columns."""
     bw = width - 7
-    lines = [f"before {bar(plan.before, bw)}", f"after  {bar(plan.after, bw)}"]
+    mac = macos_ref(plan.before)
+    lines = [f"before {bar(plan.before, bw, mac)}", f"after  {bar(plan.after, bw, mac)}"]
     keys = sorted({_key(s) for s in (*plan.before, *plan.after) if s.change != "deleted"},
                   key=lambda k: list(FILL).index(k) if k in FILL else len(FILL))
     legend = "  ".join(f"{FILL[k][0]} {FILL[k][1]}" if k in FILL else f"# {k}" for k in keys)

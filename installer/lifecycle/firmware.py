@@ -8,15 +8,17 @@ the new manifest with the one on the ESP (the ``vendorfw diff`` lines) and repla
 ESP's ``vendorfw/`` atomically: the new tree is written beside it as ``vendorfw.new``, then
 two renames swap it in; a run killed in between is repaired by the next one (the old tree
 comes back when ``vendorfw/`` is missing). ``asahi/``'s raw dump and kernelcache are
-replaced too, so ``vendorfw update`` in the booted OS rebuilds the same files.
+replaced too, so ``vendorfw update`` in the booted OS rebuilds the same files. On a simulated
+Mac the ESP is written with mtools; on a Mac (and the stand-in) it is mounted (diskutil).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,7 +30,9 @@ from installer.install import InstallDeps, _fetch_restore, _Stages, open_source
 from installer.ipsw import images, remote
 from installer.lifecycle.stage1 import find_install
 from installer.targets.base import InstallTarget
+from installer.targets.mac import MacTarget
 from installer.targets.sim import SimTarget
+from vendorfw.atomic import fsync_tree
 from vendorfw.errors import VendorFwError
 from vendorfw.manifest import Diff, Manifest, diff_hashes
 
@@ -58,6 +62,20 @@ def _pick(chip_id: int, macos: str, ipsw_base: str | None) -> tuple[str, str, li
         raise PippinError(f"restore image {img.version} has no pinned URL",
                           hint="set IPSW_BASE to a mirror that holds it")
     return img.version, remote.resolve_source(img.url or f"{img.version}.zip", ipsw_base), notes
+
+
+@contextlib.contextmanager
+def _esp(target: InstallTarget, esp: Partition) -> Iterator[_SimEsp | _MountedEsp]:
+    if isinstance(target, SimTarget):
+        yield _SimEsp(target, esp)
+        return
+    if not isinstance(target, MacTarget):
+        raise BackendError(f"refresh-firmware cannot write the ESP of {type(target).__name__}")
+    mounted = _MountedEsp(target, esp)
+    try:
+        yield mounted
+    finally:
+        mounted.close()
 
 
 class _SimEsp:
@@ -95,19 +113,57 @@ class _SimEsp:
         self._run("mcopy", "-o", "-Q", *map(str, asahi_files), "::/asahi/")
 
 
+class _MountedEsp:
+    """The same swap on a mounted ESP (a Mac: ``diskutil mount``, plain renames)."""
+
+    def __init__(self, target: MacTarget, esp: Partition) -> None:
+        self.target, self.esp = target, esp
+        self.root = target.mac.mount(esp.ref)
+
+    def close(self) -> None:
+        self.target.mac.unmount(self.esp.ref)
+
+    def repair(self) -> None:
+        cur, old, new = (self.root / n for n in ("vendorfw", "vendorfw.old", "vendorfw.new"))
+        try:
+            if not cur.exists() and old.is_dir():
+                log.warning("restoring vendorfw/ from an interrupted refresh")
+                old.rename(cur)
+            for stale in (old, new):
+                if stale.exists():
+                    shutil.rmtree(stale)
+        except OSError as exc:
+            raise BackendError(f"repairing vendorfw/ on {self.esp.ref}: {exc}") from exc
+
+    def swap_in(self, new_tree: Path, asahi_files: list[Path]) -> None:
+        cur, old, new = (self.root / n for n in ("vendorfw", "vendorfw.old", "vendorfw.new"))
+        try:
+            shutil.copytree(new_tree, new)
+            fsync_tree(new)
+            had_old = cur.exists()
+            if had_old:
+                cur.rename(old)
+            new.rename(cur)
+            if had_old:
+                shutil.rmtree(old)
+            (self.root / "asahi").mkdir(exist_ok=True)
+            for f in asahi_files:
+                shutil.copyfile(f, self.root / "asahi" / f.name)
+        except OSError as exc:
+            raise BackendError(f"replacing vendorfw/ on {self.esp.ref}: {exc}",
+                               hint="the ESP may be full") from exc
+
+
 def refresh_firmware(target: InstallTarget, target_ref: str, name: str, deps: InstallDeps,
                      *, dry_run: bool = False,
                      progress: ProgressFn | None = None) -> FirmwareRefresh:
     inst = find_install(target, name)
     if inst.esp is None:
         raise PippinError(f"{inst.name!r} has no ESP", hint="`pippin status` lists leftovers")
-    if not isinstance(target, SimTarget):
-        raise BackendError("refresh-firmware writes the ESP of a simulated Mac only so far",
-                           hint="on a Mac, run `vendorfw update` in the installed OS")
     facts = target.facts()
-    esp = _SimEsp(target, inst.esp)
-    if not dry_run:
-        esp.repair()  # a swap killed halfway: the old tree back first, then compare with it
+    if not dry_run:  # a swap killed halfway: the old tree back first, then compare with it
+        with _esp(target, inst.esp) as esp:
+            esp.repair()
     old_text = (target.read_esp(inst.esp, "vendorfw/manifest.txt")
                 or target.read_esp(inst.esp, "vendorfw.old/manifest.txt"))
     try:
@@ -133,7 +189,8 @@ def refresh_firmware(target: InstallTarget, target_ref: str, name: str, deps: In
         if not dry_run:
             tree = work / "vendorfw.new"
             shutil.copytree(fw.vendorfw, tree)
-            esp.swap_in(tree, [fw.rawdump, fw.kernelcache])
+            with _esp(target, inst.esp) as esp:
+                esp.swap_in(tree, [fw.rawdump, fw.kernelcache])
             log.info("replaced vendorfw/ on %s (%d files)", inst.esp.ref, len(new.entries))
     return FirmwareRefresh(inst.name, version, diff, len(new.entries), dry_run,
                            (*notes, *fw.warnings))

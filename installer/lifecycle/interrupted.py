@@ -3,24 +3,67 @@
 An install's journal carries its answers and how far its file steps got, so resume finishes
 the partition operations and then writes every file step again (stub volumes, ESP files,
 stage 1), downloading the OS package and restore-image members again when they are not
-cached (:func:`installer.install.resume_install`). Any other journaled run (an uninstall)
+cached (:func:`resume_install`). Any other journaled run (an uninstall)
 needs no payloads and is finished operation by operation. Rollback undoes the operations
 newest first; the file steps lived inside the partitions it removes.
 """
 
 from __future__ import annotations
 
+import logging
+from dataclasses import replace
+
+from installer.answers import parse_answers
 from installer.disk.ops import describe
 from installer.errors import PippinError
 from installer.install import (
     InstallDeps,
+    InstallRequest,
     InstallResult,
     ProgressFn,
-    resume_install,
-    rollback_install,
+    _install,
+    _LogCapture,
+    _rollback,
+    _Stages,
+    make_target,
 )
 from installer.platform.journal import Journal, PendingRun, pending_run, resume
 from installer.targets.base import InstallTarget
+
+log = logging.getLogger(__name__)
+
+
+def resume_install(target_ref: str, deps: InstallDeps, progress: ProgressFn | None = None,
+                   admin_password: str | None = None) -> InstallResult:
+    """Finish the interrupted install on ``target_ref``: the rest of its operations, then
+    every file step again (stub volumes, ESP files, stage 1, boot policy), downloading what
+    it needs."""
+    target = deps.target or make_target(target_ref, deps.runner, deps.mac_root)
+    pending = pending_run(target.journal)
+    if pending is None or not pending.is_install:
+        raise PippinError(f"no interrupted install on {target_ref}",
+                          hint="`pippin status` shows what is installed")
+    answers = parse_answers(str(pending.context["answers"]).encode(), str(target.journal))
+    log.info("resuming the %s", pending.describe())
+    capture = _LogCapture()
+    logging.getLogger("installer").addHandler(capture)
+    try:
+        return _install(InstallRequest(answers, admin_password=admin_password),
+                        replace(deps, target=target), _Stages(progress, deps.clock), capture,
+                        resuming=pending)
+    finally:
+        logging.getLogger("installer").removeHandler(capture)
+
+
+def rollback_install(target: InstallTarget) -> PendingRun:
+    """Undo the interrupted run on ``target`` (its partitions, and so every file written
+    into them); bytes outside its plan are verified unchanged. Returns what was undone."""
+    pending = pending_run(target.journal)
+    if pending is None:
+        raise PippinError("no interrupted install to roll back",
+                          hint="`pippin uninstall` removes a finished install")
+    _rollback(target)
+    return pending
 
 
 def find(target: InstallTarget) -> PendingRun | None:

@@ -22,7 +22,7 @@ from installer.bootobj.version import (
     read_installed_vars,
     read_version,
 )
-from installer.disk.model import StubInstall, find_stub_installs
+from installer.disk.model import Partition, StubInstall, find_stub_installs
 from installer.errors import BootObjectError, PippinError
 from installer.stub import STAGE1_PATH
 from installer.targets.base import InstallTarget
@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True, slots=True)
 class Stage1Upgrade:
     name: str
+    container: Partition
     path: Path
     old_version: str
     new_version: str
@@ -64,13 +65,14 @@ def plan_upgrade(target: InstallTarget, name: str, image: bytes, *,
     """Read the installed object, check ``image``, and assemble the new object (pure of
     writes)."""
     inst = find_install(target, name)
-    info = target.stub(inst.stub)
-    path = info.volumes.system / STAGE1_PATH
-    try:
-        old = path.read_bytes()
-    except OSError as exc:
-        raise PippinError(f"{inst.name!r} has no stage-1 object at {path} ({exc.strerror})",
-                          hint="the install did not finish: `pippin status`") from exc
+    with target.open_stub(inst.stub) as info:  # a Mac mounts, then unmounts
+        path = info.volumes.system / STAGE1_PATH
+        try:
+            old = path.read_bytes()
+        except OSError as exc:
+            raise PippinError(f"{inst.name!r} has no stage-1 object at {path} "
+                              f"({exc.strerror})",
+                              hint="the install did not finish: `pippin status`") from exc
     variables = read_installed_vars(old)
     assemble.check_stage_image(image, "new stage 1")
     old_v, new_v = read_version(old), read_version(image)
@@ -92,12 +94,14 @@ def plan_upgrade(target: InstallTarget, name: str, image: bytes, *,
     elif new_v.version == old_v.version:
         notes.append(f"same version {new_v.version}: the object is rebuilt")
     data = assemble.assemble_stage1(image, variables)
-    return Stage1Upgrade(inst.name, path, _label(old), _label(image), variables, data,
-                         info.vgid, tuple(notes))
+    return Stage1Upgrade(inst.name, inst.stub, path, _label(old), _label(image), variables,
+                         data, info.vgid, tuple(notes))
 
 
-def apply_upgrade(up: Stage1Upgrade) -> None:
-    write_bytes(up.path, up.data)
+def apply_upgrade(target: InstallTarget, up: Stage1Upgrade) -> None:
+    """Write the new object in place (temporary name, fsync, rename)."""
+    with target.open_stub(up.container) as info:
+        write_bytes(info.volumes.system / STAGE1_PATH, up.data)
     log.info("stage 1 of %r: %s -> %s (%d bytes)", up.name, up.old_version, up.new_version,
              len(up.data))
 

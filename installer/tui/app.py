@@ -35,14 +35,14 @@ from installer.install import (
     InstallResult,
     install,
     make_target,
-    resume_install,
-    rollback_install,
 )
+from installer.lifecycle.interrupted import resume_install, rollback_install
 from installer.lifecycle.status import render
 from installer.lifecycle.uninstall import plan_for, run_uninstall
 from installer.targets.base import InstallTarget
 from installer.tui import flow
 from installer.tui.messages import InstallLog, InstallProgress
+from installer.tui.screens.admin import AdminScreen
 from installer.tui.screens.confirm import ConfirmScreen, RemoveScreen
 from installer.tui.screens.done import DoneScreen
 from installer.tui.screens.error import ErrorScreen
@@ -317,8 +317,17 @@ class PippinApp(App[InstallResult | None]):
         return r is True
 
     def _install(self, a: Answers) -> None:
+        password = self.deps.env.get("PIPPIN_ADMIN_PASSWORD") or None
+        if not (a.target or "").startswith("sim:") and not (a.admin_user and password):
+            r = self._ask(AdminScreen(a.admin_user))  # a Mac: bless needs an administrator
+            if isinstance(r, Back):
+                self.call_from_thread(self.exit, None, 1)
+                return
+            a = replace(a, admin_user=r[0])
+            password = r[1]
         self._run_install(f"Installing {(a.os or '').strip()} on {a.target}",
-                          lambda progress: install(InstallRequest(a), self.deps, progress))
+                          lambda progress: install(InstallRequest(a, admin_password=password),
+                                                   self.deps, progress))
 
     def _run_install(self, title: str,
                      run: Callable[[_Poster], InstallResult]) -> None:

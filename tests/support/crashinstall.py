@@ -5,6 +5,11 @@ simulated Mac's fault points inside operations (between two GPT writes, between 
 chunks). ``N = 0`` counts them: the run finishes and prints the count.
 
     python -m tests.support.crashinstall CACHE SIM OS N
+    scripts/mac-standin --sim SIM --admin alice:pw -- \
+        python -m tests.support.crashinstall CACHE disk0 OS N STAGE1
+
+The second form takes the macOS code path (the stand-in's shims, PIPPIN_MAC_ROOT); only the
+install's own checkpoints count there (each operation, each file step).
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ import sys
 from pathlib import Path
 
 from installer.answers import Answers
-from installer.install import InstallRequest, install
+from installer.install import InstallRequest, install, make_target
 from installer.net.session import NetConfig, make_session
 from installer.platform.base import SubprocessRunner
 from installer.platform.sim import SimBackend
@@ -24,7 +29,7 @@ from tests.support.installfix import deps_for
 
 
 def main(argv: list[str]) -> int:
-    cache, sim, os_name, n = Path(argv[0]), Path(argv[1]), argv[2], int(argv[3])
+    cache, where, os_name, n = Path(argv[0]), argv[1], argv[2], int(argv[3])
     seen: list[str] = []
 
     def tick(point: str) -> None:
@@ -35,11 +40,20 @@ def main(argv: list[str]) -> int:
             os.kill(os.getpid(), signal.SIGKILL)
 
     runner = SubprocessRunner()
-    target = SimTarget(sim, runner)
-    target.backend = SimBackend(sim, runner, fault=tick)
     session = make_session(NetConfig(read_timeout=5.0, no_proxy=("127.0.0.1",)))
-    deps = deps_for(cache, session, target=target, checkpoint=tick, guid_seed="crash")
-    install(InstallRequest(Answers(target=f"sim:{sim}", os=os_name), auto_space=True), deps)
+    if where.startswith("disk"):  # under scripts/mac-standin
+        root = Path(os.environ["PIPPIN_MAC_ROOT"])
+        answers = Answers(target=where, os=os_name, admin_user="alice", stage1=argv[4])
+        deps = deps_for(cache, session, target=make_target(where, runner, root),
+                        checkpoint=tick, guid_seed="crash", mac_root=root)
+        request = InstallRequest(answers, auto_space=True, admin_password="pw")
+    else:
+        sim = Path(where)
+        target = SimTarget(sim, runner)
+        target.backend = SimBackend(sim, runner, fault=tick)
+        deps = deps_for(cache, session, target=target, checkpoint=tick, guid_seed="crash")
+        request = InstallRequest(Answers(target=f"sim:{sim}", os=os_name), auto_space=True)
+    install(request, deps)
     print(len(seen))
     print("\n".join(seen))
     return 0
