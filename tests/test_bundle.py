@@ -233,3 +233,37 @@ def test_create_refusals_are_one_line(tmp_path, demo_site):
     assert error_line(r.stderr) == (f"no restore image for {UEFI_ONLY!r} has build "
                                     "identities for j999ap")
     shutil.rmtree(tmp_path / "o", ignore_errors=True)
+
+
+@pytest.mark.parametrize(("text", "why"), [
+    ("not json", "bundle.json is not valid JSON: Expecting value: line 1 column 1 (char 0)"),
+    ('{"format": 2}', "bundle.json: format 2 is not supported (this Pippin reads 1)"),
+    ('{"format": 1, "pippin": "0.1.0", "catalog": "../../etc/passwd", "catalog_origin": "x",'
+     ' "os": [], "images": [], "files": []}',
+     "bundle.json: catalog '../../etc/passwd' is not a path inside the bundle"),
+    ('{"format": 1, "pippin": "0.1.0", "catalog": "c.json", "catalog_origin": "x", "os": [],'
+     ' "images": [], "files": [{"path": "/etc/passwd", "size": 1, "sha256": "' + "0" * 64
+     + '", "origin": "x"}]}',
+     "bundle.json: files[0].path '/etc/passwd' is not a path inside the bundle"),
+])
+def test_hostile_manifest_is_refused_in_one_line(tmp_path, text, why):
+    out = tmp_path / "stick"
+    out.mkdir()
+    (out / MANIFEST).write_text(text)
+    r = pippin(tmp_path, "bundle", "verify", str(out))
+    assert r.returncode == 1
+    assert error_line(r.stderr) == why
+    r = pippin(tmp_path, "install", "--source", str(out), "--dry-run", offline=True)
+    assert r.returncode == 1
+    assert error_line(r.stderr) == why
+
+
+def test_all_devices_holds_every_identity(tmp_path, demo_cache, session):
+    from installer.demo.restoreimage import DEVICES
+    r = create_bundle(BundleRequest(tmp_path / "all", (UEFI_ONLY,), all_devices=True),
+                      installfix.deps_for(demo_cache, session))
+    (img,) = r.manifest.images
+    assert sorted(d.device_class for d in img.devices) == sorted(d.device_class for d in DEVICES)
+    one = create_bundle(BundleRequest(tmp_path / "one", (UEFI_ONLY,), (SIM_DEVICE,)),
+                        installfix.deps_for(demo_cache, session))
+    assert set(one.manifest.images[0].members) < set(img.members)
