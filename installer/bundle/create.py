@@ -61,6 +61,7 @@ log = logging.getLogger(__name__)
 ProgressFn = Callable[[str, int, int], None]
 #: The base URL written into a bundle's own `install` (run from the bundle, it is not used).
 OFFLINE_BASE = "https://pippin.invalid/offline"
+FAT32_MAX = (4 << 30) - 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,6 +201,10 @@ def create_bundle(req: BundleRequest, deps: InstallDeps, progress: ProgressFn | 
     write_bytes(out / MANIFEST, man.to_json())
     (out / PROGRESS).unlink(missing_ok=True)
     total = sum(f.size for f in files)
+    big = [f.path for f in files if f.size > FAT32_MAX]
+    if big:  # the USB stick: FAT32 cannot hold a file of 4 GiB or more
+        notes.append(f"{', '.join(big)} is 4 GiB or larger: it does not fit on a FAT32 "
+                     "stick (use exFAT or APFS)")
     log.info("bundle %s: %d files, %s (needed %s)", out, len(files), format_size(total),
              format_size(st.needed))
     return BundleResult(out, man, st.needed, total, st.downloaded, tuple(st.reused),
