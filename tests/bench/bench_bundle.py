@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import logging
 import shutil
 import signal
 import sys
@@ -69,6 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="smaller restore image")
     a = ap.parse_args(argv)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run cleanups (nginx)
+    logging.getLogger("installer").setLevel(logging.ERROR)  # the unpinned-catalog notice
     work = ROOT / ".cache" / "bench-bundle"
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
