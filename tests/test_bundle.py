@@ -7,6 +7,7 @@ a create killed with SIGKILL continues when run again."""
 from __future__ import annotations
 
 import dataclasses
+import fcntl
 import json
 import os
 import shutil
@@ -304,3 +305,24 @@ def test_member_missing_from_the_thin_zip_is_named_before_writing(tmp_path, bund
     assert r.returncode == 1
     assert error_line(r.stderr) == f"restore image lacks needed members: {gone}"
     assert image_digest(sim) == before
+
+
+def test_installer_data_inside_a_bundle_installs_from_it(tmp_path, bundle):
+    out, _ = bundle
+    sim = new_sim(tmp_path / "mac.img")
+    r = pippin(tmp_path, "install", "--os", UEFI_ONLY, "--target", f"sim:{sim}", "--dry-run",
+               offline=True, env_extra={"INSTALLER_DATA": str(out / "installer_data.json")})
+    assert r.returncode == 0, r.stderr
+    assert f"restore image: {out}/ipsw/UniversalMac_13.5_22G74_Restore.ipsw" in r.stdout
+
+
+def test_a_second_create_on_the_same_bundle_is_refused(tmp_path):
+    out = tmp_path / "stick"
+    out.mkdir()
+    with (out / ".bundle-lock").open("w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        r = pippin(tmp_path, "bundle", "create", str(out), "--os", UEFI_ONLY,
+                   "--device", SIM_DEVICE)
+    assert r.returncode == 1
+    assert error_line(r.stderr) == f"another `pippin bundle create` is writing {out}"
+    assert [p.name for p in out.iterdir()] == [".bundle-lock"]  # nothing else written

@@ -14,12 +14,15 @@ zip is written.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import fcntl
 import json
 import logging
+import os
 import shutil
 import sys
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from urllib.parse import unquote, urlsplit
@@ -62,6 +65,7 @@ ProgressFn = Callable[[str, int, int], None]
 #: The base URL written into a bundle's own `install` (run from the bundle, it is not used).
 OFFLINE_BASE = "https://pippin.invalid/offline"
 FAT32_MAX = (4 << 30) - 1
+LOCK = ".bundle-lock"
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,6 +165,34 @@ def create_bundle(req: BundleRequest, deps: InstallDeps, progress: ProgressFn | 
     out = req.out
     try:
         out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise BundleError(f"cannot create {out}: {exc.strerror}") from exc
+    with _locked(out):
+        return _create(req, deps, progress, checkpoint)
+
+
+@contextlib.contextmanager
+def _locked(out: Path) -> Iterator[None]:
+    """One create at a time per bundle (an flock on ``OUT/.bundle-lock``)."""
+    try:
+        fd = os.open(out / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise BundleError(f"cannot create {out / LOCK}: {exc.strerror}") from exc
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise BundleError(f"another `pippin bundle create` is writing {out}",
+                              hint="wait for it, or run it again after it ends") from None
+        yield
+    finally:
+        os.close(fd)
+
+
+def _create(req: BundleRequest, deps: InstallDeps, progress: ProgressFn | None,
+            checkpoint: Callable[[str], None]) -> BundleResult:
+    out = req.out
+    try:
         (out / "os").mkdir(exist_ok=True)
         (out / IPSW_DIR).mkdir(exist_ok=True)
     except OSError as exc:
