@@ -125,6 +125,21 @@ def _prompt(deps: InstallDeps, a: Answers) -> Answers:
     return a.override(size=check_choice("size", size))
 
 
+def _next(result: InstallResult) -> None:
+    """What to do next: boot the sim in QEMU, or step 2 in 1TR on a Mac."""
+    if result.target.startswith("sim:") and result.kernel_layout.startswith("firmware"):
+        click.echo("  boot it: scripts/make-uefi-media media.img && "
+                   f"scripts/qemu-boot {result.target[4:]} --media media.img")
+    elif result.target.startswith("sim:"):
+        click.echo(f"  boot it: scripts/qemu-boot {result.target[4:]}")
+    else:  # a Mac: step 2 in 1TR, as the TUI's done screen says it
+        from installer.tui.flow import next_steps  # no Textual import: plain text helpers
+        lines = next_steps(result)
+        start = next((i for i, x in enumerate(lines) if x.startswith("Next, step 2")), None)
+        for line in lines[start:] if start is not None else []:
+            click.echo(f"  {line}")
+
+
 def _run_tui(deps: InstallDeps, a: Answers, auto_space: bool, write_answers: Path | None,
              offer_bundle: Path | None = None) -> int:
     """The Textual installer; its result (or failure) is repeated on the terminal after.
@@ -140,11 +155,7 @@ def _run_tui(deps: InstallDeps, a: Answers, auto_space: bool, write_answers: Pat
         return 1
     click.echo(f"installed {result.os_name!r} on {result.target}: ESP {result.esp_partuuid}, "
                f"stage 1 at {result.stage1_path}")
-    if result.target.startswith("sim:") and result.kernel_layout.startswith("firmware"):
-        click.echo("  boot it: scripts/make-uefi-media media.img && "
-                   f"scripts/qemu-boot {result.target[4:]} --media media.img")
-    elif result.target.startswith("sim:"):
-        click.echo(f"  boot it: scripts/qemu-boot {result.target[4:]}")
+    _next(result)
     return 0
 
 
@@ -238,9 +249,5 @@ def install_cmd(ctx: click.Context, /, yes: bool, dry_run: bool, as_json: bool, 
         click.echo(f"  m1n1/boot.bin kernel layout: {result.kernel_layout}")
     click.echo(f"  downloaded {format_size(result.bytes_downloaded)}; "
                + ", ".join(f"{k} {v:.1f} s" for k, v in result.seconds.items()))
-    if result.target.startswith("sim:") and result.kernel_layout.startswith("firmware"):
-        click.echo("  boot it: scripts/make-uefi-media media.img && "
-                   f"scripts/qemu-boot {result.target[4:]} --media media.img")
-    elif result.target.startswith("sim:"):
-        click.echo(f"  boot it: scripts/qemu-boot {result.target[4:]}")
+    _next(result)
     return 0

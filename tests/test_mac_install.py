@@ -109,6 +109,11 @@ def test_demo_linux_on_the_mac_path_boots_and_matches_the_sim_path(tmp_path, mac
     assert [(e[1], e[4]) for e in entries[3:]] == [
         (APFS_GUID, DEMO_LINUX), (EFI_GUID, ""), (LINUX_GUID, "")]  # %noformat%: no name
     stub_uuid, esp_uuid = entries[3][5], entries[4][5].lower()
+    # step 2 in 1TR, with this install's VGID (what the stand-in's diskutil reported)
+    assert "Next, step 2 in One True Recovery (1TR):" in r.stdout
+    assert f"bputil -nc -v {volume_group(stub_uuid)}" in r.stdout
+    assert f"kmutil configure-boot -c '/Volumes/{DEMO_LINUX}/{STAGE1_PATH}' --raw " \
+           "--entry-point 2048 --lowest-virtual-address 0" in r.stdout
 
     # the Linux partition holds the package's root.img, byte for byte (raw device writes)
     pkg = mac_xdg / "pippin" / "demo" / "www" / "os" / "pippin-demo-linux.zip"

@@ -63,6 +63,11 @@ class MacBackend(Backend):
         # so asked once per run (each call costs a diskutil start); dropped when our own
         # operation deletes or resizes it.
         self._pinfo: dict[str, DiskInfo] = {}
+        # Likewise: volume groups per container (until we add or delete a volume in it),
+        # resize limits per store (until we resize it), System volumes seen to be a macOS.
+        self._groups: dict[str, dict[str, tuple[str, ...]]] = {}
+        self._limits: dict[str, ResizeLimits] = {}
+        self._macos: set[str] = set()
         self._progress = progress or (lambda n: None)  # image bytes written, as they go
 
     def _du(self, *args: str, hint: str = HINT) -> bytes:
@@ -89,13 +94,25 @@ class MacBackend(Backend):
             if not system:
                 continue
             stubs[c.ref] = self._is_stub(system[0].device, c.ceiling)
-            groups[c.ref] = group_of(parse_volume_groups(
-                self._du("apfs", "listVolumeGroups", c.ref, "-plist")), system[0].uuid)
+            if c.ref not in self._groups:
+                self._groups[c.ref] = parse_volume_groups(
+                    self._du("apfs", "listVolumeGroups", c.ref, "-plist"))
+            groups[c.ref] = group_of(self._groups[c.ref], system[0].uuid)
             if not stubs[c.ref] and {"Data"} <= {r for v in c.volumes for r in v.roles}:
                 store = c.stores[0]
-                limits[store] = parse_limits(
-                    self._du("apfs", "resizeContainer", store, "limits", "-plist"))
+                if store not in self._limits:
+                    self._limits[store] = parse_limits(
+                        self._du("apfs", "resizeContainer", store, "limits", "-plist"))
+                limits[store] = self._limits[store]
         return build_model(listed, containers, infos, limits, stubs, groups)
+
+    def _forget(self, part: str) -> None:
+        """Drop what is cached about a partition (and its container) we are changing."""
+        self._pinfo.pop(part, None)
+        self._limits.pop(part, None)
+        ctr = self._containers.get(part)
+        if ctr is not None:
+            self._groups.pop(ctr, None)
 
     def _part_info(self, pid: str) -> DiskInfo:
         if pid not in self._pinfo:
@@ -104,11 +121,16 @@ class MacBackend(Backend):
 
     def _is_stub(self, system_volume: str, ceiling: int) -> bool:
         """formats.md §1: a System volume without /Library. Unmounted: judge by size."""
+        if system_volume in self._macos:
+            return False
         info = parse_info(self._du("info", "-plist", system_volume))
         if info.mount_point is None:
             return ceiling <= STUB_MAX
         library = self.local(info.mount_point.rstrip("/") + "/Library")
-        return self.runner.run(["test", "-d", str(library)]).rc != 0
+        stub = self.runner.run(["test", "-d", str(library)]).rc != 0
+        if not stub:
+            self._macos.add(system_volume)
+        return stub
 
     def local(self, path: str) -> Path:
         """A path macOS reports (a mount point) as this process opens it."""
@@ -180,7 +202,7 @@ class MacBackend(Backend):
     def execute(self, op: Op, payloads: Payloads | None) -> None:
         match op:
             case ResizeContainer():
-                self._pinfo.pop(self._real(op.ref), None)
+                self._forget(self._real(op.ref))
                 self._du("apfs", "resizeContainer", self._real(op.ref), str(op.new_size),
                          hint="if APFS snapshots block the resize, delete them "
                               "(tmutil deletelocalsnapshots /) and plan again")
@@ -194,6 +216,7 @@ class MacBackend(Backend):
                 if ctr is None:
                     raise BackendError(f"no APFS container on {part}")
                 self._containers[part] = ctr.ref
+                self._groups.pop(ctr.ref, None)
                 for v in ctr.volumes:
                     self._du("apfs", "deleteVolume", v.device)
             case CreateStubVolumes():
@@ -238,12 +261,13 @@ class MacBackend(Backend):
         if container and any(part in c.stores
                              for c in parse_apfs_list(self._du("apfs", "list", "-plist"))):
             self._du("apfs", "deleteContainer", part)
-        self._pinfo.pop(part, None)
+        self._forget(part)
         self._du("eraseVolume", "free", "free", part)
 
     def _stub_volumes(self, op: CreateStubVolumes) -> None:
         part = self._real(op.ref)
         ctr = self._containers.get(part) or self._container_of(part)
+        self._groups.pop(ctr, None)
         have = {v.name: v.device for c in parse_apfs_list(self._du("apfs", "list", "-plist"))
                 if c.ref == ctr for v in c.volumes}
         data = f"{op.label} - Data"
@@ -309,7 +333,7 @@ class MacBackend(Backend):
     def undo(self, op: Op) -> None:
         match op:
             case ResizeContainer():
-                self._pinfo.pop(self._real(op.ref), None)
+                self._forget(self._real(op.ref))
                 self._du("apfs", "resizeContainer", self._real(op.ref), str(op.old_size))
             case CreateStubContainer() | CreatePartition():
                 # Found by offset when the run stopped before the journal recorded the ref.

@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import socketserver
 import subprocess
@@ -75,17 +74,18 @@ def shim_main(argv: list[str]) -> int:
 
 
 class _Handler(socketserver.StreamRequestHandler):
-    """One request from a shim: a JSON line {argv, stdin (latin-1)}; the answer is a JSON
-    line {rc, out, err} (latin-1 strings)."""
+    """One request from a shim: ``b"<argv bytes> <stdin bytes>\\n"``, then the argv joined by
+    NULs, then stdin; the answer: ``b"<rc> <out bytes> <err bytes>\\n"``, out, err. (No JSON:
+    the shim then needs no module beyond the built-in ``_socket``.)"""
 
     server: _Server
 
     def handle(self) -> None:
-        req = json.loads(self.rfile.readline())
-        rc, out, err = execute(self.server.standin, list(req["argv"]),
-                               str(req["stdin"]).encode("latin-1"))
-        self.wfile.write(json.dumps({"rc": rc, "out": out.decode("latin-1"),
-                                     "err": err.decode("latin-1")}).encode() + b"\n")
+        na, ni = (int(x) for x in self.rfile.readline().split())
+        argv = [os.fsdecode(a) for a in self.rfile.read(na).split(b"\0")]
+        stdin = self.rfile.read(ni)
+        rc, out, err = execute(self.server.standin, argv, stdin)
+        self.wfile.write(b"%d %d %d\n" % (rc, len(out), len(err)) + out + err)
 
 
 class _Server(socketserver.UnixStreamServer):
@@ -95,23 +95,27 @@ class _Server(socketserver.UnixStreamServer):
 
 
 #: The shim: a thin client of the launcher (one Python start-up with no imports beyond
-#: socket/json, instead of loading the stand-in for each of the ~100 commands of an
+#: the built-in _socket, instead of loading the stand-in for each of the ~100 commands of an
 #: install); run in-process when no launcher listens, and for caffeinate CMD.
 SHIM = """#!{python} -S
-import json, os, socket, sys
+import os, sys
 name = os.path.basename(sys.argv[0])
 sock = os.environ.get("PIPPIN_STANDIN_SOCK", "")
 if sock and name != "caffeinate":
+    import _socket
     stdin = sys.stdin.buffer.read() if name == "bless" else b""
-    req = {{"argv": [name, *sys.argv[1:]], "stdin": stdin.decode("latin-1")}}
-    with socket.socket(socket.AF_UNIX) as s:
-        s.connect(sock)
-        s.sendall(json.dumps(req).encode() + b"\\n")
-        with s.makefile("rb") as f:
-            ans = json.loads(f.readline())
-    sys.stdout.buffer.write(ans["out"].encode("latin-1"))
-    sys.stderr.buffer.write(ans["err"].encode("latin-1"))
-    sys.exit(ans["rc"])
+    blob = b"\\0".join(os.fsencode(a) for a in [name, *sys.argv[1:]])
+    s = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+    s.connect(sock)
+    s.sendall(b"%d %d\\n" % (len(blob), len(stdin)) + blob + stdin)
+    data = b""
+    while chunk := s.recv(1 << 16):
+        data += chunk
+    head, _, body = data.partition(b"\\n")
+    rc, nout, nerr = (int(x) for x in head.split())
+    sys.stdout.buffer.write(body[:nout])
+    sys.stderr.buffer.write(body[nout:nout + nerr])
+    sys.exit(rc)
 sys.path.insert(0, {repo!r})
 from installer.demo.standin.cli import shim_main
 sys.exit(shim_main(sys.argv))
