@@ -42,7 +42,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from installer.bootobj import sign
-from installer.errors import BootObjectError, CatalogError, NetworkError
+from installer.errors import BootObjectError, CatalogError
+from installer.net.http import request_error
 
 log = logging.getLogger(__name__)
 
@@ -206,7 +207,7 @@ def fetch_signature(ref: str, session: requests.Session | None) -> bytes | None:
                                    f"{resp.status_code}; not using the catalog")
             data = resp.raw.read(MAX_SIG_BYTES + 1, decode_content=True)
     except requests.RequestException as exc:
-        raise NetworkError(f"GET {where}: {exc}") from exc
+        raise request_error(where, exc) from exc
     return bytes(data)
 
 

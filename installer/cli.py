@@ -10,6 +10,7 @@ import click
 from installer import __version__
 from installer.bootobj.cli import bootobj
 from installer.catalog_cli import catalog
+from installer.commands.bundle import bundle
 from installer.commands.refresh_firmware import refresh_firmware_cmd
 from installer.commands.resume import resume_cmd, rollback_cmd
 from installer.commands.status import status_cmd
@@ -42,6 +43,7 @@ cli.add_command(plan_cmd)
 cli.add_command(sim)
 cli.add_command(ipsw)
 cli.add_command(install_cmd)
+cli.add_command(bundle)
 for _cmd in (status_cmd, uninstall_cmd, resume_cmd, rollback_cmd, upgrade_stage1_cmd,
              refresh_firmware_cmd):
     cli.add_command(_cmd)

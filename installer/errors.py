@@ -59,3 +59,7 @@ class AnswersError(PippinError):
 
 class ReleaseError(PippinError):
     """A release bundle cannot be built (a missing platform wheel, a bad --base-url…)."""
+
+
+class BundleError(PippinError):
+    """An offline bundle (``pippin bundle``): missing, damaged, or lacking what is asked."""

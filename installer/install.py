@@ -45,9 +45,10 @@ import requests
 
 from installer import catalog_trust
 from installer.answers import Answers, to_toml
-from installer.bootobj import assemble, espupdate
+from installer.bootobj import assemble, espupdate, layout
 from installer.bootobj import vars as bvars
 from installer.bootobj.stage1src import resolve_stage1
+from installer.bundle import source as bundle_source
 from installer.catalog import Catalog, OsEntry, PartitionType, parse_catalog
 from installer.catalog_trust import Pin
 from installer.demo import server as demo_server
@@ -89,6 +90,8 @@ from installer.targets.sim import SimTarget
 log = logging.getLogger(__name__)
 
 ProgressFn = Callable[[str, int, int], None]
+#: Where an entry with ``copy_installer_data`` gets the catalog it came from, on its ESP.
+CATALOG_COPY = "installer_data.json"
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -119,6 +122,7 @@ class InstallDeps:
     guid_seed: str = field(default_factory=lambda: secrets.token_hex(16))
     # Called at each step of the disk-changing part (tests crash the run there).
     checkpoint: Callable[[str], None] = field(default=lambda point: None)
+    bundle: Path | None = None  # `--source OUT`: install from this offline bundle
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,6 +141,7 @@ class InstallResult:
     warnings: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
     answers: Answers | None = None  # the answers as carried out (space resolved, OS named)
+    kernel_layout: str = ""  # how m1n1/boot.bin stores the kernel (bootobj/layout.py)
 
     def to_json(self) -> dict[str, object]:
         from installer.disk.render import plan_to_dict
@@ -145,7 +150,8 @@ class InstallResult:
                 "stage1": str(self.stage1_path) if self.stage1_path else None,
                 "stage1_sha256": self.stage1_sha256, "bytes_downloaded": self.bytes_downloaded,
                 "seconds": self.seconds, "warnings": list(self.warnings),
-                "notes": list(self.notes), "plan": plan_to_dict(self.plan)}
+                "notes": list(self.notes), "kernel_layout": self.kernel_layout,
+                "plan": plan_to_dict(self.plan)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,6 +163,9 @@ class Source:
     ipsw_base: str | None
     demo: bool = False
     notes: tuple[str, ...] = ()
+    raw: bytes = b""  # the catalog as read (copied to the ESP when an entry asks)
+    # Before planning: raises when this source cannot serve the entry + image (a bundle).
+    check: Callable[[OsEntry, DeviceFacts, str], None] | None = None
 
 
 def default_sim(cache_dir: Path) -> Path:
@@ -176,8 +185,9 @@ def make_target(target: str, runner: Runner, root: Path = Path("/")) -> InstallT
 
 
 def _read_catalog(ref: str, session: requests.Session, repo_base: str | None,
-                  pins: Sequence[Pin] = ()) -> Catalog:
-    """The catalog at ``ref``, used only after its signature checks out (catalog_trust)."""
+                  pins: Sequence[Pin] = ()) -> tuple[Catalog, bytes]:
+    """The catalog at ``ref`` (and its bytes), used only after its signature checks out
+    (catalog_trust)."""
     if remote.is_url(ref):
         try:
             resp = session.get(ref, timeout=(10.0, 30.0))
@@ -187,24 +197,31 @@ def _read_catalog(ref: str, session: requests.Session, repo_base: str | None,
             raise CatalogError(f"GET {ref}: HTTP {resp.status_code}")
         catalog_trust.trusted(ref, resp.content, session, pins)
         base = repo_base or ref.rsplit("/", 1)[0]
-        return parse_catalog(resp.content, base)
+        return parse_catalog(resp.content, base), resp.content
     path = remote.local_path(ref)
     try:
         data = path.read_bytes()
     except OSError as exc:
         raise CatalogError(f"cannot read catalog {path}: {exc.strerror}") from exc
     catalog_trust.trusted(str(path), data, None, pins)
-    return parse_catalog(data, repo_base or str(path.resolve().parent))
+    return parse_catalog(data, repo_base or str(path.resolve().parent)), data
 
 
 @contextlib.contextmanager
 def open_source(answers: Answers, deps: InstallDeps) -> Iterator[Source]:
-    """The catalog named by the answers, INSTALLER_DATA, or the demo site (served here)."""
+    """The catalog named by the answers, INSTALLER_DATA, or the demo site (served here);
+    an offline bundle (``--source``, or a catalog inside one) serves everything locally."""
     ref = answers.catalog or deps.env.get("INSTALLER_DATA")
+    bundle_dir = deps.bundle or bundle_source.bundle_of(ref)
+    if bundle_dir is not None:
+        b = bundle_source.open_bundle(bundle_dir, catalog_trust.pins_from_env(deps.env))
+        yield Source(b.catalog, b.catalog_ref, b.ipsw_base, len(b.catalog.entries) == 1,
+                     raw=b.raw, check=b.check)
+        return
     if ref:
-        cat = _read_catalog(ref, deps.session, deps.env.get("REPO_BASE"),
-                            catalog_trust.pins_from_env(deps.env))
-        yield Source(cat, ref, deps.env.get("IPSW_BASE"))
+        cat, raw = _read_catalog(ref, deps.session, deps.env.get("REPO_BASE"),
+                                 catalog_trust.pins_from_env(deps.env))
+        yield Source(cat, ref, deps.env.get("IPSW_BASE"), raw=raw)
         return
     assets = deps.demo_assets
     why = ""
@@ -229,8 +246,8 @@ def open_source(answers: Answers, deps: InstallDeps) -> Iterator[Source]:
         url = f"{srv.url}/{site.catalog}"
         pins = (*catalog_trust.pins_from_env(deps.env),
                 catalog_trust.Pin(srv.url + "/", site.catalog_key))  # we made this site
-        cat = _read_catalog(url, deps.session, srv.url, pins)
-        yield Source(cat, url, deps.env.get("IPSW_BASE") or srv.url, True, site.notes)
+        cat, raw = _read_catalog(url, deps.session, srv.url, pins)
+        yield Source(cat, url, deps.env.get("IPSW_BASE") or srv.url, True, site.notes, raw)
 
 
 def pick_entry(catalog: Catalog, answers: Answers, demo: bool) -> OsEntry:
@@ -343,6 +360,8 @@ def _install(request: InstallRequest, deps: InstallDeps, st: _Stages,
         facts = target.facts()
         entry = pick_entry(src.catalog, answers, demo=src.demo)
         img, ipsw_url = pick_image(entry, facts, src.ipsw_base)
+        if src.check is not None:
+            src.check(entry, facts, ipsw_url)
         if resuming is not None:
             plan = _journaled_plan(target, resuming)
         else:
@@ -356,7 +375,8 @@ def _install(request: InstallRequest, deps: InstallDeps, st: _Stages,
                  img.version, ipsw_url)
         final = replace(answers, target=target_ref, os=entry.name)
         result = InstallResult(plan, target_ref, entry.name.strip(), ipsw_url,
-                               request.dry_run, notes=src.notes, answers=final)
+                               request.dry_run, notes=src.notes + _layout_note(entry),
+                               answers=final)
         real_mac = isinstance(target, MacTarget)
         stage1 = resolve_stage1(
             boot_object=entry.boot_object, entry_name=entry.name.strip(), real_mac=real_mac,
@@ -369,7 +389,8 @@ def _install(request: InstallRequest, deps: InstallDeps, st: _Stages,
         deps.cache_dir.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(prefix="pippin-install-", dir=deps.cache_dir) as tmp:
             return _run(result, entry, facts, target, plan, deps, st, capture, Path(tmp),
-                        stage1.data, admin, resuming=resuming is not None)
+                        stage1.data, admin, resuming=resuming is not None,
+                        catalog_data=src.raw)
 
 
 def _admin(answers: Answers, request: InstallRequest, real_mac: bool) -> tuple[str, str] | None:
@@ -395,7 +416,7 @@ def _journaled_plan(target: InstallTarget, pending: PendingRun) -> Plan:
 def _run(result: InstallResult, entry: OsEntry, facts: DeviceFacts, target: InstallTarget,
          plan: Plan, deps: InstallDeps, st: _Stages, capture: _LogCapture,
          work: Path, stage1_src: bytes, admin: tuple[str, str] | None, *,
-         resuming: bool = False) -> InstallResult:
+         resuming: bool = False, catalog_data: bytes = b"") -> InstallResult:
     downloaded = 0
     payloads: DirPayloads | ZipPayloads | None = None
     tethered = not entry.partitions  # a stub only; stage 1 waits for a development host
@@ -453,9 +474,11 @@ def _run(result: InstallResult, entry: OsEntry, facts: DeviceFacts, target: Inst
             stage1_path = info.volumes.system / STAGE1_PATH
             cp("stub written")
         warnings = tuple(plan.warnings) + (fw.warnings if fw else ())
+        choice: layout.Choice | None = None
         if esp_part is not None and fw is not None:
-            _esp_stage(st, work, entry, facts, needed, fetched, fw, info.vgid, boot_bin,
-                       stage1_path, len(stage1), esp_uuid, capture, target, esp_part)
+            choice = _esp_stage(st, work, entry, facts, needed, fetched, fw, info.vgid,
+                                boot_bin, stage1_path, len(stage1), esp_uuid, capture, target,
+                                esp_part, payloads, catalog_data)
             cp("esp written")
         if admin is not None:
             with st.stage("boot policy"):
@@ -470,6 +493,7 @@ def _run(result: InstallResult, entry: OsEntry, facts: DeviceFacts, target: Inst
                                hint="the disk was rolled back to its state before") from exc
         raise
     return replace(result, esp_partuuid=esp_uuid, vgid=info.vgid, stage1_path=stage1_path,
+                   kernel_layout=choice.describe() if choice is not None else "",
                    stage1_sha256=hashlib.sha256(stage1).hexdigest(),
                    bytes_downloaded=downloaded, seconds=dict(st.seconds), warnings=warnings)
 
@@ -477,16 +501,23 @@ def _run(result: InstallResult, entry: OsEntry, facts: DeviceFacts, target: Inst
 def _esp_stage(st: _Stages, work: Path, entry: OsEntry, facts: DeviceFacts, needed: Needed,
                fetched: Path, fw: FirmwareOutput, vgid: str, boot_bin: bytes,
                stage1_path: Path, stage1_len: int, esp_uuid: str, capture: _LogCapture,
-               target: InstallTarget, esp_part: Partition) -> None:
-    """Everything the installer adds to the ESP (formats.md §5), the install log last."""
+               target: InstallTarget, esp_part: Partition,
+               payloads: DirPayloads | ZipPayloads | None, catalog_data: bytes) -> layout.Choice:
+    """Everything the installer adds to the ESP (formats.md §5), the install log last;
+    the kernel layout of m1n1/boot.bin it chose."""
     with st.stage("esp"):
         staging = work / "esp"
         _stage_esp(staging, entry, facts, needed, fetched, fw, vgid, boot_bin)
+        choice = _kernel_layout(staging, payloads, esp_part.size)
+        if catalog_data and any(p.type is PartitionType.EFI and p.copy_installer_data
+                                for p in entry.partitions):
+            (staging / "asahi" / CATALOG_COPY).write_bytes(catalog_data)
         if (work / "extras").is_dir():
             shutil.copytree(work / "extras", staging / "asahi" / "extras")
         log.info("stage 1 (%d bytes) at %s; ESP %s", stage1_len, stage1_path, esp_uuid)
         (staging / "asahi" / "installer.log").write_text(capture.buf.getvalue())
         target.write_esp(esp_part, staging)
+    return choice
 
 
 def _rollback(target: InstallTarget) -> None:
@@ -520,6 +551,26 @@ def _part(model: DiskModel, ref: str | None) -> Partition:
         if p.ref == ref:
             return p
     raise BackendError(f"partition {ref} created by the plan is not on the disk")
+
+
+def _layout_note(entry: OsEntry) -> tuple[str, ...]:
+    """What the plan says about m1n1/boot.bin's kernel layout (decided once the package is
+    here: the plan itself needs no download)."""
+    esp = next((p for p in entry.partitions if p.type is PartitionType.EFI), None)
+    if not entry.package or esp is None:
+        return ()
+    return (f"m1n1/boot.bin: a compressed kernel is stored raw (booted in place, the fast "
+            f"layout) when {layout.COPIES} copies fit on the ESP beside the firmware, "
+            "else it stays compressed",)
+
+
+def _kernel_layout(staging: Path, payloads: DirPayloads | ZipPayloads | None,
+                   esp_size: int) -> layout.Choice:
+    """Issue 13: the raw kernel layout when the ESP has room (installer/bootobj/layout.py)."""
+    pkg_esp = payloads.root / "esp" if payloads is not None else None
+    choice = layout.choose_staged(staging, pkg_esp, esp_size)
+    log.info("m1n1/boot.bin: kernel layout %s", choice.describe())
+    return choice
 
 
 def _boot_bin(payloads: DirPayloads | ZipPayloads | None, deps: InstallDeps) -> bytes:
@@ -583,5 +634,3 @@ def _stage_esp(staging: Path, entry: OsEntry, facts: DeviceFacts, needed: Needed
     }
     (asahi / "stub_info.json").write_text(json.dumps(info, indent=1) + "\n")
     espupdate.update_esp(staging, boot_bin)
-    if any(p.type is PartitionType.EFI and p.copy_installer_data for p in entry.partitions):
-        log.debug("copy_installer_data: catalog copy is not kept on the ESP yet")

@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 import time
@@ -20,6 +21,7 @@ from typing import Any
 import click
 
 from installer.answers import Answers, check_choice, check_target, load_answers, to_toml
+from installer.bundle.source import started_from
 from installer.commands import common
 from installer.disk.plan import Space
 from installer.disk.render import render_plan
@@ -123,11 +125,14 @@ def _prompt(deps: InstallDeps, a: Answers) -> Answers:
     return a.override(size=check_choice("size", size))
 
 
-def _run_tui(deps: InstallDeps, a: Answers, auto_space: bool, write_answers: Path | None) -> int:
-    """The Textual installer; its result (or failure) is repeated on the terminal after."""
+def _run_tui(deps: InstallDeps, a: Answers, auto_space: bool, write_answers: Path | None,
+             offer_bundle: Path | None = None) -> int:
+    """The Textual installer; its result (or failure) is repeated on the terminal after.
+    Started from an offline bundle (``--source``, or run inside one), it offers it first."""
     from installer.tui.app import run_tui  # Textual loads only for interactive runs
 
-    result, error = run_tui(a, deps, auto_space=auto_space, answers_path=write_answers)
+    result, error = run_tui(a, deps, auto_space=auto_space, answers_path=write_answers,
+                            offer_bundle=offer_bundle)
     if error is not None:
         raise error
     if result is None:
@@ -135,7 +140,10 @@ def _run_tui(deps: InstallDeps, a: Answers, auto_space: bool, write_answers: Pat
         return 1
     click.echo(f"installed {result.os_name!r} on {result.target}: ESP {result.esp_partuuid}, "
                f"stage 1 at {result.stage1_path}")
-    if result.target.startswith("sim:"):
+    if result.target.startswith("sim:") and result.kernel_layout.startswith("firmware"):
+        click.echo("  boot it: scripts/make-uefi-media media.img && "
+                   f"scripts/qemu-boot {result.target[4:]} --media media.img")
+    elif result.target.startswith("sim:"):
         click.echo(f"  boot it: scripts/qemu-boot {result.target[4:]}")
     return 0
 
@@ -148,6 +156,9 @@ def _run_tui(deps: InstallDeps, a: Answers, auto_space: bool, write_answers: Pat
 @click.option("--catalog", help="installer_data.json path or URL (default: INSTALLER_DATA, "
               "else the generated demo catalog).")
 @click.option("--os", "os_name", help="Exact catalog entry name.")
+@click.option("--source", "source", type=click.Path(path_type=Path, file_okay=False),
+              help="Install from an offline bundle (`pippin bundle create`): catalog, "
+              "packages and restore images come from this directory; no network is used.")
 @click.option("--space", type=click.Choice(["free", "resize"]), default=None,
               help="Default: free space when it fits, else shrink macOS.")
 @click.option("--resize-to", help="macOS container size when resizing: min, NN%, or a size.")
@@ -171,13 +182,18 @@ def install_cmd(ctx: click.Context, /, yes: bool, dry_run: bool, as_json: bool, 
                 write_answers: Path | None, **kw: Any) -> int:
     """Install an OS next to macOS (on a non-Mac: onto the simulated Mac)."""
     deps = _deps(ctx)
+    source: Path | None = kw.pop("source")
+    if source is not None:
+        deps = dataclasses.replace(deps, bundle=source)
     a, auto_space = _answers(kw)
     if a.target is None:  # this Mac (or the macOS stand-in's), else the simulated one
         on_mac = sys.platform == "darwin" or deps.mac_root != Path("/")
         a = a.override(target="disk0" if on_mac else f"sim:{default_sim(deps.cache_dir)}")
     interactive = not yes and not dry_run and sys.stdin.isatty() and sys.stdout.isatty()
     if interactive and tui and not as_json:  # --json: the plan as JSON, then prompts
-        return _run_tui(deps, a, auto_space, write_answers)
+        offer = started_from(Path.cwd(), source)
+        return _run_tui(dataclasses.replace(deps, bundle=None), a, auto_space, write_answers,
+                        offer)
     if interactive:
         a = _prompt(deps, a)
     request = InstallRequest(a, dry_run=True, auto_space=auto_space)
@@ -218,8 +234,13 @@ def install_cmd(ctx: click.Context, /, yes: bool, dry_run: bool, as_json: bool, 
     else:
         click.echo(f"installed {result.os_name!r} on {result.target} (tethered: stage 1 waits "
                    f"for a development host), stage 1 at {result.stage1_path}")
+    if result.kernel_layout:
+        click.echo(f"  m1n1/boot.bin kernel layout: {result.kernel_layout}")
     click.echo(f"  downloaded {format_size(result.bytes_downloaded)}; "
                + ", ".join(f"{k} {v:.1f} s" for k, v in result.seconds.items()))
-    if result.target.startswith("sim:"):
+    if result.target.startswith("sim:") and result.kernel_layout.startswith("firmware"):
+        click.echo("  boot it: scripts/make-uefi-media media.img && "
+                   f"scripts/qemu-boot {result.target[4:]} --media media.img")
+    elif result.target.startswith("sim:"):
         click.echo(f"  boot it: scripts/qemu-boot {result.target[4:]}")
     return 0

@@ -220,15 +220,22 @@ def test_stage2_alone_boots_raw_kernel_given_last(tmp_path, guest):
     assert struct.unpack(">Q", ch["linux,initrd-end"])[0] - start == len(initrd)
 
 
-def test_chain_boots_raw_kernel_last_and_keeps_forwarded_variables(tmp_path, guest):
+@pytest.mark.parametrize("mode", [
+    assemble.InitramfsMode.TAG,
+    pytest.param(assemble.InitramfsMode.GZIP, id="bug-gzip-initramfs-under-kernel-bss"),
+])
+def test_chain_boots_raw_kernel_last_and_keeps_forwarded_variables(tmp_path, guest, mode):
     """boot.bin with an uncompressed kernel (assembled last, after initramfs and variable
     lines) through stage 1. Bug: stage 2 took everything after the raw kernel's start as
     kernel, so stage 1's forwarded lines (asahi,efi-system-partition, the stage-1 version)
-    never reached /chosen; stage 1 now hands over where the file ends (x3)."""
+    never reached /chosen; stage 1 now hands over where the file ends (x3).
+    Bug (gzip initramfs): stage 2 inflated it just past the file end, under the in-place
+    kernel's bss, which the kernel clears ("Initramfs unpacking failed"); it is now moved
+    above the kernel's image_size."""
     k = qemu.kernel_assets()
     boot = assemble.assemble_stage2(assemble.Stage2Parts(
         stage2=bc.stage_bytes("stage2"), kernel=k.image.read_bytes(),
-        compression=assemble.Compression.NONE, initramfs=guest["initrd"],
+        compression=assemble.Compression.NONE, initramfs=guest["initrd"], initramfs_mode=mode,
         variables=(bvars.Variable("chosen.bootargs", BOOTARGS),
                    bvars.Variable("chosen.pippin,who", "stage2"))))
     disk = bc.chain_disk(tmp_path / "disk.img", {"m1n1/boot.bin": boot})

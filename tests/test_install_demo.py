@@ -12,6 +12,7 @@ import zipfile
 
 import pytest
 
+from installer.bootobj import layout
 from installer.bootobj import vars as bvars
 from installer.bootobj.version import read_version
 from installer.demo.site import DEMO_LINUX, UEFI_ONLY
@@ -137,7 +138,9 @@ def test_demo_linux_install_writes_image_and_boot_object(tmp_path, demo_cache, d
         f.seek(start)
         assert f.read(len(root_img)) == root_img
     esp = partition_start(sim, parts["EFI"])
-    assert mtype(sim, esp, "m1n1/boot.bin") == boot_bin
+    # the package's gzip kernel is stored raw: the 500 MB ESP has room (issue 13)
+    assert mtype(sim, esp, "m1n1/boot.bin") == layout.raw_layout(boot_bin)
+    assert res.kernel_layout.startswith("raw (")
     assert res.bytes_downloaded > len(boot_bin)
     assert set(res.seconds) >= {"plan", "package", "restore image", "firmware", "disk",
                                 "stub", "esp"}

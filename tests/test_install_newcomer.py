@@ -67,9 +67,12 @@ def test_bug_demo_linux_left_out_silently(tmp_path, caplog):
     assert names == [UEFI_ONLY]
     why = (f"{DEMO_LINUX!r} is left out: scripts/fetch-test-assets failed: "
            f"{FAILURE.decode().strip()}")
-    assert src.notes == (why,)
+    no_uboot = (f"{UEFI_ONLY!r} holds stage 2 alone: no u-boot.bin in the test assets "
+                "(scripts/fetch-test-assets)")
+    assert src.notes == (why, no_uboot)
     # WARNING is what the CLI's stderr handler shows (cliboundary.setup_logging).
-    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == [why]
+    assert [r.getMessage() for r in caplog.records
+            if r.levelno >= logging.WARNING] == [why, no_uboot]
 
 
 def test_bug_demo_linux_left_out_says_why_in_the_tui(tmp_path):

@@ -136,10 +136,20 @@ def test_hopeless_server_is_a_clear_error_and_no_wrong_bytes(served, session, na
 
 
 def test_a_stalled_connection_is_relieved_by_the_others(served, session, names, tmp_path):
-    """The first request stalls until its read timeout; meanwhile the other connection
+    """A large request stalls until its read timeout; meanwhile the other connection
     finishes its own job and takes over half of the stalled one's range."""
-    with faultproxy.running(served.server.port,
-                            schedule=first(1, Fault("stall", at=0))) as px:
+    fired = []
+
+    def stall_first_large(_n, rng):  # small members are whole requests: stall a big one
+        if fired or rng is None or rng.startswith("bytes=-"):
+            return None
+        a, b = (int(x) for x in rng[6:].split("-"))
+        if b - a < 2 << 20:
+            return None
+        fired.append(rng)
+        return Fault("stall", at=0)
+
+    with faultproxy.running(served.server.port, schedule=stall_first_large) as px:
         arc = via(px, served.ipsw.path)
         # A 4 s read timeout: under CI load the other connection still has time to finish
         # its own half and take over the stalled one's before the stall times out.

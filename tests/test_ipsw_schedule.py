@@ -1,4 +1,5 @@
-"""The work queue hands out every byte exactly once and rebalances by stealing."""
+"""The work queue hands out every byte exactly once: guided request sizes from one shared
+queue, small spans one request each, and in-flight stealing only for large rests."""
 
 from __future__ import annotations
 
@@ -7,38 +8,65 @@ import random
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from installer.ipsw.ranges import MiB, Piece, PlanOptions, coalesce, plan
+from installer.ipsw.ranges import MiB, coalesce
 from installer.ipsw.schedule import WorkQueue
 
 
-def test_jobs_go_one_per_worker_then_idle_workers_steal_half():
-    jobs = [(Piece(0, 8 * MiB),), (Piece(8 * MiB, 9 * MiB),)]
-    wq = WorkQueue(jobs, 2, min_steal=MiB, align=MiB, min_split=4 * MiB)
-    assert wq.next(0) == (0, 8 * MiB)
-    assert wq.next(1) == (8 * MiB, 9 * MiB)
-    assert wq.advance(0, 2 * MiB) == 8 * MiB
-    # Worker 1 is done; worker 0 is at 2 MiB of 8: the rest is split at a block boundary.
-    assert wq.next(1) == (5 * MiB, 8 * MiB)
-    assert wq.advance(0, 3 * MiB) == 5 * MiB  # worker 0 now stops at 5 MiB
+def queue(spans, workers, **kw):
+    opts = dict(align=MiB, min_request=MiB, max_request=64 * MiB, min_split=16 * MiB)
+    return WorkQueue(spans, workers, **{**opts, **kw})
+
+
+def test_requests_shrink_as_the_queue_drains():
+    wq = queue([(0, 256 * MiB)], 8)
+    sizes = []
+    while (r := wq.next(0)) is not None:
+        sizes.append(r[1] - r[0])
+        wq.advance(0, r[1])
+    assert sizes[0] == 16 * MiB  # 256 MiB / (2 × 8)
+    assert sizes == sorted(sizes, reverse=True)
+    assert sizes[-1] <= 2 * MiB  # the last requests are small: connections end together
+    assert sum(sizes) == 256 * MiB
+
+
+def test_small_spans_are_one_request_each_and_keep_file_order():
+    spans = [(0, 100), (10 * MiB, 10 * MiB + 5000), (20 * MiB, 21 * MiB)]
+    wq = queue(spans, 4)
+    got = [wq.next(i) for i in range(4)]
+    assert got == [*spans, None]
+
+
+def test_large_spans_go_first_so_little_is_left_to_check_after_the_last_byte():
+    spans = [(0, 100), (MiB, 6 * MiB), (10 * MiB, 30 * MiB)]
+    wq = queue(spans, 1, max_request=64 * MiB)
+    got = []
+    while (r := wq.next(0)) is not None:
+        got.append(r)
+        wq.advance(0, r[1])
+    assert got[0][0] == 10 * MiB  # the largest span's first chunk
+    assert got[-1] == (0, 100)  # small spans last, in file order
+    assert coalesce(got, 0) == coalesce(spans, 0)
+
+
+def test_a_rest_smaller_than_a_request_is_not_split_off():
+    wq = queue([(0, 9 * MiB + 10)], 4, min_request=2 * MiB)
+    first = wq.next(0)
+    assert first == (0, 2 * MiB)  # ceil(9 MiB / 8) rounded up to the block
+    while (r := wq.next(0)) is not None:
+        assert r[1] - r[0] >= 2 * MiB
+
+
+def test_a_large_range_in_flight_is_cut_for_an_idle_worker():
+    wq = queue([(0, 64 * MiB)], 2, min_request=64 * MiB, min_split=4 * MiB)
+    assert wq.next(0) == (0, 64 * MiB)
+    assert wq.advance(0, 2 * MiB) == 64 * MiB
+    assert wq.next(1) == (33 * MiB, 64 * MiB)  # half of the rest, at a block boundary
+    assert wq.advance(0, 3 * MiB) == 33 * MiB  # worker 0 now stops there
     assert wq.steals == 1
 
 
-def test_unstarted_pieces_are_stolen_before_splitting():
-    jobs = [(Piece(0, MiB), Piece(2 * MiB, 3 * MiB), Piece(4 * MiB, 5 * MiB))]
-    wq = WorkQueue(jobs, 2, min_steal=MiB // 2, align=4096)
-    assert wq.next(0) == (0, MiB)
-    assert wq.next(1) == (4 * MiB, 5 * MiB)  # the later half of worker 0's backlog
-    assert wq.next(0) == (2 * MiB, 3 * MiB)
-
-
-def test_small_rests_are_not_worth_a_request():
-    wq = WorkQueue([(Piece(0, MiB),)], 2, min_steal=2 * MiB, align=4096)
-    assert wq.next(0) == (0, MiB)
-    assert wq.next(1) is None
-
-
 def test_ranges_in_flight_are_cut_only_when_large():
-    wq = WorkQueue([(Piece(0, 8 * MiB),)], 2, min_steal=MiB, align=MiB, min_split=16 * MiB)
+    wq = queue([(0, 8 * MiB)], 2, min_request=8 * MiB, min_split=16 * MiB)
     assert wq.next(0) == (0, 8 * MiB)
     assert wq.next(1) is None  # 8 MiB in flight: the waste of cutting it is not worth it
     assert wq.steals == 0
@@ -53,10 +81,11 @@ def test_ranges_in_flight_are_cut_only_when_large():
 )
 def test_every_byte_is_handed_out_once(spans, workers, seed):
     """Simulate workers advancing at random speeds: the union of what they fetch is exactly
-    the plan, and no byte is fetched by two workers."""
+    the spans, and no byte is fetched by two workers."""
     rng = random.Random(seed)
-    jobs = plan(spans, PlanOptions(connections=workers, max_gap=0))
-    wq = WorkQueue(jobs, workers, min_steal=MiB, align=64 << 10, min_split=2 * MiB)
+    merged = coalesce(spans, 0)
+    wq = WorkQueue(merged, workers, align=64 << 10, min_request=MiB, max_request=16 * MiB,
+                   min_split=2 * MiB)
     current: dict[int, list[int]] = {}
     done: list[tuple[int, int]] = []
     idle = set()
@@ -80,6 +109,5 @@ def test_every_byte_is_handed_out_once(spans, workers, seed):
             del current[w]
         else:
             current[w] = [start, pos, end]
-    want = coalesce(((p.start, p.end) for job in jobs for p in job), 0)
-    assert coalesce(done, 0) == want
-    assert sum(e - s for s, e in done) == sum(e - s for s, e in want)  # no overlap
+    assert coalesce(done, 0) == merged
+    assert sum(e - s for s, e in done) == sum(e - s for s, e in merged)  # no overlap

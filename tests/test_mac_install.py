@@ -8,7 +8,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import signal
 import subprocess
+import sys
+import time
 import zipfile
 from pathlib import Path
 
@@ -121,6 +124,9 @@ def test_demo_linux_on_the_mac_path_boots_and_matches_the_sim_path(tmp_path, mac
                  "asahi/all_firmware.tar.gz", "asahi/stub_info.json", "asahi/installer.log"):
         assert name in files, sorted(files)
     assert b"diskutil" in files["asahi/installer.log"]
+    # copy_installer_data on the entry's ESP: the catalog it was installed from, as served
+    www = mac_xdg / "pippin" / "demo" / "www"
+    assert files["asahi/installer_data.json"] == (www / "installer_data.json").read_bytes()
     state = SimState(sim)
     assert state.boot == stub_uuid
     system = state.volume_dir(stub_uuid, DEMO_LINUX)
@@ -173,3 +179,41 @@ def test_uefi_only_by_resize_then_into_free_space(tmp_path, mac_xdg):
     assert "m1n1/boot.bin" in files
     assert json.loads(files["asahi/stub_info.json"])["vgid"] == volume_group(entries[5][5])
     assert SimState(sim).boot == entries[5][5]  # the newest install is blessed
+
+
+def test_killed_during_the_disk_stage_then_resumed(tmp_path, mac_xdg):
+    """kill -9 of the whole stand-in run while the ESP is mounted (its files not yet synced
+    into the FAT): the same command names resume/rollback in one line, and `pippin resume`
+    through the stand-in finishes the install (the stale mount is reused, then synced)."""
+    sim = new_sim(tmp_path / "mac.img")
+    argv = [str(ROOT / "scripts" / "mac-standin"), "--sim", str(sim), "--admin", "alice:pw",
+            "--", sys.executable, "-m", "installer.cli", *install_args(DEMO_LINUX)]
+    env = macstandin._env(mac_xdg, "pw", None)
+    p = subprocess.Popen(argv, cwd=ROOT, env=env, stdin=subprocess.DEVNULL,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                         start_new_session=True)
+    try:
+        deadline = time.monotonic() + 300
+        while not any(a[:2] == ["diskutil", "mount"] for a in argv_log(sim)):
+            assert p.poll() is None, "the install ended before the ESP was mounted"
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+    finally:
+        os.killpg(p.pid, signal.SIGKILL)
+        p.wait()
+    r = pippin_mac(sim, mac_xdg, *install_args(DEMO_LINUX))
+    assert r.returncode == 1
+    assert "was interrupted on disk0: finish it with `pippin resume --target disk0` or undo " \
+           "it with `pippin rollback --target disk0`" in r.stderr
+    r = pippin_mac(sim, mac_xdg, "resume", "--target", "disk0", "--yes")
+    assert r.returncode == 0, r.stderr[-3000:]
+    entries = gpt(sim)
+    assert [(e[1], e[4]) for e in entries[3:]] == [
+        (APFS_GUID, DEMO_LINUX), (EFI_GUID, ""), (LINUX_GUID, "")]
+    files = esp_files(sim, tmp_path / "esp")
+    assert {"m1n1/boot.bin", "vendorfw/firmware.cpio", "asahi/stub_info.json"} <= set(files)
+    assert not json.loads((sidecar(sim) / "standin" / "mounts.json").read_text())
+    state = SimState(sim)
+    assert state.boot == entries[3][5]
+    boot = (state.volume_dir(entries[3][5], DEMO_LINUX) / STAGE1_PATH).read_bytes()
+    assert stage1_vars(boot)["chainload"] == f"{entries[4][5].lower()};m1n1/boot.bin"

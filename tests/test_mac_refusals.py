@@ -5,9 +5,11 @@ password (bless fails after the disk was written: the install is rolled back).""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
-from installer.demo.site import UEFI_ONLY
+from installer.demo.site import DEMO_LINUX, UEFI_ONLY
 from installer.platform.simstate import SimState, sidecar
 from tests.support import macstandin
 from tests.support.bootobjgen import fake_m1n1, fake_stage
@@ -24,10 +26,11 @@ def sim(tmp_path_factory):
 
 
 def error_lines(stderr: str) -> list[str]:
-    # progress lines ("pippin: disk…") and the rollback notice are not the error
+    # progress lines ("pippin: disk…"), the rollback notice and the unsigned-catalog notice
+    # are not the error
     lines = [x for x in stderr.splitlines() if not x.startswith(("pippin: ", "ERROR: install "
-             "failed after the disk was changed")) or x.startswith(("pippin: error:",
-                                                                   "pippin: hint:"))]
+             "failed after the disk was changed", "WARNING: catalog ")) or x.startswith((
+                 "pippin: error:", "pippin: hint:"))]
     assert len(lines) <= 2, stderr
     return lines
 
@@ -105,3 +108,30 @@ def test_wrong_admin_password_fails_in_bless_and_rolls_back(sim, mac_xdg):
     assert gpt(sim) == table
     assert (sidecar(sim) / "state.json").read_bytes() == state
     assert SimState(sim).boot == ""
+
+
+def test_image_whose_sha256_differs_from_the_catalog_is_caught_while_streaming(
+        tmp_path, mac_xdg):
+    """The Mac path streams root.img from the zip to /dev/rdiskNsM (no temporary copy) and
+    checks its SHA-256 as it goes: a catalog that disagrees fails the install at the end of
+    the member, and the install is rolled back."""
+    www = mac_xdg / "pippin" / "demo" / "www"
+    doc = json.loads((www / "installer_data.json").read_bytes())
+    entry = next(e for e in doc["os_list"] if e["name"] == DEMO_LINUX)
+    entry["package"] = str(www / "os" / entry["package"])
+    root = next(p for p in entry["partitions"] if p.get("image") == "root.img")
+    root["sha256"] = "0" * 64
+    catalog = tmp_path / "installer_data.json"
+    catalog.write_text(json.dumps({"os_list": [entry]}))
+    sim = new_sim(tmp_path / "mac.img")
+    table = gpt(sim)
+    r = pippin_mac(sim, mac_xdg, "install", "--catalog", str(catalog), "--os", DEMO_LINUX,
+                   "--admin-user", "alice", "--stage1", str(STAGE1), "--yes",
+                   env={"IPSW_BASE": str(www)})
+    assert r.returncode == 1
+    lines = error_lines(r.stderr)
+    assert lines[0].startswith("pippin: error: package image root.img: SHA-256 "), lines
+    assert "does not match the catalog's 00000000" in lines[0]
+    assert any(a[:2] == ["diskutil", "addPartition"] and "%noformat%" in a
+               and a[2] == "disk0s5" for a in argv_log(sim))  # it got as far as the image
+    assert gpt(sim) == table  # rolled back

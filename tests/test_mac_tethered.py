@@ -18,15 +18,16 @@ from tests.support.macstandin import APFS_GUID, STAGE1, argv_log, gpt, pippin_ma
 mac_xdg = macstandin.mac_xdg
 pytestmark = pytest.mark.timeout(600)
 NAME = "Tethered boot (m1n1, for development)"
-# The entry as the live catalog has it (AsahiLinux/asahi-installer-data commit 42648e7,
-# data/installer_data.json; see the catalog fixture's provenance), verbatim.
-ENTRY = {"name": NAME, "default_os_name": "m1n1 proxy", "expert": True,
-         "boot_object": "m1n1.bin", "external_boot": True, "partitions": []}
 
 
-def test_tethered_install_is_a_stub_with_a_variable_free_stage1(tmp_path, mac_xdg):
+def test_tethered_install_is_a_stub_with_a_variable_free_stage1(tmp_path, mac_xdg,
+                                                                  real_catalog):
+    # The live catalog's entry, as it is (tests/fixtures/catalog/SOURCE.md).
+    entry = next(e for e in json.loads(real_catalog.read_bytes())["os_list"]
+                 if e["name"] == NAME)
+    assert entry["partitions"] == []
     catalog = tmp_path / "installer_data.json"
-    catalog.write_text(json.dumps({"os_list": [ENTRY]}))
+    catalog.write_text(json.dumps({"os_list": [entry]}))
     sim = new_sim(tmp_path / "mac.img")
     before = gpt(sim)
     www = mac_xdg / "pippin" / "demo" / "www"  # the demo restore image, as a local mirror

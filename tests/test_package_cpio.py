@@ -219,7 +219,7 @@ def test_spool_slices_are_hashed_once(tmp_path):
     spool = tmp_path / "spool"
     spool.write_bytes(b"....payload....")
     with open(spool, "rb") as f:
-        content = Content("dump:x", fd=f.fileno(), offset=4, size=7, digest=b"\1" * 32)
+        content = Content("dump:x", spool=f, offset=4, size=7, digest=b"\1" * 32)
         plan = plan_package([FirmwareFile("brcm/x.bin", source=content)])
         assert plan.files[0].sha256 == "01" * 32  # taken from the collector, not recomputed
         out = tmp_path / "out"

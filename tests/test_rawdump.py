@@ -192,7 +192,7 @@ def test_decompression_limit(tmp_path):
     assert list(dest.iterdir()) == []
     with tempfile.TemporaryFile() as spool:  # refused from the header: nothing is written
         with pytest.raises(ArchiveError, match="more than 100000 bytes"):
-            rawdump.read_dump(bomb, spool.fileno(), limit=100_000)
+            rawdump.read_dump(bomb, spool, limit=100_000)
         assert os.fstat(spool.fileno()).st_size == 0
 
 
@@ -343,7 +343,7 @@ def test_symlinks_in_a_dump_loop_dangle_or_chain(tmp_path):
         archive = tmp_path / "t.tar.gz"
         archive.write_bytes(tgz(members))
         with tempfile.TemporaryFile() as spool:
-            return rawdump.read_dump(archive, spool.fileno())
+            return rawdump.read_dump(archive, spool)
 
     with pytest.raises(ArchiveError, match="symlink a -> b is a loop"):
         read([special("a", tarfile.SYMTYPE, "b"), special("b", tarfile.SYMTYPE, "a")])
@@ -358,3 +358,16 @@ def test_symlinks_in_a_dump_loop_dangle_or_chain(tmp_path):
     assert tree.escapes("d/up", "d") is False
     assert tree.escapes("l2", "l1") is True  # resolves to d/f, outside "l1"
     assert tree.escapes("d/dangling", "") is True
+
+
+def test_contents_outliving_the_dump_fail_instead_of_reading_a_reused_descriptor(tmp_path):
+    asahi = tmp_path / "asahi"
+    asahi.mkdir()
+    rawdump.pack(make_dump_tree(tmp_path / "src"), asahi / rawdump.RAWDUMP_NAME)
+    with rawdump.open_source(asahi, tmp_path) as source:
+        assert source.tree is not None
+        content = source.tree.content("apple/aop-als-cal.bin")
+        assert content.read() == b"als"
+    with open(asahi / rawdump.RAWDUMP_NAME, "rb"):  # likely takes the freed descriptor
+        with pytest.raises(OSError, match="spool it was read from is closed"):
+            content.read()

@@ -35,11 +35,14 @@ def members(bundle: Path) -> list[tarfile.TarInfo]:
         return tf.getmembers()
 
 
-def read_member(bundle: Path, name: str) -> bytes:
+def read_all(bundle: Path) -> dict[str, bytes]:
+    out = {}
     with tarfile.open(bundle, "r:gz") as tf:
-        f = tf.extractfile(name)
-        assert f is not None
-        return f.read()
+        for ti in tf:
+            f = tf.extractfile(ti)
+            if f is not None:
+                out[ti.name] = f.read()
+    return out
 
 
 # -- the bundle ------------------------------------------------------------------------
@@ -64,25 +67,25 @@ def test_same_inputs_give_the_same_bytes(served_release, tmp_path):
 def test_bundle_holds_wheels_loaders_hooks_and_manifest(served_release):
     b = served_release.built
     top = f"pippin-{b.version}"
-    names = {i.name for i in members(b.bundle)}
+    files = read_all(b.bundle)
+    names = set(files)
     for f in ("stage1.bin", "stage2.bin", "SHA256SUMS"):
-        got = read_member(b.bundle, f"{top}/bootchain/prebuilt/{f}")
+        got = files[f"{top}/bootchain/prebuilt/{f}"]
         assert got == (ROOT / "bootchain" / "prebuilt" / f).read_bytes()
     assert f"{top}/initramfs-hooks/common/vendorfw-load" in names
     assert f"{top}/requirements.lock" in names
     assert not any("/python/" in n for n in names)  # built with the system runtime
-    manifest = json.loads(read_member(b.bundle, f"{top}/BUNDLE.json"))
+    manifest = json.loads(files[f"{top}/BUNDLE.json"])
     assert manifest["version"] == b.version
     assert manifest["mac_pythons"] == list(wh.MAC_PYTHONS)
     wheel_names = sorted(n.rsplit("/", 1)[1] for n in names if n.startswith(f"{top}/wheels/"))
     assert sorted(manifest["wheels"]) == wheel_names
     for n in wheel_names:
-        assert hashlib.sha256(read_member(b.bundle, f"{top}/wheels/{n}")).hexdigest() \
-            == manifest["wheels"][n]
+        assert hashlib.sha256(files[f"{top}/wheels/{n}"]).hexdigest() == manifest["wheels"][n]
     own = f"pippin-{b.version}-py3-none-any.whl"
     assert own in wheel_names
     assert any(n.startswith("pip-") for n in wheel_names)
-    with zipfile.ZipFile(io.BytesIO(read_member(b.bundle, f"{top}/wheels/{own}"))) as z:
+    with zipfile.ZipFile(io.BytesIO(files[f"{top}/wheels/{own}"])) as z:
         listed = z.namelist()
     assert "installer/release/bootstrap.sh" in listed
     assert "installer/cli.py" in listed
@@ -201,7 +204,7 @@ def test_curl_sh_installs_the_demo_linux_and_it_boots(served_release, tmp_path, 
     r = curl_sh(served_release.url("rel/install"), env, "--answers", str(answers), "--yes")
     assert r.rc == 0, r.stderr[-3000:]
     assert f"installed '{DEMO_LINUX}' on sim:{sim}" in r.stdout
-    assert "catalog" not in r.stderr  # signed by the pinned key: no notice
+    assert "WARNING: catalog" not in r.stderr  # signed by the pinned key: no notice
     args = (tmp_path / "caffeinate.args").read_text().split()
     assert args[0] == "-dis"
     assert args[2:] == ["-m", "installer.cli", "install", "--expert", "--answers",
@@ -247,3 +250,38 @@ def test_bundled_runtime_is_preferred_and_dry_run_prints_the_plan(tmp_path):
     assert "-m installer.cli install" in used
     names = {i.name for i in members(built.bundle)}
     assert f"pippin-{built.version}/python/bin/python3" in names
+
+
+def _tar_gz(path: Path, entries: list[tuple[str, bytes | None, str]]) -> Path:
+    with tarfile.open(path, "w:gz") as tf:
+        for name, data, link in entries:
+            ti = tarfile.TarInfo(name)
+            if data is None:
+                ti.type, ti.linkname = tarfile.SYMTYPE, link
+                tf.addfile(ti)
+            else:
+                ti.size, ti.mode = len(data), 0o755
+                tf.addfile(ti, io.BytesIO(data))
+    return path
+
+
+def test_runtime_tarball_members(tmp_path):
+    """A python-build-standalone style tarball (top folder python/): files and symlinks are
+    carried under pippin-<v>/python/; members outside python/ or with .. are dropped."""
+    from installer.release.bundle import _runtime_members
+
+    rt = _tar_gz(tmp_path / "rt.tar.gz", [
+        ("python/bin/python3.12", b"ELF", ""), ("python/bin/python3", None, "python3.12"),
+        ("python/lib/x.py", b"x", ""), ("other/evil", b"e", ""),
+        ("python/../../evil", b"e", "")])
+    got = {m.name: m for m in _runtime_members(rt, "p/python")}
+    assert sorted(got) == ["p/python/bin/python3", "p/python/bin/python3.12",
+                           "p/python/lib/x.py"]
+    assert got["p/python/bin/python3"].link == "python3.12"
+    assert got["p/python/bin/python3.12"].mode == 0o755
+    bad = _tar_gz(tmp_path / "bad.tar.gz", [("python/lib/x.py", b"x", "")])
+    with pytest.raises(ReleaseError, match="no python/bin/python3 inside"):
+        list(_runtime_members(bad, "p/python"))
+    (tmp_path / "junk").write_bytes(b"not a tar")
+    with pytest.raises(ReleaseError, match="not a directory or readable tar archive"):
+        list(_runtime_members(tmp_path / "junk", "p/python"))

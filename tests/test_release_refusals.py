@@ -162,9 +162,9 @@ def test_not_root_names_the_sudo_line(served_release, tmp_path):
     for d in ("xdg", "tmp"):
         (home / d).chmod(0o777)
     url = served_release.url("rel/install")
-    r = curl_sh(url, env, "--dry-run", user=NOBODY)
+    r = curl_sh(url, env, "--dry-run", "--name", "Bob's Linux", user=NOBODY)
     refused(r, f"pippin: the installer needs root; run: curl -fsSL {served_release.url('rel')}"
-            "/install | sudo sh -s -- --dry-run", home)
+            "/install | sudo sh -s -- --dry-run --name 'Bob'\\''s Linux'", home)
 
 
 def python_shims(tmp_path: Path, body: str) -> str:
@@ -233,3 +233,14 @@ def test_no_python_the_wheels_fit(served_release, tmp_path):
     refused(r, "pippin: cannot install the bundle's wheels with any Python here; "
             f"{shim}/python3.11: ERROR: No matching distribution found for pylzss==0.3.4",
             tmp_path / "home")
+
+
+def test_mirror_bundle_larger_than_its_latest_says(served_release, tmp_path):
+    """A server that sends more than the index announced is cut off, not stored."""
+    b = served_release.built
+    scenario(b, served_release.root / "bigger", served_release.url("bigger"),
+             bundle=b.bundle.read_bytes() + bytes(4096))
+    base = served_release.url("bigger")
+    r = curl_sh(served_release.url("rel/install"), env_for(tmp_path, PIPPIN_BASE=base))
+    refused(r, f"pippin: cannot download {base}/{b.bundle.name}: larger than the {b.size} "
+            "bytes expected", tmp_path / "home")

@@ -26,8 +26,9 @@ def test_bug_build_bootchain_needed_scripts_test_first(script):
     if not USES_VENV.search(text):
         return
     assert '. "$(dirname -- "$0")/_env.sh"' in text, f"{script.name} must source _env.sh"
-    setup = re.search(r"^pippin_venv requirements(-dev)?\.lock\b", text, re.M)
-    assert setup, f"{script.name} uses .venv but never calls pippin_venv at top level"
+    # at top level, or inside the function that then runs $PIPPIN_PY
+    setup = re.search(r"^\s*pippin_venv requirements(-dev)?\.lock\b", text, re.M)
+    assert setup, f"{script.name} uses .venv but never calls pippin_venv"
     # The venv is set up before the script's own work starts (its last top-level line).
     body_call = [m.start() for m in re.finditer(r"^(exec |pippin_\w+ \"\$@\"|main )", text,
                                                 re.M)]

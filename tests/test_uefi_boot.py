@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from installer.bootobj import scan
 from installer.demo.site import DEMO_LINUX, UEFI_ONLY
 from tests.support import installfix
 from tests.support.installfix import (
@@ -64,8 +65,13 @@ def esp_of(sim: Path) -> tuple[str, int]:
 def test_uefi_only_boots_the_media_through_u_boot_and_systemd_boot(
         tmp_path, demo_cache, session, repo_root, media):
     sim = new_sim(tmp_path / "mac.img")
-    run_install(demo_cache, session, sim, UEFI_ONLY)
-    esp, _ = esp_of(sim)
+    res = run_install(demo_cache, session, sim, UEFI_ONLY)
+    esp, start = esp_of(sim)
+    boot = subprocess.run(["mtype", "-i", f"{sim}@@{start}", "::/m1n1/boot.bin"], check=True,
+                          capture_output=True, env=MTOOLS_ENV).stdout
+    kinds = [p.kind for p in scan.scan(boot, scan.payload_start(boot))]
+    assert kinds == ["firmware"]  # stage 2 + Debian's U-Boot
+    assert res.kernel_layout == "firmware (U-Boot, which boots an EFI program from a disk)"
     r = qemu_boot(repo_root, tmp_path / "xdg", str(sim), "--media", str(media), "--check")
     log = (tmp_path / "xdg" / "pippin" / "qemu-boot.log").read_text(errors="replace")
     assert r.returncode == 0, r.stdout + r.stderr + log[-3000:]
@@ -122,7 +128,8 @@ def add_to_raw_dump(sim: Path, esp_start: int, work: Path, members: dict[str, by
 def test_demo_linux_check_then_firmware_update_is_seen_on_next_boot(
         tmp_path, demo_cache, session, repo_root):
     sim = new_sim(tmp_path / "mac.img")
-    run_install(demo_cache, session, sim, DEMO_LINUX)
+    res = run_install(demo_cache, session, sim, DEMO_LINUX)
+    assert res.kernel_layout.startswith("raw (")  # stage 2 boots the kernel in place
     esp, start = esp_of(sim)
     xdg = tmp_path / "xdg"
     r = qemu_boot(repo_root, xdg, str(sim), "--check")

@@ -3,9 +3,16 @@ shaped like the real ones: every failure names one reason."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import time
+
 import pytest
 
-from installer.demo.bootcheck import Expected, judge
+from installer.bootobj import assemble
+from installer.bootobj import vars as bvars
+from installer.demo.bootcheck import Expected, judge, run_console
+from tests.support import bootchain as bc
 
 ESP = "1e3d8450-0f04-5160-842c-53a3229baabf"
 SHA_A, SHA_B = "a" * 64, "b" * 64
@@ -46,6 +53,11 @@ def test_all_verified():
      f"ESP {ESP}, vendorfw 2/2 files verified: the guest did not finish its report"),
     (console(started=False, fw=[], done=False) + "Kernel panic - not syncing: VFS\n",
      "Linux never started the demo guest (last console line: Kernel panic - not syncing: VFS)"),
+    ("pippin stage2: booting at 453831 us\n[    1.956868] Initramfs unpacking failed: invalid "
+     "magic at start of compressed archive\n[    1.975553] Unable to handle kernel paging "
+     "request\n[    1.981364] Internal error: Oops: 00000000979a0004 [#1] SMP\n",
+     "the kernel failed: Initramfs unpacking failed: invalid magic at start of compressed "
+     "archive"),
     ("pippin stage2: refusing to boot: payload at +1216: TruncatedPayload\n",
      "pippin stage2: refusing to boot: payload at +1216: TruncatedPayload"),
     ("Found nothing\nEFI boot manager: Cannot load any image\n=> ",
@@ -61,3 +73,45 @@ def test_an_esp_without_firmware_fails():
     assert not ok
     assert reason == (f"ESP {ESP}, vendorfw 0/0 files verified: "
                       "the ESP has no vendorfw/firmware.cpio")
+
+
+def run_script(repo_root, tmp_path, *args):
+    return subprocess.run([str(repo_root / "scripts" / "qemu-boot"), *map(str, args)],
+                          capture_output=True, text=True, timeout=120,
+                          env=dict(os.environ, XDG_CACHE_HOME=str(tmp_path / "xdg")))
+
+
+def test_script_refuses_bad_input_in_one_line_before_booting(repo_root, tmp_path):
+    img = tmp_path / "junk.img"
+    img.write_bytes(bytes(1 << 20))
+    s1 = tmp_path / "s1.bin"
+    s1.write_bytes(b"hi\n")
+    r = run_script(repo_root, tmp_path, img, "--stage1", s1, "--media", tmp_path / "nope.img")
+    assert r.returncode == 1
+    assert r.stderr == (f"qemu-boot: no media image at {tmp_path}/nope.img (make one: "
+                        f"scripts/make-uefi-media {tmp_path}/nope.img)\n")
+    r = run_script(repo_root, tmp_path, img, "--stage1", s1, "--check")
+    assert r.returncode == 1
+    assert r.stdout == (f"boot failed: stage-1 object {s1}: no STACKBOT end marker: not an "
+                        "m1n1-style loader image\n")
+    s1.write_bytes(assemble.assemble_stage1(bc.stage_bytes("stage1"),
+                                            bvars.stage1_config(ESP)))
+    r = run_script(repo_root, tmp_path, img, "--stage1", s1, "--check")
+    assert r.returncode == 1
+    assert r.stdout == f"boot failed: {img}: no GPT header at sector 1\n"
+
+
+@pytest.mark.parametrize(("output", "silence"), [
+    ("U-Boot\nEFI boot manager: Cannot load any image\n=> ", 60.0),
+    ("[    1.9] Internal error: Oops: 0 [#1] SMP\n", 0.5),
+])
+def test_run_console_stops_a_guest_that_will_not_go_on(tmp_path, output, silence):
+    """A stand-in for QEMU that prints, then hangs: U-Boot at its prompt after giving up,
+    or a kernel stuck after an oops. The check stops it instead of waiting for the timeout."""
+    t0 = time.monotonic()
+    console, rc, timed_out = run_console(
+        ["sh", "-c", f"printf '%s' '{output}'; exec sleep 60"], tmp_path / "log", 30,
+        oops_silence=silence)
+    assert time.monotonic() - t0 < 10
+    assert (console, rc, timed_out) == (output, None, False)
+    assert (tmp_path / "log").read_text() == output

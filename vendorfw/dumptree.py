@@ -22,6 +22,7 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from vendorfw.errors import ArchiveError
 from vendorfw.model import Content
@@ -65,14 +66,14 @@ def member_name(raw: str) -> str:
 
 
 class DumpTree(Tree):
-    """The members of a dump whose file data lie in the open spool ``fd``.
+    """The members of a dump whose file data lie in the open file ``spool``.
 
     Built member by member (:meth:`add_dir`, :meth:`add_file`, :meth:`add_hardlink`,
     :meth:`add_symlink`), then :meth:`finish` adds and checks the symlinks.
     """
 
-    def __init__(self, fd: int, archive: Path) -> None:
-        self.fd = fd
+    def __init__(self, spool: BinaryIO, archive: Path) -> None:
+        self.spool = spool
         self.archive = archive
         self.label = str(archive)
         self.entries: dict[str, _Entry] = {"": _DIR}
@@ -216,7 +217,7 @@ class DumpTree(Tree):
 
     def content(self, rel: str) -> Content:
         f = self._file(rel)
-        return Content(self.shown(rel), fd=self.fd, offset=f.offset, size=f.size)
+        return Content(self.shown(rel), spool=self.spool, offset=f.offset, size=f.size)
 
     @contextlib.contextmanager
     def mapped(self, rel: str) -> Iterator[Buffer]:
@@ -225,7 +226,7 @@ class DumpTree(Tree):
             yield b""
             return
         start = f.offset - f.offset % mmap.ALLOCATIONGRANULARITY
-        with mmap.mmap(self.fd, f.offset + f.size - start, access=mmap.ACCESS_READ,
+        with mmap.mmap(self.spool.fileno(), f.offset + f.size - start, access=mmap.ACCESS_READ,
                        offset=start) as mm:
             view = memoryview(mm)[f.offset - start :]
             try:
@@ -254,7 +255,7 @@ class DumpTree(Tree):
                 firsts[entry] = name
                 fd = os.open(path, flags, 0o644)
                 try:
-                    for piece in Content(name, fd=self.fd, offset=entry.offset,
+                    for piece in Content(name, spool=self.spool, offset=entry.offset,
                                          size=entry.size).chunks(chunk):
                         os.write(fd, piece)
                 finally:

@@ -13,6 +13,7 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 CHUNK = 1 << 20
 
@@ -20,12 +21,13 @@ CHUNK = 1 << 20
 @dataclass(frozen=True, slots=True)
 class Content:
     """Bytes to read later: the whole file ``path``, or ``size`` bytes at ``offset`` of the
-    open file descriptor ``fd`` (valid while its owner keeps it open). ``label`` names it.
+    open file ``spool`` (readable while its owner keeps it open; once it is closed, reading
+    fails instead of reading whatever reuses the descriptor). ``label`` names it.
     ``digest`` is the SHA-256 when a collector already computed it."""
 
     label: str
     path: Path | None = None
-    fd: int = -1
+    spool: BinaryIO | None = None
     offset: int = 0
     size: int = 0
     digest: bytes | None = None
@@ -47,9 +49,13 @@ class Content:
                 while piece := f.read(chunk):
                     yield piece
             return
+        assert self.spool is not None  # one of path/spool, by construction
+        if self.spool.closed:
+            raise OSError(9, f"{self.label}: the spool it was read from is closed")
+        fd = self.spool.fileno()
         done = 0
         while done < self.size:
-            piece = os.pread(self.fd, min(chunk, self.size - done), self.offset + done)
+            piece = os.pread(fd, min(chunk, self.size - done), self.offset + done)
             if not piece:
                 raise OSError(0, f"spool ends {self.size - done} bytes early")
             done += len(piece)

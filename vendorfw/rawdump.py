@@ -20,6 +20,7 @@ import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import libarchive
 
@@ -48,13 +49,14 @@ class UnpackStats:
 
 def read_dump(
     archive: Path,
-    spool: int,
+    spool: BinaryIO,
     progress: Callable[[int], None] | None = None,
     limit: int = MAX_UNPACKED,
     max_members: int = MAX_MEMBERS,
 ) -> DumpTree:
-    """Read ``archive`` into the empty spool file ``spool`` (an open descriptor the caller
-    owns and closes); :class:`ArchiveError` names the archive and the offending member."""
+    """Read ``archive`` into the empty spool file ``spool`` (opened for reading and writing;
+    the caller owns and closes it); :class:`ArchiveError` names the archive and the
+    offending member."""
     tree = DumpTree(spool, archive)
     total = 0
     try:
@@ -75,7 +77,8 @@ def read_dump(
                 elif entry.issym:
                     tree.add_symlink(name, archiveio.entry_link(entry))
                 elif entry.isreg:
-                    offset, size = _copy_member(reader, entry, spool, name, limit - total, limit)
+                    offset, size = _copy_member(reader, entry, spool.fileno(), name,
+                                                limit - total, limit)
                     tree.add_file(name, offset, size)
                     total += size
                     if progress:
@@ -121,7 +124,7 @@ def unpack(
         raise ArchiveError(f"cannot unpack {archive}: {dest} is not empty")
     try:
         with tempfile.TemporaryFile(prefix="vendorfw-spool-", dir=dest) as spool:
-            tree = read_dump(archive, spool.fileno(), progress, limit, max_members)
+            tree = read_dump(archive, spool, progress, limit, max_members)
             tree.materialize(dest)
     except ArchiveError:
         _empty(dest)
@@ -160,7 +163,7 @@ def open_source(
         raise ArchiveError(f"cannot unpack {dump} into {where}: {exc.strerror or exc}",
                            hint="pass --tmpdir DIR (an existing, writable directory)") from exc
     with spool:  # unnamed (O_TMPFILE where the kernel has it): nothing is left if killed
-        tree = read_dump(dump, spool.fileno(), progress)
+        tree = read_dump(dump, spool, progress)
         yield FirmwareSource.from_tree(tree, kernelcache)
 
 

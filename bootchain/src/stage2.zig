@@ -115,7 +115,9 @@ fn main(b: *rt.Boot) noreturn {
                     // Already on a 2 MiB boundary (bootobj pads boot.bin so): boot it where
                     // it lies. Its bss may cover the forwarded lines after it; they are
                     // copied into /chosen before the jump, and nothing is placed there.
-                    arena.cur = @max(arena.cur, at + @as(usize, @intCast(info.image_size)));
+                    const kend = at + @as(usize, @intCast(info.image_size));
+                    arena.cur = @max(arena.cur, kend);
+                    moveFromUnder(&found, &arena, at, kend);
                     found.kernel = .{ .start = at, .len = @intCast(info.image_size) };
                 } else {
                     const dst = placeKernel(&arena, info, n);
@@ -218,6 +220,31 @@ fn inflateOne(s: *payload.Scanner, it: payload.Item, arena: *Arena, found: *Foun
     } else {
         rt.halt(stage, "{t} payload at +{d} holds neither a kernel nor an initramfs", .{ it.kind, it.off });
     }
+}
+
+/// An in-place kernel's image_size runs past the file end (its bss), where the arena may
+/// already hold payloads inflated before it (a gzip initramfs): move those above it, or
+/// the kernel's bss clearing would wipe them (bug: "Initramfs unpacking failed").
+fn moveFromUnder(found: *Found, arena: *Arena, kstart: usize, kend: usize) void {
+    for (found.initrd[0..found.initrd_count]) |*r| {
+        if (r.start < kend and kstart < r.start + r.len) r.start = moveAbove(arena, r.start, r.len);
+    }
+    if (found.fdt) |f| {
+        const fs = @intFromPtr(f.ptr);
+        if (fs < kend and kstart < fs + f.len) {
+            const to = moveAbove(arena, fs, f.len);
+            found.fdt = @as([*]const u8, @ptrFromInt(to))[0..f.len];
+        }
+    }
+}
+
+/// Copy `len` bytes at `from` (all below `arena.cur`) to fresh arena space; the new address.
+fn moveAbove(arena: *Arena, from: usize, len: usize) usize {
+    const dst = arena.take(4096, "a payload under the kernel");
+    if (len > dst.len) rt.halt(stage, "no free RAM to move a payload from under the kernel", .{});
+    @memcpy(dst[0..len], @as([*]const u8, @ptrFromInt(from))[0..len]);
+    arena.cur = @intFromPtr(dst.ptr) + len;
+    return @intFromPtr(dst.ptr);
 }
 
 fn placeKernel(arena: *Arena, info: rt.ImageInfo, copy_len: u64) []u8 {

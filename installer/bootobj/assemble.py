@@ -220,6 +220,14 @@ def _pad_to_kernel_align(offset: int) -> bytes:
     return filler_fdt(gap)
 
 
+def kernel_last(prefix: bytes, variables: Sequence[bvars.Variable], kernel: bytes) -> bytes:
+    """``prefix`` (stage 2 and the other payloads), then the variable lines unterminated
+    (four NULs would end the scan), a filler that puts the kernel on a 2 MiB offset so stage 2
+    boots it in place, and the raw kernel."""
+    lines = bvars.encode(list(variables))[: -len(bvars.TERMINATOR)] if variables else b""
+    return prefix + _pad_to_kernel_align(len(prefix) + len(lines)) + lines + kernel
+
+
 def check_stage_image(data: bytes, what: str) -> None:
     """A bare loader image: Image header and, for Pippin's, ``image_size`` = file size."""
     check_image(data, what)
@@ -260,14 +268,9 @@ def assemble_stage2(parts: Stage2Parts, signing_key: Ed25519PrivateKey | None = 
                                       parts.gzip_level))
     block = bvars.encode(parts.variables) if parts.variables else b""
     if raw_last and kernel is not None:
-        # Before a raw kernel the lines stay unterminated (four NULs would end the scan),
-        # and a filler puts the kernel on a 2 MiB offset so stage 2 boots it in place.
-        lines = block[: -len(bvars.TERMINATOR)]
-        out.append(_pad_to_kernel_align(sum(len(b) for b in out) + len(lines)))
-        out += [lines, kernel]
-    elif block:
-        out.append(block)
-    data = b"".join(out)
+        data = kernel_last(b"".join(out), parts.variables, kernel)
+    else:
+        data = b"".join(out) + block
     if signing_key is not None:
         data = sign.sign(data, signing_key)
     return data

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from installer.bootobj.version import read_installed_vars
-from installer.errors import PippinError
+from installer.errors import BootObjectError, PippinError
 from installer.platform.gpt import read_gpt
 from vendorfw.errors import VendorFwError
 from vendorfw.manifest import MANIFEST_ENTRY
@@ -35,6 +35,10 @@ ESP_VAR = "chosen.asahi,efi-system-partition"
 ESP_TYPE = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B"
 _FW = re.compile(r"^PIPPIN-FW: (ok|bad|missing) (\S+) (\S+) (\S+)\s*$", re.M)
 _ESP = re.compile(r"^PIPPIN-ESP: (?:partuuid=(\S+) device=(\S+)|none)\s*$", re.M)
+# the first kernel line that says why Linux went down
+_KERNEL_FAIL = re.compile(r"^\[[\s\d.]+\] (Kernel panic - .*|Initramfs unpacking failed.*|"
+                          r"Internal error: Oops.*)$", re.M)
+_SILENCE_AFTER_OOPS = 10.0  # seconds without output after an oops: the guest is stuck
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +55,8 @@ def expected(image: Path, stage1: Path) -> Expected:
         variables = read_installed_vars(stage1.read_bytes())
     except OSError as exc:
         raise PippinError(f"cannot read the stage-1 object {stage1}: {exc.strerror}") from exc
+    except BootObjectError as exc:
+        raise PippinError(f"stage-1 object {stage1}: {exc.message}") from exc
     uuid = next((v.value for v in variables if v.name == ESP_VAR), None)
     if uuid is None:
         raise PippinError(f"{stage1} sets no {ESP_VAR}")
@@ -85,6 +91,8 @@ def judge(console: str, want: Expected) -> tuple[bool, str]:
     if refusal:
         return False, refusal
     if "PIPPIN-DEMO: Linux started" not in console:
+        if m := _KERNEL_FAIL.search(console):
+            return False, f"the kernel failed: {m[1].strip()}"
         if "EFI boot manager: Cannot load any image" in console and "Found EFI" not in console:
             return False, ("U-Boot found no EFI program on any disk (\"EFI boot manager: "
                            "Cannot load any image\"; is efi/boot/bootaa64.efi on the media?)")
@@ -122,9 +130,11 @@ def _stuck(console: str) -> bool:
     return console.rstrip(" ").endswith("=>") and "Cannot load any image" in console
 
 
-def run_console(qemu: list[str], log: Path, timeout: float) -> tuple[str, int | None, bool]:
+def run_console(qemu: list[str], log: Path, timeout: float,
+                oops_silence: float = _SILENCE_AFTER_OOPS) -> tuple[str, int | None, bool]:
     """Run QEMU with its serial console on stdout copied to ``log``; stop it early when
-    U-Boot gives up. Returns (console, exit code or None, timed out)."""
+    U-Boot gives up, or when a kernel oops is followed by ``oops_silence`` seconds without
+    output. Returns (console, exit code or None when stopped, timed out)."""
     deadline = time.monotonic() + timeout
     buf = bytearray()
     proc = subprocess.Popen(qemu, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -132,7 +142,8 @@ def run_console(qemu: list[str], log: Path, timeout: float) -> tuple[str, int | 
     assert proc.stdout is not None  # PIPE above
     fd = proc.stdout.fileno()
     timed_out = stuck = False
-    with open(log, "wb") as out:
+    quiet_since = time.monotonic()
+    with open(log, "wb", buffering=0) as out:  # live: the log shows a hung boot
         while True:
             left = deadline - time.monotonic()
             if left <= 0:
@@ -140,10 +151,14 @@ def run_console(qemu: list[str], log: Path, timeout: float) -> tuple[str, int | 
                 break
             ready, _, _ = select.select([fd], [], [], min(left, 1.0))
             if not ready:
-                if _stuck(buf[-4096:].decode(errors="replace")):
+                tail = buf[-4096:].decode(errors="replace")
+                oops = b"Internal error: Oops" in buf and \
+                    time.monotonic() - quiet_since > oops_silence
+                if _stuck(tail) or oops:
                     stuck = True
                     break
                 continue
+            quiet_since = time.monotonic()
             chunk = os.read(fd, 65536)
             if not chunk:
                 break

@@ -10,7 +10,9 @@ full system), switches to a tmpfs root and reports every manifest file it finds 
 
 Lines the guest prints (one per line on the serial console)::
 
+    PIPPIN-COUNTER: <ticks> <Hz>                      (when /bin/pippin-counter is there)
     PIPPIN-DEMO: Linux started by <who>
+    PIPPIN-EFI: LoaderTimeInitUSec=<us>               (booted by systemd-boot)
     PIPPIN-DEMO: chosen/<asahi,*>=<value>
     PIPPIN-ESP: partuuid=<uuid> device=<node>        (or: PIPPIN-ESP: none)
     PIPPIN-FW: <ok|bad|missing> <name> <size> <sha256>
@@ -29,16 +31,28 @@ from installer.errors import PippinError
 
 DEMO_MARKER = "PIPPIN-DEMO-DONE"
 #: Kernel modules the guest needs for the hook on QEMU virt (Debian builds them as modules).
-GUEST_MODULES = ("virtio_mmio", "virtio_blk", "vfat", "nls_cp437", "nls_ascii", "nls_utf8")
+GUEST_MODULES = ("virtio_mmio", "virtio_blk", "vfat", "nls_cp437", "nls_ascii", "nls_utf8",
+                 "efivarfs")
+#: systemd-boot's vendor GUID: it records its start and hand-off times in these variables.
+LOADER_GUID = "4a67b082-0a4c-41cf-b6c7-440b29bb8c4f"
 HOOK_FILES = ("vendorfw-load", "vendorfw-lib.sh")
 
 #: /init: the hook's two steps around a switch to a tmpfs root that reports what it sees.
 INIT = """#!/bin/sh
+[ -x /bin/pippin-counter ] && /bin/pippin-counter
 /bin/busybox --install -s /bin
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
 echo "PIPPIN-DEMO: Linux started by @WHO@"
+if [ -d /sys/firmware/efi ] && modprobe efivarfs 2>/dev/null &&
+    mount -t efivarfs efivarfs /sys/firmware/efi/efivars 2>/dev/null; then
+    for v in LoaderTimeInitUSec LoaderTimeExecUSec; do
+        f=/sys/firmware/efi/efivars/$v-@LOADER@
+        [ -f "$f" ] && echo "PIPPIN-EFI: $v=$(tail -c +5 "$f" | tr -d '\000')"
+    done
+    umount /sys/firmware/efi/efivars
+fi
 for f in /proc/device-tree/chosen/asahi,*; do
     [ -e "$f" ] && printf 'PIPPIN-DEMO: chosen/%s=%s\\n' "${f##*/}" "$(tr -d '\\000' < "$f")"
 done
@@ -177,16 +191,18 @@ def tree_cpio(files: dict[str, tuple[int, bytes]]) -> bytes:
     return newc(entries)
 
 
-def guest_initramfs(assets: KernelAssets, hooks: Path, *, who: str) -> bytes:
+def guest_initramfs(assets: KernelAssets, hooks: Path, *, who: str,
+                    extra: dict[str, tuple[int, bytes]] | None = None) -> bytes:
     """The demo guest's initramfs (newc, uncompressed): busybox, the hook core with a
-    ``vendorfw.conf`` naming QEMU's storage modules, those modules, /init and /report."""
+    ``vendorfw.conf`` naming QEMU's storage modules, those modules, /init and /report;
+    ``extra`` files (path → (mode, data)) on top (the benchmark's counter reader)."""
     x, f = stat.S_IFREG | 0o755, stat.S_IFREG | 0o644
     d = stat.S_IFDIR | 0o755
     try:
         files: dict[str, tuple[int, bytes]] = {
             "bin/busybox": (x, assets.busybox.read_bytes()),
             "bin/sh": (stat.S_IFLNK | 0o777, b"busybox"),
-            "init": (x, INIT.replace("@WHO@", who).encode()),
+            "init": (x, INIT.replace("@WHO@", who).replace("@LOADER@", LOADER_GUID).encode()),
             "report": (x, REPORT.encode()),
             "etc/pippin/vendorfw.conf": (
                 f, b'VENDORFW_MODULES="virtio_mmio virtio_blk vfat"\nVENDORFW_WAIT=5\n'),
@@ -202,6 +218,7 @@ def guest_initramfs(assets: KernelAssets, hooks: Path, *, who: str) -> bytes:
                           hint="run scripts/fetch-test-assets") from exc
     files[f"{base}/modules.dep"] = (
         f, "".join(f"{m}: {' '.join(dd)}\n".replace(" \n", "\n") for m, dd in mods).encode())
+    files.update(extra or {})
     for mount_point in ("dev", "proc", "sys", "run", "tmp", "newroot"):
         files[mount_point] = (d, b"")
     return tree_cpio(files)

@@ -50,14 +50,16 @@ def _run(argv: list[str], what: str) -> None:
         raise PippinError(f"{what} failed: {tail[-1] if tail else f'exit {r.returncode}'}")
 
 
-def make_media(out: Path, assets: Path, *, hooks: Path = HOOKS_DIR) -> Path:
-    """Write the media image to ``out`` (replacing it only once complete)."""
+def make_media(out: Path, assets: Path, *, hooks: Path = HOOKS_DIR,
+               extra: dict[str, tuple[int, bytes]] | None = None) -> Path:
+    """Write the media image to ``out`` (replacing it only once complete); ``extra`` files
+    go into the initramfs (see :func:`installer.demo.guest.guest_initramfs`)."""
     kernel = KernelAssets.from_dir(assets)
     efi = assets / SYSTEMD_BOOT
     for p in (kernel.image, efi):
         if not p.is_file():
             raise PippinError(f"{p} is missing", hint="run scripts/fetch-test-assets")
-    initrd = guest_initramfs(kernel, hooks, who="UEFI (U-Boot -> systemd-boot)")
+    initrd = guest_initramfs(kernel, hooks, who="UEFI (U-Boot -> systemd-boot)", extra=extra)
     payload = kernel.image.stat().st_size + len(initrd) + efi.stat().st_size
     esp_size = (payload // MiB + 16) * MiB  # room for FAT32 metadata and the directories
     tmp = out.with_name(out.name + ".tmp")

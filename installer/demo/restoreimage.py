@@ -90,7 +90,8 @@ class _Gen:
         return max(64, int(base * self.scale))
 
     def rand(self, n: int) -> bytes:
-        return self.rng.randbytes(n)
+        step = 64 << 20  # randbytes() overflows past 256 MiB; below 64 MiB one call as before
+        return b"".join(self.rng.randbytes(min(step, n - i)) for i in range(0, n, step))
 
     def text_like(self, n: int) -> bytes:
         words = [self.rand(self.rng.randint(2, 9)).hex().encode() for _ in range(64)]

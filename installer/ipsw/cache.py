@@ -248,14 +248,19 @@ class RangeCache:
         True when nothing is left; otherwise the cache holds another fetch's ranges (an
         interrupted one, e.g. the stub set while this run read only the manifest)."""
         with self._lock:
-            gone = [b for b in self._blocks if not subtract(b.start, b.end, spans)]
-        for b in gone:
+            keep = [b for b in self._blocks if subtract(b.start, b.end, spans)]
+            names = {b.name for b in keep}
+            gone = {b.name for b in self._blocks} - names
+            self._blocks = keep
+            self._rebuild()
+        for name in gone:
             try:
-                self._drop(b)
+                os.unlink(self.blocks_dir / name)
+            except FileNotFoundError:
+                pass
             except OSError as exc:
                 raise self._error("write", exc) from exc
-        with self._lock:
-            return not self._blocks
+        return not keep
 
     def close(self) -> None:
         with self._lock:

@@ -23,7 +23,7 @@ import os
 import queue
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -40,7 +40,7 @@ from installer.ipsw.member import (
     iter_member,
     verify_member,
 )
-from installer.ipsw.ranges import Job, PlanOptions, coalesce, plan, subtract
+from installer.ipsw.ranges import PlanOptions, coalesce, subtract
 from installer.ipsw.remote import Archive, Member, local_path, open_archive
 from installer.ipsw.schedule import WorkQueue
 from installer.ipsw.suspects import Suspects
@@ -48,6 +48,7 @@ from installer.net.http import RetryableNetworkError, UnreachableError, get_rang
 
 log = logging.getLogger(__name__)
 CHUNK = 256 << 10
+ALIGN = 64 << 10  # large spans are cut into requests at multiples of this
 
 
 class MemberState(StrEnum):
@@ -69,6 +70,23 @@ class FetchProgress:
 
 
 ProgressFn = Callable[[FetchProgress], None]
+
+
+@dataclass(frozen=True, slots=True)
+class TraceEvent:
+    """One step of one connection (for a timeline): ``kind`` is ``request`` (sent),
+    ``response`` (headers in) or ``end`` (range done, cut or failed); on the caller's
+    thread (``conn`` -1) ``verify``, ``verified`` and ``delivered`` (a member's check
+    began, passed, and the sink has it)."""
+
+    t: float  # clock() seconds
+    conn: int
+    kind: str
+    start: int
+    end: int
+
+
+TraceFn = Callable[[TraceEvent], None]  # called from worker threads
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,10 +129,12 @@ def fetch_members(
     progress: ProgressFn | None = None,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
+    trace: TraceFn | None = None,
 ) -> FetchResult:
     """Fetch ``names`` from ``archive`` (see :func:`installer.ipsw.remote.open_archive`)
     and deliver each, verified, to ``sink``. Remote archives need ``session`` and
-    ``cache_root`` (the parent of per-archive cache directories)."""
+    ``cache_root`` (the parent of per-archive cache directories). ``trace`` receives
+    every connection's steps (benchmarks draw a timeline from them)."""
     members = sorted({archive.get(n) for n in names}, key=lambda m: m.start)
     if not archive.is_remote:
         return _fetch_local(archive, members, sink, progress, clock)
@@ -124,7 +144,7 @@ def fetch_members(
     ok = False
     try:
         result = _Run(archive, members, sink, session, cache, options, progress, clock,
-                      sleep).run()
+                      sleep, trace).run()
         ok = True
         return result
     finally:
@@ -140,6 +160,8 @@ def fetch_members(
             cache.remove()
         else:
             cache.close()
+        if trace is not None:
+            trace(TraceEvent(clock(), -1, "cache", 0, 0))
 
 
 def _fetch_local(archive: Archive, members: list[Member], sink: MemberSink,
@@ -173,6 +195,38 @@ def _fetch_local(archive: Archive, members: list[Member], sink: MemberSink,
     return FetchResult(tuple(m.name for m in members), total, 0, 0, 0, 0, clock() - t0)
 
 
+def _staggered(spans: list[tuple[int, int]], salt: int) -> list[tuple[int, int]]:
+    """Cut each span at a point that moves with ``salt`` (and the work queue cuts large ones
+    at a moved phase), so that a re-fetch does not ask for the ranges it asked before: a
+    fault tied to the request (a byte flipped at the start of the body, a fixed shift) then
+    lands elsewhere and cannot come back identical, which would make two wrong downloads
+    agree."""
+    out = []
+    for s, e in spans:
+        cut = s + (salt * 4099) % (e - s)
+        out += [(s, cut), (cut, e)] if s < cut < e else [(s, e)]
+    return out
+
+
+class _Checked:
+    """A member's chunks, remembering the error that ended them (a failed check, as
+    opposed to an error of the sink that consumes them)."""
+
+    def __init__(self, chunks: Iterator[bytes]) -> None:
+        self.chunks = chunks
+        self.error: RestoreImageError | None = None
+
+    def __iter__(self) -> Iterator[bytes]:
+        return self
+
+    def __next__(self) -> bytes:
+        try:
+            return next(self.chunks)
+        except RestoreImageError as exc:
+            self.error = exc
+            raise
+
+
 class _Run:
     """One fetch: workers put events on a queue; the caller's thread consumes them,
     delivers members and reports progress (so sinks and progress run on one thread)."""
@@ -180,7 +234,8 @@ class _Run:
     def __init__(self, archive: Archive, members: list[Member], sink: MemberSink,
                  session: requests.Session, cache: RangeCache, opts: FetchOptions,
                  progress: ProgressFn | None, clock: Callable[[], float],
-                 sleep: Callable[[float], None]) -> None:
+                 sleep: Callable[[float], None], trace: TraceFn | None = None) -> None:
+        self.trace = trace
         self.archive, self.members, self.sink = archive, members, sink
         self.session, self.cache, self.opts = session, cache, opts
         self.progress, self.clock, self.sleep = progress, clock, sleep
@@ -222,12 +277,17 @@ class _Run:
             if not missing:
                 raise RestoreImageError(f"{self.url}: members still wrong after refetch: "
                                         + ", ".join(m.name for m in self.pending))
+            spans = coalesce(missing, self.opts.plan.max_gap)
+            phase = 0
             if self.again:  # bad bytes came: give a flaky server a moment
                 worst = max(self.suspects.rounds(n) for n in self.again)
                 self.sleep(min(self.opts.backoff * 2 ** max(0, worst - 1),
                                self.opts.max_backoff))
                 self.again = set()
-            self._round(plan(missing, self.opts.plan))
+                spans = _staggered(spans, worst)
+                phase = worst * 4099
+            self._round(spans, phase)
+            self._ev(-1, "round", 0, 0)
         self._report(None, None, force=True)
         log.info("fetched %d members from %s: %d bytes downloaded, %d requests, %d retries, "
                  "%d steals", len(self.members), self.url, self.downloaded, self.requests,
@@ -236,10 +296,15 @@ class _Run:
                            self.cached, self.requests, self.retries, self.clock() - self.t0,
                            tuple(sorted(self.refetched)), self.steals)
 
-    def _round(self, jobs: list[Job]) -> None:
-        n = max(1, min(self.opts.plan.connections, len(jobs)))
-        work = WorkQueue(jobs, n, align=BLOCK, min_split=self.opts.split_in_flight,
-                         min_steal=max(BLOCK, 4 * self.opts.plan.request_cost))
+    def _round(self, spans: list[tuple[int, int]], phase: int = 0) -> None:
+        po = self.opts.plan
+        most = sum(-(-(e - s) // po.min_piece) for s, e in spans)  # requests at most
+        n = max(1, min(po.connections, most))
+        whole = n == 1  # one connection: each span in one request, file order
+        work = WorkQueue(spans, n, align=ALIGN,
+                         min_request=1 << 62 if whole else po.min_piece,
+                         max_request=1 << 62 if whole else po.max_piece,
+                         min_split=self.opts.split_in_flight, phase=phase)
         threads = [threading.Thread(target=self._worker, args=(work, i), daemon=True,
                                     name=f"ipsw-fetch-{i}") for i in range(n)]
         for t in threads:
@@ -281,9 +346,13 @@ class _Run:
         for m in list(self.pending):
             if subtract(m.start, m.end, have):
                 continue
-            try:
-                verify_member(m, self.cache.read)
+            self._ev(-1, "verify", m.start, m.end)
+            checked = _Checked(iter_member(m, self.cache.read))
+            try:  # one pass: the sink drops the member if its check fails at the end
+                self.sink.write_member(m, checked)
             except RestoreImageError as exc:
+                if checked.error is not exc:  # the sink's own failure (disk full…)
+                    raise
                 drop = self.suspects.failed(m, self.cache.read, exc)
                 size = sum(e - s for s, e in drop)
                 self.refetch_bytes += size
@@ -299,7 +368,7 @@ class _Run:
                 again.append(m.name)
                 self.again.add(m.name)
                 continue
-            self.sink.write_member(m, iter_member(m, self.cache.read))
+            self._ev(-1, "delivered", m.start, m.end)
             self.pending.remove(m)
             log.debug("%s: %s verified and delivered (%d bytes)", self.url, m.name,
                       m.file_size)
@@ -342,7 +411,7 @@ class _Run:
                 if rng is None:
                     break
                 for s, e in subtract(rng[0], rng[1], self.cache.intervals()):
-                    self._fetch_range(s, e, advance)
+                    self._fetch_range(s, e, advance, me)
                 self.events.put(("piece", rng))
         except BaseException as exc:  # noqa: BLE001 - worker entry: hand over to caller
             self.stop.set()
@@ -356,7 +425,12 @@ class _Run:
             self.failed_requests += 1
             return self.failed_requests > self.opts.retry_budget + self.good_requests
 
-    def _fetch_range(self, start: int, end: int, advance: Callable[[int], int]) -> None:
+    def _ev(self, conn: int, kind: str, start: int, end: int) -> None:
+        if self.trace is not None:
+            self.trace(TraceEvent(self.clock(), conn, kind, start, end))
+
+    def _fetch_range(self, start: int, end: int, advance: Callable[[int], int],
+                     me: int = 0) -> None:
         """Fetch ``[start, end)``; ``advance(pos)`` reports progress and returns where to
         stop (earlier than ``end`` once another worker took over the rest)."""
         pos = blk = start
@@ -367,9 +441,14 @@ class _Run:
             if pos >= end:
                 return
             attempt_from = before = pos
+            self._ev(me, "request", pos, end)
             try:
-                resp, _, _, _ = get_range(self.session, self.url, pos, end,
-                                          total=self.archive.size, timeout=self.opts.timeout)
+                try:
+                    resp, _, _, _ = get_range(self.session, self.url, pos, end,
+                                              total=self.archive.size,
+                                              timeout=self.opts.timeout)
+                finally:
+                    self._ev(me, "response", pos, end)
                 self.contact.set()
                 with self.tally:
                     self.good_requests += 1
@@ -399,6 +478,7 @@ class _Run:
                 finally:
                     with self.active_lock:
                         self.active.pop(threading.get_ident(), None)
+                    self._ev(me, "end", attempt_from, pos)
                 if pos < end:
                     raise RetryableNetworkError(f"GET {self.url}: body ended at byte {pos}, "
                                                 f"expected up to {end}")

@@ -2,7 +2,9 @@
 
 A member is read through ``pread(offset, n)`` (the range cache or the local file), its local
 header checked against the central directory, its data inflated in bounded chunks, and its
-size and CRC-32 verified. A sink only ever receives a member whose CRC was verified first.
+size and CRC-32 verified. A sink receives the chunks as they are checked; the last step
+raises when the size or CRC is wrong, and the sink then drops what it wrote (so nothing
+unverified is ever kept).
 """
 
 from __future__ import annotations

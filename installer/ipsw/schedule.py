@@ -1,12 +1,16 @@
-"""Hand out byte ranges to fetch workers, and rebalance at the end by stealing.
+"""Hand out byte ranges to fetch workers: one shared queue, guided request sizes, stealing.
 
-The planner cuts the work into one equal-cost job per connection. Real connections are not
-equally fast, so a worker that runs out of work takes half of what the busiest worker still
-has: the later half of its unstarted pieces, or the second half of the range it is
-fetching (cut at a block boundary; the victim sees its new end on its next chunk and stops
-there). Cutting a range in flight wastes what the server already sent past the cut (the
-victim closes its response), so that is done only for rests of ``min_split`` bytes or
-more, where the waste is small in comparison. Thread-safe; no I/O.
+The spans to fetch (sorted, merged) form one queue: large spans first (largest first),
+then the small ones in file order. A worker that needs work
+takes the next request from its front: a whole small span (one request each — spread over
+all connections, so their round trips overlap with the others' transfers), or a chunk of a
+large one sized ``left / (2 × workers)`` (between ``min_request`` and ``max_request``). The
+chunks shrink as the queue drains, so the connections run out of work at about the same
+time and the tail is short (guided self-scheduling). A worker that finds the queue empty
+takes over the second half of the largest range still in flight, cut at an ``align``
+boundary (the victim sees its new end on its next chunk and stops there), when that rest
+is ``min_split`` bytes or more: cutting wastes what the server already sent past the cut,
+so it is for a stalled or slow connection, not the normal end. Thread-safe; no I/O.
 """
 
 from __future__ import annotations
@@ -14,32 +18,39 @@ from __future__ import annotations
 import threading
 from collections import deque
 from collections.abc import Iterable
-from dataclasses import dataclass, field
-
-from installer.ipsw.ranges import Job
+from dataclasses import dataclass
 
 
 @dataclass
 class _Slot:
-    pieces: list[tuple[int, int]] = field(default_factory=list)  # not started yet
     pos: int = 0  # the range in flight: next byte and (exclusive) end
     end: int = 0
 
     def remaining(self) -> int:
-        return max(0, self.end - self.pos) + sum(e - s for s, e in self.pieces)
+        return max(0, self.end - self.pos)
 
 
 class WorkQueue:
-    """Jobs for ``workers`` workers; worker ``i`` calls :meth:`next` and :meth:`advance`."""
+    """Ranges for ``workers`` workers; worker ``i`` calls :meth:`next` and :meth:`advance`."""
 
-    def __init__(self, jobs: Iterable[Job], workers: int, *, min_steal: int,
-                 align: int, min_split: int | None = None) -> None:
-        self._todo = deque(jobs)
+    def __init__(self, spans: Iterable[tuple[int, int]], workers: int, *, align: int,
+                 min_request: int, max_request: int, min_split: int, phase: int = 0) -> None:
+        todo = [(s, e) for s, e in spans if e > s]
+        # Large spans first, largest first: a big member is then complete (and checked and
+        # written while the rest downloads) long before the end, and what is left to check
+        # after the last byte is small.
+        large = sorted((x for x in todo if x[1] - x[0] >= 4 * max(1, min_request)),
+                       key=lambda x: x[0] - x[1])
+        chosen = set(large)
+        self._todo = deque(large + [x for x in todo if x not in chosen])
+        self._left = sum(e - s for s, e in self._todo)
         self._slots = [_Slot() for _ in range(workers)]
         self._lock = threading.Lock()
-        self.min_steal = min_steal
-        self.min_split = max(min_steal, min_split or 0)
-        self.align = align
+        self.align = max(1, align)
+        self.min_request = max(1, min_request)
+        self.max_request = max(self.min_request, max_request)
+        self.min_split = max(2 * self.align, min_split)
+        self.phase = phase % self.align  # cut at multiples of align, plus this
         self.steals = 0
 
     def next(self, worker: int) -> tuple[int, int] | None:
@@ -47,14 +58,22 @@ class WorkQueue:
         with self._lock:
             slot = self._slots[worker]
             slot.pos = slot.end = 0
-            if not slot.pieces and self._todo:
-                slot.pieces = [(p.start, p.end) for p in self._todo.popleft()]
-            if not slot.pieces:
-                slot.pieces = self._steal(slot)
-            if not slot.pieces:
-                return None
-            slot.pos, slot.end = slot.pieces.pop(0)
-            return slot.pos, slot.end
+            if self._todo:
+                s, e = self._todo.popleft()
+                want = -(-self._left // (2 * len(self._slots)))
+                size = max(self.min_request, min(self.max_request, want))
+                cut = -(-(s + size - self.phase) // self.align) * self.align + self.phase
+                if cut < e and e - cut >= self.min_request:
+                    self._todo.appendleft((cut, e))
+                    e = cut
+                self._left -= e - s
+            else:
+                stolen = self._steal(slot)
+                if stolen is None:
+                    return None
+                s, e = stolen
+            slot.pos, slot.end = s, e
+            return s, e
 
     def advance(self, worker: int, pos: int) -> int:
         """Record that ``worker`` has its range up to ``pos``; return where it must stop."""
@@ -63,32 +82,15 @@ class WorkQueue:
             slot.pos = pos
             return slot.end
 
-    def _steal(self, thief: _Slot) -> list[tuple[int, int]]:
+    def _steal(self, thief: _Slot) -> tuple[int, int] | None:
         victim = max(self._slots, key=_Slot.remaining)
-        if victim is thief or victim.remaining() < self.min_steal:
-            return []
-        self.steals += 1
-        if victim.pieces:
-            # Unstarted pieces: take the later ones, about half of the victim's backlog.
-            half = victim.remaining() // 2
-            taken: list[tuple[int, int]] = []
-            size = 0
-            while victim.pieces:
-                s, e = victim.pieces[-1]
-                if taken and size + (e - s) > half:
-                    break
-                taken.insert(0, victim.pieces.pop())
-                size += e - s
-            return taken
-        # Only the range in flight: split it at a block boundary past the victim's position.
-        if victim.end - victim.pos < self.min_split:
-            self.steals -= 1
-            return []
-        mid = victim.pos + (victim.end - victim.pos) // 2
+        if victim is thief or victim.remaining() < self.min_split:
+            return None
+        mid = victim.pos + victim.remaining() // 2
         mid = -(-mid // self.align) * self.align
         if mid >= victim.end or mid <= victim.pos:
-            self.steals -= 1
-            return []
+            return None
+        self.steals += 1
         stolen = (mid, victim.end)
         victim.end = mid
-        return [stolen]
+        return stolen

@@ -4,8 +4,9 @@ A zip member has one CRC-32 for all of its data, so a failed check says *that* s
 wrong, not *which*. A flaky mirror corrupts one response at a time (a flipped byte, a body
 shifted from the offset asked for), so two independent downloads of the same bytes agree
 where they are right. Each failed check records a CRC per 64 KiB unit of the member's span;
-a unit whose current bytes were seen before is confirmed, the others are fetched again.
-The first failure confirms nothing, so the whole member comes again once.
+a unit whose current bytes were seen before, more often than any other version of it, is
+confirmed, the others are fetched again. The first failure confirms nothing, so the whole
+member comes again once.
 
 It stops (one line) when the same wrong bytes keep coming back — the image on the server is
 damaged, no retry will cure it — or after a bounded number of rounds per member. Pure (no
@@ -73,11 +74,16 @@ class Suspects:
                                     hint="the server keeps sending bad bytes: try another "
                                          "mirror (IPSW_BASE)")
         bad = []
+        contested = []
         for u, c in zip(us, crcs, strict=True):
             v = rec.votes.setdefault(u, Counter())
             v[c] += 1
-            if v[c] < 2:
+            rival = max((n for k, n in v.items() if k != c), default=0)
+            if v[c] < 2 or v[c] <= rival:  # unconfirmed, or outvoted / tied
                 bad.append(u)
-        # Every unit agrees with an earlier download, yet the member is wrong: two responses
-        # were wrong alike (rare) — look at all of it once more.
-        return coalesce(bad, 0) or [(m.start, m.end)]
+            if len(v) > 1:
+                contested.append(u)
+        # Every unit is confirmed, yet the member is wrong: two responses were wrong alike
+        # (a fault that repeats for the same request) — fetch the units that ever differed
+        # until one version wins, or all of it when none did.
+        return coalesce(bad or contested, 0) or [(m.start, m.end)]

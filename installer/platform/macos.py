@@ -59,6 +59,10 @@ class MacBackend(Backend):
         self.dev_root = dev_root if dev_root is not None else root / "dev"
         self._refs: dict[str, str] = {}
         self._containers: dict[str, str] = {}  # partition ref -> APFS container ref
+        # `diskutil info` of partitions (offset, GUID): fixed while the partition exists,
+        # so asked once per run (each call costs a diskutil start); dropped when our own
+        # operation deletes or resizes it.
+        self._pinfo: dict[str, DiskInfo] = {}
         self._progress = progress or (lambda n: None)  # image bytes written, as they go
 
     def _du(self, *args: str, hint: str = HINT) -> bytes:
@@ -73,9 +77,9 @@ class MacBackend(Backend):
         for d in listed:
             if d.ref in synthesized:
                 continue
-            infos[d.ref] = parse_info(self._du("info", "-plist", d.ref))
+            infos[d.ref] = self._part_info(d.ref)  # a whole disk's facts do not change
             for pid, *_ in d.partitions:
-                infos[pid] = parse_info(self._du("info", "-plist", pid))
+                infos[pid] = self._part_info(pid)
         stubs: dict[str, bool] = {}
         limits: dict[str, ResizeLimits] = {}
         groups: dict[str, str] = {}
@@ -92,6 +96,11 @@ class MacBackend(Backend):
                 limits[store] = parse_limits(
                     self._du("apfs", "resizeContainer", store, "limits", "-plist"))
         return build_model(listed, containers, infos, limits, stubs, groups)
+
+    def _part_info(self, pid: str) -> DiskInfo:
+        if pid not in self._pinfo:
+            self._pinfo[pid] = parse_info(self._du("info", "-plist", pid))
+        return self._pinfo[pid]
 
     def _is_stub(self, system_volume: str, ceiling: int) -> bool:
         """formats.md §1: a System volume without /Library. Unmounted: judge by size."""
@@ -139,17 +148,19 @@ class MacBackend(Backend):
     def _add(self, ref: str, after: str, args: list[str], start: int) -> str:
         if ref in self._refs:  # created before an interruption
             return self._refs[ref]
-        found = self._find_at(start)  # created, but the run stopped before the journal said so
+        ids = self._partition_ids()
+        # created, but the run stopped before the journal said so
+        found = next((pid for pid in ids if self._part_info(pid).offset == start), None)
         if found is not None:
             log.info("adopting %s at byte %d as %s", found, start, ref)
             self._refs[ref] = found
             return found
-        before = set(self._partition_ids())
+        before = set(ids)
         self._du("addPartition", self._real(after), *args)
         new = [p for p in self._partition_ids() if p not in before]
         if len(new) != 1:
             raise BackendError(f"diskutil addPartition: expected one new partition, got {new}")
-        got = parse_info(self._du("info", "-plist", new[0])).offset
+        got = self._part_info(new[0]).offset
         self._refs[ref] = new[0]
         if got != start:
             raise BackendError(
@@ -169,6 +180,7 @@ class MacBackend(Backend):
     def execute(self, op: Op, payloads: Payloads | None) -> None:
         match op:
             case ResizeContainer():
+                self._pinfo.pop(self._real(op.ref), None)
                 self._du("apfs", "resizeContainer", self._real(op.ref), str(op.new_size),
                          hint="if APFS snapshots block the resize, delete them "
                               "(tmutil deletelocalsnapshots /) and plan again")
@@ -176,12 +188,14 @@ class MacBackend(Backend):
                 if op.ref in self._refs:
                     return
                 part = self._add(op.ref, op.after, ["apfs", op.label, str(op.size)], op.start)
-                ctr = self._container_of(part)
                 # addPartition makes one plain volume; the stub needs role-tagged ones.
-                for c in parse_apfs_list(self._du("apfs", "list", "-plist")):
-                    if c.ref == ctr:
-                        for v in c.volumes:
-                            self._du("apfs", "deleteVolume", v.device)
+                ctr = next((c for c in parse_apfs_list(self._du("apfs", "list", "-plist"))
+                            if part in c.stores), None)
+                if ctr is None:
+                    raise BackendError(f"no APFS container on {part}")
+                self._containers[part] = ctr.ref
+                for v in ctr.volumes:
+                    self._du("apfs", "deleteVolume", v.device)
             case CreateStubVolumes():
                 self._stub_volumes(op)
             case CreatePartition():
@@ -207,11 +221,11 @@ class MacBackend(Backend):
         """Does ``part`` still exist, at byte ``start``? (A repeated delete finds it gone.)"""
         if part not in self._partition_ids():
             return False
-        return parse_info(self._du("info", "-plist", part)).offset == start
+        return self._part_info(part).offset == start
 
     def _find_at(self, start: int) -> str | None:
         for pid in self._partition_ids():
-            if parse_info(self._du("info", "-plist", pid)).offset == start:
+            if self._part_info(pid).offset == start:
                 return pid
         return None
 
@@ -224,6 +238,7 @@ class MacBackend(Backend):
         if container and any(part in c.stores
                              for c in parse_apfs_list(self._du("apfs", "list", "-plist"))):
             self._du("apfs", "deleteContainer", part)
+        self._pinfo.pop(part, None)
         self._du("eraseVolume", "free", "free", part)
 
     def _stub_volumes(self, op: CreateStubVolumes) -> None:
@@ -294,6 +309,7 @@ class MacBackend(Backend):
     def undo(self, op: Op) -> None:
         match op:
             case ResizeContainer():
+                self._pinfo.pop(self._real(op.ref), None)
                 self._du("apfs", "resizeContainer", self._real(op.ref), str(op.old_size))
             case CreateStubContainer() | CreatePartition():
                 # Found by offset when the run stopped before the journal recorded the ref.

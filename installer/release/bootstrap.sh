@@ -17,13 +17,18 @@ trap 'printf "%s\n" "pippin: this install script is incomplete (cut short while 
 # EXPERT=1: expert mode; http_proxy, https_proxy, all_proxy, no_proxy: used by curl and by
 # Pippin; PIPPIN_ALLOW_NON_MAC=1: run off an Apple Silicon Mac (onto a simulated Mac).
 #
+# Run as a file beside `latest`, the release bundle and an offline bundle's bundle.json
+# (`pippin bundle create OUT --with-installer`, e.g. `/Volumes/<stick>/install` from
+# recoveryOS's Terminal), it uses those files and no network: the release bundle is copied
+# and checked as above, and the install reads everything from that folder (--source).
+#
 # The whole program is the function below, called on the last line: a download cut short
 # defines nothing and runs nothing (the trap above says so).
 
 pippin_bootstrap() {
     trap - EXIT
     local built_base built_file built_size built_sha base file size sha tty py pipwhl \
-        bundle top have rc cand failed
+        bundle top have rc cand failed here
 
     built_base='@PIPPIN_BASE_URL@'
     built_file='@PIPPIN_BUNDLE@'
@@ -47,14 +52,25 @@ pippin_bootstrap() {
             openssl dgst -sha256 -r "$1" | cut -d' ' -f1
         fi
     }
-    # pippin_get URL FILE: download; on failure say why in one line and return 1.
+    # pippin_get URL FILE MAXBYTES: download (or copy a local path); on failure say why in
+    # one line and return 1.
     pippin_get() {
         local code rc
-        code=$(curl -sL --connect-timeout 10 --max-time 600 --retry 2 -o "$2" \
-            -w '%{http_code}' -- "$1")
+        case $1 in
+        /*)
+            cp -- "$1" "$2" 2>/dev/null || {
+                pippin_say "cannot read $1"
+                return 1
+            }
+            return 0
+            ;;
+        esac
+        code=$(curl -sL --connect-timeout 10 --max-time 600 --retry 2 --max-filesize "$3" \
+            -o "$2" -w '%{http_code}' -- "$1")
         rc=$?
         if [ "$rc" -ne 0 ]; then
             case $rc in
+            63) pippin_say "cannot download $1: larger than the $3 bytes expected" ;;
             5) pippin_say "cannot download $1: could not resolve the proxy" ;;
             6) pippin_say "cannot download $1: could not resolve the host (no network?)" ;;
             7) pippin_say "cannot download $1: could not connect (no network, or the server is down)" ;;
@@ -71,6 +87,20 @@ pippin_bootstrap() {
     # pippin_field NAME FILE: the value of NAME=... in the release index.
     pippin_field() {
         sed -n "s/^$1=//p" "$2" | head -n 1
+    }
+    # pippin_quoted ARGS...: the arguments as one line a shell reads back the same.
+    pippin_quoted() {
+        local a out
+        out=""
+        for a in "$@"; do
+            case $a in
+            "" | *[!A-Za-z0-9_./:=@%+,-]*)
+                a="'$(printf '%s' "$a" | sed "s/'/'\\\\''/g")'"
+                ;;
+            esac
+            out="$out${out:+ }$a"
+        done
+        printf '%s' "$out"
     }
 
     case "$(uname -s) $(uname -m)" in
@@ -90,17 +120,31 @@ pippin_bootstrap() {
         ;;
     esac
 
-    base=${PIPPIN_BASE:-${INSTALLER_BASE:-$built_base}}
-    base=${base%/}
+    # An offline bundle with the installer: this script's own folder.
+    here=""
+    case $0 in
+    */install) here=$(CDPATH='' cd -- "$(dirname -- "$0")" 2>/dev/null && pwd) ;;
+    esac
+    if [ -n "$here" ] && [ -f "$here/latest" ] && [ -f "$here/bundle.json" ]; then
+        base=$here
+        built_base=$here
+    else
+        here=""
+        base=${PIPPIN_BASE:-${INSTALLER_BASE:-$built_base}}
+        base=${base%/}
+    fi
     if [ "$(id -u)" != 0 ]; then
-        if [ $# -gt 0 ]; then
-            pippin_say "the installer needs root; run: curl -fsSL $base/install | sudo sh -s -- $*"
+        if [ -n "$here" ]; then
+            pippin_say "the installer needs root; run: sudo sh $(pippin_quoted "$here/install" "$@")"
+        elif [ $# -gt 0 ]; then
+            pippin_say "the installer needs root; run: curl -fsSL $base/install | sudo sh -s -- $(pippin_quoted "$@")"
         else
             pippin_say "the installer needs root; run: curl -fsSL $base/install | sudo sh"
         fi
         return 1
     fi
     for have in curl tar mktemp sed; do
+        [ -n "$here" ] && [ "$have" = curl ] && continue
         command -v "$have" >/dev/null 2>&1 || {
             pippin_say "$have is missing; it is needed to download and unpack Pippin"
             return 1
@@ -117,7 +161,7 @@ pippin_bootstrap() {
     trap 'exit 143' TERM
     trap 'exit 129' HUP
 
-    pippin_get "$base/latest" "$pippin_tmp/latest" || return 1
+    pippin_get "$base/latest" "$pippin_tmp/latest" 65536 || return 1
     file=$(pippin_field file "$pippin_tmp/latest")
     size=$(pippin_field size "$pippin_tmp/latest")
     sha=$(pippin_field sha256 "$pippin_tmp/latest")
@@ -142,7 +186,7 @@ pippin_bootstrap() {
 
     pippin_info "downloading $file ($size bytes)"
     bundle="$pippin_tmp/$file"
-    pippin_get "$base/$file" "$bundle" || return 1
+    pippin_get "$base/$file" "$bundle" "$size" || return 1
     have=$(wc -c <"$bundle" | tr -d ' ')
     if [ "$have" != "$size" ]; then
         pippin_say "$file is $have bytes, expected $size (cut short or altered in transfer); nothing was run"
@@ -179,7 +223,7 @@ pippin_bootstrap() {
         pippin_info "installing Pippin with $cand"
         rm -rf "$pippin_tmp/site"
         if PIP_CONFIG_FILE=/dev/null PYTHONNOUSERSITE=1 "$cand" "$pipwhl/pip" install -q \
-            --disable-pip-version-check --no-index --find-links "$top/wheels" \
+            --root-user-action=ignore --disable-pip-version-check --no-index --find-links "$top/wheels" \
             --only-binary=:all: --no-compile --no-warn-script-location \
             --target "$pippin_tmp/site" "pippin==@PIPPIN_VERSION@" 2>"$pippin_tmp/pip.log"; then
             py=$cand
@@ -196,6 +240,10 @@ pippin_bootstrap() {
         return 1
     fi
 
+    if [ -n "$here" ]; then
+        set -- --source "$here" "$@"
+        pippin_info "installing from the bundle in $here (no network)"
+    fi
     case ${EXPERT:-0} in
     0 | "" | no | false) set -- install "$@" ;;
     *) set -- install --expert "$@" ;;

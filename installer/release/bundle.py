@@ -18,6 +18,8 @@ wheel is built with ``SOURCE_DATE_EPOCH`` from a clean copy of the sources.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import gzip
 import hashlib
 import io
@@ -228,12 +230,19 @@ def render_install(version: str, base_url: str, name: str, size: int, sha256: st
     return template.encode()
 
 
-def build_release(cfg: ReleaseConfig, runner: Runner,
-                  log: Callable[[str], None] = lambda s: None) -> Release:
-    """Build the three release files into ``cfg.out``; see the module doc."""
-    base_url = check_base_url(cfg.base_url)
-    version = project_version(cfg.repo)
-    pins = wh.read_pins(cfg.repo / "requirements.lock")
+@contextlib.contextmanager
+def _locked(cache: Path) -> Iterator[None]:
+    """One build at a time uses the wheel cache (parallel test workers share it)."""
+    cache.mkdir(parents=True, exist_ok=True)
+    with open(cache / ".lock", "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        yield
+
+
+def _collect_wheels(cfg: ReleaseConfig, runner: Runner, pins: tuple[wh.Pin, ...],
+                    stage: Path, log: Callable[[str], None]) -> list[str]:
+    """Every wheel the bundle carries, in ``stage``: the dependencies for the host and
+    each macOS Python (checked: a macOS arm64 wheel for every pin), pip, and pippin's own."""
     reqs = [str(p) for p in pins]
     fetch = wh.WheelFetcher(runner, cfg.python, cfg.wheel_cache / wh.lock_key(pins), log)
     build_deps, miss = fetch.fetch("build", list(wh.BUILD_PINS))
@@ -256,19 +265,30 @@ def build_release(cfg: ReleaseConfig, runner: Runner,
                                 "from the bundle")
     if host_missing:
         raise ReleaseError(f"no wheel for this host for {', '.join(host_missing)}")
+    names = wh.copy_wheels([host, *mac_dirs, tools], stage)
+    log("building the pippin wheel")
+    own = build_pippin_wheel(cfg, runner, build_deps, stage)
+    return sorted({*names, own.name})
+
+
+def build_release(cfg: ReleaseConfig, runner: Runner,
+                  log: Callable[[str], None] = lambda s: None) -> Release:
+    """Build the three release files into ``cfg.out``; see the module doc."""
+    base_url = check_base_url(cfg.base_url)
+    version = project_version(cfg.repo)
+    pins = wh.read_pins(cfg.repo / "requirements.lock")
     top = f"pippin-{version}"
+    members: list[Member] = []
+    if cfg.runtime is not None:  # checked before anything is downloaded
+        members += _runtime_members(cfg.runtime, f"{top}/python")
     with tempfile.TemporaryDirectory(prefix="pippin-release-") as tmp:
         stage = Path(tmp) / "wheels"
-        names = wh.copy_wheels([host, *mac_dirs, tools], stage)
-        log("building the pippin wheel")
-        own = build_pippin_wheel(cfg, runner, build_deps, stage)
-        names = sorted({*names, own.name})
-        members = [Member(f"{top}/wheels/{n}", (stage / n).read_bytes()) for n in names]
+        with _locked(cfg.wheel_cache):
+            names = _collect_wheels(cfg, runner, pins, stage, log)
+        members += [Member(f"{top}/wheels/{n}", (stage / n).read_bytes()) for n in names]
         prebuilt = cfg.repo / "bootchain" / "prebuilt"
         members += _tree(prebuilt, f"{top}/bootchain/prebuilt")
         members += _tree(cfg.repo / "initramfs-hooks", f"{top}/initramfs-hooks")
-        if cfg.runtime is not None:
-            members += _runtime_members(cfg.runtime, f"{top}/python")
         lock = (cfg.repo / "requirements.lock").read_bytes()
         members.append(Member(f"{top}/requirements.lock", lock))
         manifest = {

@@ -42,6 +42,7 @@ from installer.lifecycle.uninstall import plan_for, run_uninstall
 from installer.targets.base import InstallTarget
 from installer.tui import flow
 from installer.tui.messages import InstallLog, InstallProgress
+from installer.tui.screens.admin import AdminScreen
 from installer.tui.screens.confirm import ConfirmScreen, RemoveScreen
 from installer.tui.screens.done import DoneScreen
 from installer.tui.screens.error import ErrorScreen
@@ -86,10 +87,11 @@ class PippinApp(App[InstallResult | None]):
     ]
 
     def __init__(self, answers: Answers, deps: InstallDeps, *, auto_space: bool = True,
-                 answers_path: Path | None = None) -> None:
+                 answers_path: Path | None = None, offer_bundle: Path | None = None) -> None:
         super().__init__()
         self.answers = answers
         self.deps = deps
+        self.offer_bundle = offer_bundle  # started from an offline bundle: offer it first
         self.auto_space = auto_space
         self.answers_path = answers_path
         self.planned: InstallResult | None = None
@@ -173,6 +175,14 @@ class PippinApp(App[InstallResult | None]):
         self.call_from_thread(self.exit, None, 1)
 
     def _flow(self) -> None:
+        if self.offer_bundle is not None:
+            r_src = self._ask(ChoiceScreen("Install source", *flow.source_choices(
+                self.offer_bundle)))
+            if r_src == "quit" or isinstance(r_src, Back):
+                self.call_from_thread(self.exit, None, 1)
+                return
+            self.deps = replace(self.deps, bundle=self.offer_bundle if r_src == "bundle"
+                                else None)
         setup = flow.load_setup(self.answers, self.deps)
         for note in setup.notes:  # e.g. why an OS is missing from the list (log is muted)
             self.call_from_thread(self.notify, note, severity="warning", timeout=30)
@@ -307,8 +317,17 @@ class PippinApp(App[InstallResult | None]):
         return r is True
 
     def _install(self, a: Answers) -> None:
+        password = self.deps.env.get("PIPPIN_ADMIN_PASSWORD") or None
+        if not (a.target or "").startswith("sim:") and not (a.admin_user and password):
+            r = self._ask(AdminScreen(a.admin_user))  # a Mac: bless needs an administrator
+            if isinstance(r, Back):
+                self.call_from_thread(self.exit, None, 1)
+                return
+            a = replace(a, admin_user=r[0])
+            password = r[1]
         self._run_install(f"Installing {(a.os or '').strip()} on {a.target}",
-                          lambda progress: install(InstallRequest(a), self.deps, progress))
+                          lambda progress: install(InstallRequest(a, admin_password=password),
+                                                   self.deps, progress))
 
     def _run_install(self, title: str,
                      run: Callable[[_Poster], InstallResult]) -> None:
@@ -358,9 +377,11 @@ def _find(entries: tuple[OsEntry, ...], name: str | None) -> OsEntry | None:
 
 
 def run_tui(answers: Answers, deps: InstallDeps, *, auto_space: bool,
-            answers_path: Path | None) -> tuple[InstallResult | None, PippinError | None]:
+            answers_path: Path | None, offer_bundle: Path | None = None,
+            ) -> tuple[InstallResult | None, PippinError | None]:
     """Run the TUI; the install's result (None when cancelled or failed) and the failure."""
-    app = PippinApp(answers, deps, auto_space=auto_space, answers_path=answers_path)
+    app = PippinApp(answers, deps, auto_space=auto_space, answers_path=answers_path,
+                    offer_bundle=offer_bundle)
     t0 = time.monotonic()
     with _quiet_terminal_logging():
         app.run()

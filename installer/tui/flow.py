@@ -8,8 +8,10 @@ text and the next steps after an install.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 from installer.answers import Answers, check_choice
+from installer.bundle.source import describe
 from installer.catalog import OsEntry
 from installer.disk.model import DiskModel
 from installer.disk.plan import NEED_FREE, Choices, Plan, Space, SpaceOptions, plan_install
@@ -229,3 +231,11 @@ def next_steps(result: InstallResult) -> list[str]:
     ]
     return lines
 
+
+
+def source_choices(bundle: Path) -> tuple[str, list[tuple[str, str]]]:
+    """The prompt and choices when the installer was started from an offline bundle."""
+    return (f"Pippin was started from an offline bundle: {describe(bundle)}",
+            [("bundle", "Install from this bundle (no network needed)"),
+             ("online", "Install from the internet (the online catalog)"),
+             ("quit", "Quit")])

@@ -98,7 +98,7 @@ def measure(asahi: Path, work: Path, env: dict[str, str], runs: int) -> dict[str
 def tree_size(asahi: Path) -> tuple[int, int]:
     files = total = 0
     with tempfile.TemporaryFile(dir=asahi) as spool:
-        tree = rawdump.read_dump(asahi / rawdump.RAWDUMP_NAME, spool.fileno())
+        tree = rawdump.read_dump(asahi / rawdump.RAWDUMP_NAME, spool)
         files, total = tree.files, tree.unpacked
     return files, total
 

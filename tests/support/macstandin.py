@@ -35,7 +35,7 @@ def mac_xdg(tmp_path_factory: pytest.TempPathFactory, test_assets: Path) -> Path
 def _env(xdg: Path, password: str | None, extra: dict[str, str] | None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items()
            if k not in ("INSTALLER_DATA", "IPSW_BASE", "REPO_BASE", "PIPPIN_ADMIN_PASSWORD",
-                        "PIPPIN_MAC_ROOT", "PIPPIN_STANDIN")}
+                        "PIPPIN_MAC_ROOT", "PIPPIN_STANDIN", "PIPPIN_STANDIN_SOCK")}
     env["XDG_CACHE_HOME"] = str(xdg)
     env["PYTHONPATH"] = str(ROOT)
     if password is not None:

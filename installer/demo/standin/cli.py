@@ -11,9 +11,13 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import socketserver
 import subprocess
 import sys
+import tempfile
+import threading
 import traceback
 from pathlib import Path
 
@@ -28,48 +32,97 @@ from installer.demo.standin.machine import (
 
 ENV_DIR = "PIPPIN_STANDIN"
 ENV_ROOT = "PIPPIN_MAC_ROOT"
+ENV_SOCK = "PIPPIN_STANDIN_SOCK"
 REPO = Path(__file__).resolve().parents[3]
 
 
+def execute(d: Path, argv: list[str], stdin: bytes) -> tuple[int, bytes, bytes]:
+    """One stand-in command: (exit status, stdout, stderr)."""
+    cmd = os.path.basename(argv[0])
+    m = Machine(d)
+    with m.locked():
+        m.log_argv([cmd, *argv[1:]])
+        try:
+            m.sync_devices()
+            rc, out = commands.run(m, cmd, argv[1:], stdin)
+        except commands.NotImplemented_ as exc:
+            return 78, b"", (f"mac-standin: `{exc}` is not implemented by the macOS "
+                             "stand-in (nothing was done)\n").encode()
+        except StandInError as exc:
+            return 1, b"", f"{exc}\n".encode()
+        except Exception as exc:  # noqa: BLE001 - the shim's boundary: one line, details logged
+            with (m.dir / "errors.log").open("a") as f:
+                f.write(f"{[cmd, *argv[1:]]}\n{traceback.format_exc()}\n")
+            return 70, b"", (f"mac-standin: internal error in {cmd}: {exc!r} (details in "
+                             f"{m.dir / 'errors.log'})\n").encode()
+        finally:
+            m.refresh_devices()
+    return rc, out, b""
+
+
 def shim_main(argv: list[str]) -> int:
+    """A shim run in its own process (no launcher listening, or caffeinate CMD)."""
     cmd = os.path.basename(argv[0])
     d = os.environ.get(ENV_DIR)
     if not d:
         sys.stderr.write(f"{cmd}: stand-in shim run outside mac-standin ({ENV_DIR} unset)\n")
         return 70
-    m = Machine(Path(d))
-    with m.locked():
-        m.log_argv([cmd, *argv[1:]])
-        stdin = sys.stdin.buffer.read() if cmd == "bless" else b""
-        try:
-            m.sync_devices()
-            rc, out = commands.run(m, cmd, argv[1:], stdin)
-        except commands.NotImplemented_ as exc:
-            sys.stderr.write(f"mac-standin: `{exc}` is not implemented by the macOS "
-                             "stand-in (nothing was done)\n")
-            return 78
-        except StandInError as exc:
-            sys.stderr.write(f"{exc}\n")
-            return 1
-        except Exception as exc:  # noqa: BLE001 - the shim's boundary: one line, details logged
-            with (m.dir / "errors.log").open("a") as f:
-                f.write(f"{[cmd, *argv[1:]]}\n{traceback.format_exc()}\n")
-            sys.stderr.write(f"mac-standin: internal error in {cmd}: {exc!r} (details in "
-                             f"{m.dir / 'errors.log'})\n")
-            return 70
-        finally:
-            m.refresh_devices()
+    stdin = sys.stdin.buffer.read() if cmd == "bless" else b""
+    rc, out, err = execute(Path(d), [cmd, *argv[1:]], stdin)
     sys.stdout.buffer.write(out)
+    sys.stderr.buffer.write(err)
     return rc
+
+
+class _Handler(socketserver.StreamRequestHandler):
+    """One request from a shim: a JSON line {argv, stdin (latin-1)}; the answer is a JSON
+    line {rc, out, err} (latin-1 strings)."""
+
+    server: _Server
+
+    def handle(self) -> None:
+        req = json.loads(self.rfile.readline())
+        rc, out, err = execute(self.server.standin, list(req["argv"]),
+                               str(req["stdin"]).encode("latin-1"))
+        self.wfile.write(json.dumps({"rc": rc, "out": out.decode("latin-1"),
+                                     "err": err.decode("latin-1")}).encode() + b"\n")
+
+
+class _Server(socketserver.UnixStreamServer):
+    def __init__(self, path: str, standin: Path) -> None:
+        self.standin = standin
+        super().__init__(path, _Handler)
+
+
+#: The shim: a thin client of the launcher (one Python start-up with no imports beyond
+#: socket/json, instead of loading the stand-in for each of the ~100 commands of an
+#: install); run in-process when no launcher listens, and for caffeinate CMD.
+SHIM = """#!{python} -S
+import json, os, socket, sys
+name = os.path.basename(sys.argv[0])
+sock = os.environ.get("PIPPIN_STANDIN_SOCK", "")
+if sock and name != "caffeinate":
+    stdin = sys.stdin.buffer.read() if name == "bless" else b""
+    req = {{"argv": [name, *sys.argv[1:]], "stdin": stdin.decode("latin-1")}}
+    with socket.socket(socket.AF_UNIX) as s:
+        s.connect(sock)
+        s.sendall(json.dumps(req).encode() + b"\\n")
+        with s.makefile("rb") as f:
+            ans = json.loads(f.readline())
+    sys.stdout.buffer.write(ans["out"].encode("latin-1"))
+    sys.stderr.buffer.write(ans["err"].encode("latin-1"))
+    sys.exit(ans["rc"])
+sys.path.insert(0, {repo!r})
+from installer.demo.standin.cli import shim_main
+sys.exit(shim_main(sys.argv))
+"""
 
 
 def write_shims(d: Path) -> Path:
     bin_dir = d / "bin"
     bin_dir.mkdir(parents=True, exist_ok=True)
     entry = bin_dir / "standin-shim"
-    entry.write_text(f"#!{sys.executable} -S\nimport sys\nsys.path.insert(0, {str(REPO)!r})\n"
-                     "from installer.demo.standin.cli import shim_main\n"
-                     "sys.exit(shim_main(sys.argv))\n")
+    entry.write_text(SHIM.format(python=sys.executable, repo=str(REPO)))
     entry.chmod(0o755)
     for name in commands.SHIMS:
         link = bin_dir / name
@@ -79,7 +132,8 @@ def write_shims(d: Path) -> Path:
 
 
 def prepare(image: Path, admin: str | None, external: bool) -> Path:
-    """Set up ``<image>.d/standin/`` for a run (kept mounts are forgotten)."""
+    """Set up ``<image>.d/standin/`` for a run (volumes left mounted by a killed run stay
+    mounted, as on a Mac: mounting them again is a no-op)."""
     d = standin_dir(image)
     for sub in ("root/Volumes", "root/dev", "root/Library"):
         (d / sub).mkdir(parents=True, exist_ok=True)
@@ -123,11 +177,20 @@ def launcher_main(argv: list[str]) -> int:
     env["PATH"] = f"{d / 'bin'}:{env.get('PATH', '/usr/bin:/bin')}"
     env[ENV_DIR] = str(d)
     env[ENV_ROOT] = str(d / "root")
-    try:
-        rc = subprocess.run(cmd, env=env, check=False).returncode
-    except FileNotFoundError:
-        sys.stderr.write(f"mac-standin: {cmd[0]}: command not found\n")
-        return 127
+    with tempfile.TemporaryDirectory(prefix="standin-") as sockdir:
+        # A short path: AF_UNIX names are limited to ~100 bytes.
+        env[ENV_SOCK] = sock = os.path.join(sockdir, "s")
+        server = _Server(sock, d)
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        try:
+            rc = subprocess.run(cmd, env=env, check=False).returncode
+        except FileNotFoundError:
+            sys.stderr.write(f"mac-standin: {cmd[0]}: command not found\n")
+            return 127
+        finally:
+            server.shutdown()
+            server.server_close()
     m = Machine(d)
     with m.locked():
         try:

@@ -1,0 +1,1 @@
+"""Offline bundles: `pippin bundle create/verify` and installing from one."""
