@@ -161,3 +161,16 @@ def test_a_rerun_after_status_names_resume(tmp_path, base, demo_cache):
     r = pippin(tmp_path, "uninstall", DEMO_LINUX, "--target", f"sim:{sim}", "--yes")
     assert r.returncode == 1
     assert "finish it with `pippin resume` or undo it with `pippin rollback` first" in r.stderr
+
+
+@pytest.mark.parametrize("what", ["disk0s2", "disk0s1", "disk0s3", "free@12", "free@abc", ""])
+def test_uninstall_never_touches_macos_or_made_up_refs(tmp_path, installed, what):
+    """macOS's container, iBoot's and recovery's, and free space that is not stranded are
+    refused in one line, and the disk stays as it is."""
+    before = gpt(installed)
+    r = pippin(tmp_path, "uninstall", what, "--target", f"sim:{installed}", "--yes")
+    assert r.returncode == 1
+    assert r.stderr.startswith(f"pippin: error: {what!r} is neither an install nor a "
+                               "leftover on disk0\n")
+    assert "Traceback" not in r.stderr
+    assert gpt(installed) == before
