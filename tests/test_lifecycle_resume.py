@@ -5,6 +5,7 @@ interruption point ending in a correct disk (sgdisk -p, mdir, stub folders)."""
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -156,6 +157,10 @@ def test_bug_sim_inspect_contradicted_itself(tmp_path, base, demo_cache, referen
     assert f"  interrupted: '{DEMO_LINUX}' (disk0s4, disk0s5, disk0s6)\n" in r.stdout
     assert (f"  interrupted: install of '{DEMO_LINUX}' (7 of 8 disk operations done); finish "
             "it with `pippin sim resume` or undo it with `pippin sim rollback`\n") in r.stdout
+    r = cli(tmp_path / "xdg", "sim", "inspect", str(sim), "--json")
+    doc = json.loads(r.stdout)
+    assert [i["interrupted"] for i in doc["installs"]] == [True]
+    assert doc["interrupted"]["done"] == 7
 
 
 @pytest.mark.qemu

@@ -225,6 +225,9 @@ def sim_inspect(ctx: click.Context, /, path: Path | None, as_json: bool) -> int:
     if as_json:
         doc = inspect_dict(model, mac.facts, boot)
         doc["interrupted"] = pending
+        busy = set(pending["partuuids"]) if pending else set()
+        for inst, i in zip(doc["installs"], find_stub_installs(model.disks[0]), strict=True):
+            inst["interrupted"] = i.stub.uuid.upper() in busy  # not installed yet
         click.echo(json.dumps(doc, indent=1))
         return 0
     f = mac.facts
