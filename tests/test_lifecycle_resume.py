@@ -144,6 +144,11 @@ def test_bug_rerun_planned_a_new_install_on_the_half_done_disk(tmp_path, base, d
             f"pippin: error: an install of '{DEMO_LINUX}' (7 of 8 disk operations done) was "
             f"interrupted on sim:{sim}: finish it with `pippin resume --target sim:{sim}` or "
             f"undo it with `pippin rollback --target sim:{sim}`\n")
+    catalog = demo_cache / "demo" / "www" / "installer_data.json"
+    r = cli(xdg, "plan", "--target", f"sim:{sim}", "--catalog", str(catalog), "--os", DEMO_LINUX)
+    assert r.returncode == 1
+    assert r.stderr.startswith(f"pippin: error: an install of '{DEMO_LINUX}' (7 of 8 disk "
+                               "operations done) was interrupted on ")
     assert image_digest(sim) == before
 
 
