@@ -275,8 +275,8 @@ def test_interactive_install_runs_the_tui(make_app, monkeypatch, capsys, tmp_pat
     seen = []
 
     def fake_tui(answers, deps, *, auto_space, answers_path, offer_bundle=None):
-        assert offer_bundle is None  # not started from an offline bundle
         seen.append((answers, auto_space, answers_path))
+        assert offer_bundle is None  # no --source and not run from a bundle
         return None, None
 
     monkeypatch.setattr("installer.tui.app.run_tui", fake_tui)
