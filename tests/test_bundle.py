@@ -6,6 +6,8 @@ a create killed with SIGKILL continues when run again."""
 
 from __future__ import annotations
 
+import dataclasses
+import fcntl
 import json
 import os
 import shutil
@@ -17,9 +19,13 @@ from pathlib import Path
 import pytest
 
 from installer.bundle.create import BundleRequest, create_bundle
-from installer.bundle.manifest import MANIFEST, parse_manifest
+from installer.bundle.manifest import MANIFEST, FileRecord, ImageRecord, parse_manifest
+from installer.bundle.thinzip import file_pread, write_thin_zip
+from installer.bundle.verify import sha256_file
+from installer.demo.restoreimage import DEVICES
 from installer.demo.site import DEMO_LINUX, DEMO_MARKER, UEFI_ONLY
 from installer.ipsw.remote import open_archive
+from installer.net.session import NetConfig, make_session
 from installer.platform.simmac import SimMac
 from installer.sizes import GB
 from tests.support import installfix
@@ -59,7 +65,6 @@ def pippin(tmp_path: Path, *args: str, offline: bool = False, timeout: int = 300
 @pytest.fixture(scope="module")
 def bundle(tmp_path_factory, demo_cache):
     """The demo catalog's two entries for the sim's device, made once."""
-    from installer.net.session import NetConfig, make_session
     out = tmp_path_factory.mktemp("bundle") / "stick"
     s = make_session(NetConfig(read_timeout=5.0, no_proxy=("127.0.0.1",)))
     try:
@@ -233,3 +238,91 @@ def test_create_refusals_are_one_line(tmp_path, demo_site):
     assert error_line(r.stderr) == (f"no restore image for {UEFI_ONLY!r} has build "
                                     "identities for j999ap")
     shutil.rmtree(tmp_path / "o", ignore_errors=True)
+
+
+@pytest.mark.parametrize(("text", "why"), [
+    ("not json", "bundle.json is not valid JSON: Expecting value: line 1 column 1 (char 0)"),
+    ('{"format": 2}', "bundle.json: format 2 is not supported (this Pippin reads 1)"),
+    ('{"format": 1, "pippin": "0.1.0", "catalog": "../../etc/passwd", "catalog_origin": "x",'
+     ' "os": [], "images": [], "files": []}',
+     "bundle.json: catalog '../../etc/passwd' is not a path inside the bundle"),
+    ('{"format": 1, "pippin": "0.1.0", "catalog": "c.json", "catalog_origin": "x", "os": [],'
+     ' "images": [], "files": [{"path": "/etc/passwd", "size": 1, "sha256": "' + "0" * 64
+     + '", "origin": "x"}]}',
+     "bundle.json: files[0].path '/etc/passwd' is not a path inside the bundle"),
+])
+def test_hostile_manifest_is_refused_in_one_line(tmp_path, text, why):
+    out = tmp_path / "stick"
+    out.mkdir()
+    (out / MANIFEST).write_text(text)
+    r = pippin(tmp_path, "bundle", "verify", str(out))
+    assert r.returncode == 1
+    assert error_line(r.stderr) == why
+    r = pippin(tmp_path, "install", "--source", str(out), "--dry-run", offline=True)
+    assert r.returncode == 1
+    assert error_line(r.stderr) == why
+
+
+def test_all_devices_holds_every_identity(tmp_path, demo_cache, session):
+    r = create_bundle(BundleRequest(tmp_path / "all", (UEFI_ONLY,), all_devices=True),
+                      installfix.deps_for(demo_cache, session))
+    (img,) = r.manifest.images
+    assert sorted(d.device_class for d in img.devices) == sorted(d.device_class for d in DEVICES)
+    one = create_bundle(BundleRequest(tmp_path / "one", (UEFI_ONLY,), (SIM_DEVICE,)),
+                        installfix.deps_for(demo_cache, session))
+    assert set(one.manifest.images[0].members) < set(img.members)
+
+
+def test_member_missing_from_the_thin_zip_is_named_before_writing(tmp_path, bundle):
+    """A bundle whose files all match bundle.json but whose restore image lacks a member the
+    install needs (e.g. made by a Pippin with other member lists)."""
+    out = link_tree(bundle[0], tmp_path / "stick")
+    man = parse_manifest((out / MANIFEST).read_bytes())
+    (img,) = man.images
+    arc = open_archive(str(out / img.path))
+    gone = next(n for n in img.members if n.startswith("kernelcache"))
+    keep = [arc.get(n) for n in img.members if n != gone]
+    pread, close = file_pread(out / img.path)
+    try:
+        with (tmp_path / "thin").open("wb") as f:
+            write_thin_zip(f, keep, pread)
+    finally:
+        close()
+    (out / img.path).unlink()
+    (tmp_path / "thin").rename(out / img.path)
+    new_img = ImageRecord(img.path, img.version, img.origin, img.devices,
+                          tuple(m.name for m in keep))
+    files = tuple(FileRecord(f.path, (out / f.path).stat().st_size,
+                             sha256_file(out / f.path), f.origin) for f in man.files)
+    man = dataclasses.replace(man, images=(new_img,), files=files)
+    (out / MANIFEST).unlink()
+    (out / MANIFEST).write_bytes(man.to_json())
+    assert pippin(tmp_path, "bundle", "verify", str(out)).returncode == 0
+    sim = new_sim(tmp_path / "mac.img")
+    before = image_digest(sim)
+    r = pippin(tmp_path, "install", "--source", str(out), "--os", UEFI_ONLY,
+               "--target", f"sim:{sim}", "--yes", offline=True)
+    assert r.returncode == 1
+    assert error_line(r.stderr) == f"restore image lacks needed members: {gone}"
+    assert image_digest(sim) == before
+
+
+def test_installer_data_inside_a_bundle_installs_from_it(tmp_path, bundle):
+    out, _ = bundle
+    sim = new_sim(tmp_path / "mac.img")
+    r = pippin(tmp_path, "install", "--os", UEFI_ONLY, "--target", f"sim:{sim}", "--dry-run",
+               offline=True, env_extra={"INSTALLER_DATA": str(out / "installer_data.json")})
+    assert r.returncode == 0, r.stderr
+    assert f"restore image: {out}/ipsw/UniversalMac_13.5_22G74_Restore.ipsw" in r.stdout
+
+
+def test_a_second_create_on_the_same_bundle_is_refused(tmp_path):
+    out = tmp_path / "stick"
+    out.mkdir()
+    with (out / ".bundle-lock").open("w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        r = pippin(tmp_path, "bundle", "create", str(out), "--os", UEFI_ONLY,
+                   "--device", SIM_DEVICE)
+    assert r.returncode == 1
+    assert error_line(r.stderr) == f"another `pippin bundle create` is writing {out}"
+    assert [p.name for p in out.iterdir()] == [".bundle-lock"]  # nothing else written

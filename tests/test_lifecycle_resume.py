@@ -5,6 +5,7 @@ interruption point ending in a correct disk (sgdisk -p, mdir, stub folders)."""
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -143,6 +144,11 @@ def test_bug_rerun_planned_a_new_install_on_the_half_done_disk(tmp_path, base, d
             f"pippin: error: an install of '{DEMO_LINUX}' (7 of 8 disk operations done) was "
             f"interrupted on sim:{sim}: finish it with `pippin resume --target sim:{sim}` or "
             f"undo it with `pippin rollback --target sim:{sim}`\n")
+    catalog = demo_cache / "demo" / "www" / "installer_data.json"
+    r = cli(xdg, "plan", "--target", f"sim:{sim}", "--catalog", str(catalog), "--os", DEMO_LINUX)
+    assert r.returncode == 1
+    assert r.stderr.startswith(f"pippin: error: an install of '{DEMO_LINUX}' (7 of 8 disk "
+                               "operations done) was interrupted on ")
     assert image_digest(sim) == before
 
 
@@ -156,6 +162,10 @@ def test_bug_sim_inspect_contradicted_itself(tmp_path, base, demo_cache, referen
     assert f"  interrupted: '{DEMO_LINUX}' (disk0s4, disk0s5, disk0s6)\n" in r.stdout
     assert (f"  interrupted: install of '{DEMO_LINUX}' (7 of 8 disk operations done); finish "
             "it with `pippin sim resume` or undo it with `pippin sim rollback`\n") in r.stdout
+    r = cli(tmp_path / "xdg", "sim", "inspect", str(sim), "--json")
+    doc = json.loads(r.stdout)
+    assert [i["interrupted"] for i in doc["installs"]] == [True]
+    assert doc["interrupted"]["done"] == 7
 
 
 @pytest.mark.qemu

@@ -161,3 +161,60 @@ def test_a_rerun_after_status_names_resume(tmp_path, base, demo_cache):
     r = pippin(tmp_path, "uninstall", DEMO_LINUX, "--target", f"sim:{sim}", "--yes")
     assert r.returncode == 1
     assert "finish it with `pippin resume` or undo it with `pippin rollback` first" in r.stderr
+
+
+@pytest.mark.parametrize("what", ["disk0s2", "disk0s1", "disk0s3", "free@12", "free@abc", ""])
+def test_uninstall_never_touches_macos_or_made_up_refs(tmp_path, installed, what):
+    """macOS's container, iBoot's and recovery's, and free space that is not stranded are
+    refused in one line, and the disk stays as it is."""
+    before = gpt(installed)
+    r = pippin(tmp_path, "uninstall", what, "--target", f"sim:{installed}", "--yes")
+    assert r.returncode == 1
+    assert r.stderr.startswith(f"pippin: error: {what!r} is neither an install nor a "
+                               "leftover on disk0\n")
+    assert "Traceback" not in r.stderr
+    assert gpt(installed) == before
+
+
+def _kill_uninstall(sim, n):
+    """Child process: uninstall the demo Linux and die (no cleanup) at the n-th step."""
+    from installer.lifecycle.uninstall import plan_for, run_uninstall
+    from installer.platform.base import SubprocessRunner
+    from installer.platform.sim import SimBackend
+    from installer.targets.sim import SimTarget
+
+    count = [0]
+
+    def tick(*_):
+        count[0] += 1
+        if count[0] == n:
+            os._exit(42)
+
+    target = SimTarget(sim, SubprocessRunner())
+    target.backend = SimBackend(sim, SubprocessRunner(), fault=tick)
+    plan = plan_for(target.backend.read_model(), DEMO_LINUX)
+    run_uninstall(target, plan)
+    os._exit(0)
+
+
+@pytest.mark.parametrize("n", [1, 2, 3])
+def test_uninstall_killed_midway_is_finished_by_resume(tmp_path, base, installed, n):
+    """An uninstall is journaled too: killed between its GPT writes, `pippin resume`
+    finishes it (rollback cannot bring deleted data back and says so)."""
+    import multiprocessing
+
+    sim = clone(installed, tmp_path / "u")
+    p = multiprocessing.get_context("fork").Process(target=_kill_uninstall, args=(sim, n))
+    p.start()
+    p.join(120)
+    assert p.exitcode == 42
+    doc = status(tmp_path, sim)
+    assert doc["interrupted"]["action"] == "uninstall"
+    r = pippin(tmp_path, "rollback", "--target", f"sim:{sim}", "--yes")
+    assert r.returncode == 1
+    assert "an uninstall cannot be rolled back" in r.stderr
+    r = pippin(tmp_path, "resume", "--target", f"sim:{sim}", "--yes")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.endswith("finished the uninstall\n")
+    assert gpt(sim) == gpt(base)
+    assert status(tmp_path, sim)["interrupted"] is None

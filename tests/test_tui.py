@@ -274,8 +274,9 @@ def test_interactive_install_runs_the_tui(make_app, monkeypatch, capsys, tmp_pat
 
     seen = []
 
-    def fake_tui(answers, deps, *, auto_space, answers_path):
+    def fake_tui(answers, deps, *, auto_space, answers_path, offer_bundle=None):
         seen.append((answers, auto_space, answers_path))
+        assert offer_bundle is None  # no --source and not run from a bundle
         return None, None
 
     monkeypatch.setattr("installer.tui.app.run_tui", fake_tui)

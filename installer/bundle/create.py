@@ -14,12 +14,15 @@ zip is written.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import fcntl
 import json
 import logging
+import os
 import shutil
 import sys
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from urllib.parse import unquote, urlsplit
@@ -28,6 +31,7 @@ import requests
 
 from installer import __version__, catalog_trust
 from installer.answers import Answers
+from installer.bundle.download import NoRanges, fetch_file
 from installer.bundle.manifest import (
     MANIFEST,
     PROGRESS,
@@ -60,6 +64,8 @@ log = logging.getLogger(__name__)
 ProgressFn = Callable[[str, int, int], None]
 #: The base URL written into a bundle's own `install` (run from the bundle, it is not used).
 OFFLINE_BASE = "https://pippin.invalid/offline"
+FAT32_MAX = (4 << 30) - 1
+LOCK = ".bundle-lock"
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,6 +165,34 @@ def create_bundle(req: BundleRequest, deps: InstallDeps, progress: ProgressFn | 
     out = req.out
     try:
         out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise BundleError(f"cannot create {out}: {exc.strerror}") from exc
+    with _locked(out):
+        return _create(req, deps, progress, checkpoint)
+
+
+@contextlib.contextmanager
+def _locked(out: Path) -> Iterator[None]:
+    """One create at a time per bundle (an flock on ``OUT/.bundle-lock``)."""
+    try:
+        fd = os.open(out / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise BundleError(f"cannot create {out / LOCK}: {exc.strerror}") from exc
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise BundleError(f"another `pippin bundle create` is writing {out}",
+                              hint="wait for it, or run it again after it ends") from None
+        yield
+    finally:
+        os.close(fd)
+
+
+def _create(req: BundleRequest, deps: InstallDeps, progress: ProgressFn | None,
+            checkpoint: Callable[[str], None]) -> BundleResult:
+    out = req.out
+    try:
         (out / "os").mkdir(exist_ok=True)
         (out / IPSW_DIR).mkdir(exist_ok=True)
     except OSError as exc:
@@ -199,6 +233,10 @@ def create_bundle(req: BundleRequest, deps: InstallDeps, progress: ProgressFn | 
     write_bytes(out / MANIFEST, man.to_json())
     (out / PROGRESS).unlink(missing_ok=True)
     total = sum(f.size for f in files)
+    big = [f.path for f in files if f.size > FAT32_MAX]
+    if big:  # the issue's USB stick: FAT32 cannot hold a file of 4 GiB or more
+        notes.append(f"{', '.join(big)} is 4 GiB or larger: it does not fit on a FAT32 "
+                     "stick (use exFAT or APFS)")
     log.info("bundle %s: %d files, %s (needed %s)", out, len(files), format_size(total),
              format_size(st.needed))
     return BundleResult(out, man, st.needed, total, st.downloaded, tuple(st.reused),
@@ -218,15 +256,27 @@ def _packages(entries: Sequence[OsEntry], deps: InstallDeps, st: _State, prog: P
                               f"{e.package})")
         rec = st.keep(rel)
         if rec is None:
-            dest = fetch_package(e, deps.session, st.out / "os",
-                                 lambda d, t: prog("package", d, t))
-            assert dest == st.out / rel  # fetch_package keeps the file name
-            st.downloaded += dest.stat().st_size
+            st.downloaded += _package(e, e.package, st.out / rel, deps, prog)
             rec = st.record(rel, e.package)
         st.needed += rec.size
         out.append(rec)
         checkpoint(f"package {rel}")
     return out
+
+
+def _package(e: OsEntry, src: str, dest: Path, deps: InstallDeps, prog: ProgressFn) -> int:
+    """The package at ``dest``: over parallel ranges from a URL, else as the install
+    fetches it (a path, or a server without ranges)."""
+    if is_url(src):
+        try:
+            return fetch_file(src, dest, deps.session, sha256=e.sha256,
+                              connections=deps.fetch_options.plan.connections,
+                              progress=lambda d, t: prog("package", d, t))
+        except NoRanges as exc:
+            log.info("%s: %s; one plain download instead", src, exc.message)
+    got = fetch_package(e, deps.session, dest.parent, lambda d, t: prog("package", d, t))
+    assert got == dest  # fetch_package keeps the file name
+    return got.stat().st_size if is_url(src) else 0
 
 
 def _candidates(entry: OsEntry) -> list[images.RestoreImage]:

@@ -32,6 +32,7 @@ from typing import Any
 
 import pyimg4
 
+from installer.demo.osserialize import osserialize
 from installer.demo.zipwriter import DEFLATED, STORED, ZipWriter
 
 MiB = 1 << 20
@@ -249,12 +250,13 @@ class _Gen:
                 self.member(f"{p}{path}", self.im4p("krnl", bytes(body), lzfse=True))
             elif key == "Multitouch":
                 # A trackpad the vendorfw collector converts (one interface to renumber).
-                pl = plistlib.dumps({"C1FD0000": [
+                # Real shape (OSSerialize: bare <dict>, hex integers, IDs), NUL-padded.
+                pl = osserialize({"C1FD0000": [
                     {"Type": "Config", "Config": {"Interface Config": [
                         {"bInterfaceNumber": 2, "Name": "multitouch interface"}]}},
                     {"Type": "Binary", "Address": 0x20000, "Payload": self.rand(32)},
-                ]}, fmt=plistlib.FMT_XML)
-                self.member(f"{p}{path}", self.im4p("mtfw", pl + bytes(64)), DEFLATED)
+                ]})
+                self.member(f"{p}{path}", self.im4p("mtfw", pl), DEFLATED)
             else:
                 fourcc = {"DeviceTree": "dtre", "iBoot": "ibot", "LLB": "illb",
                           "ISP": "ispf", "ANE": "anef", "AppleLogo": "logo",

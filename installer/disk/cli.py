@@ -135,12 +135,25 @@ def build_plan(ctx: click.Context, kw: dict[str, Any], backend: Backend) -> Plan
 def plan_cmd(ctx: click.Context, /, as_json: bool, **kw: Any) -> int:
     """Print what an install (or --uninstall) would do. Writes nothing; no network."""
     target = _answers(ctx, kw).target or default_target(ctx)
+    if not kw["uninstall_ref"]:  # an install planned on a half-done disk would mislead
+        run = pending_run(_target_journal(ctx, target))
+        if run is not None:
+            from installer.install import interrupted_error
+            raise interrupted_error(run, target)
     plan = build_plan(ctx, kw, make_backend(target, _env(ctx)))
     if as_json:
         click.echo(json.dumps(plan_to_dict(plan), indent=1))
     else:
         click.echo(render_plan(plan))
     return 0
+
+
+def _target_journal(ctx: click.Context, target: str) -> Path:
+    """Where an install on ``target`` keeps its journal (the sim's sidecar, or the Mac's)."""
+    if target.startswith("sim:"):
+        return _journal(Path(target[4:]))
+    from installer.targets.mac import JOURNAL
+    return Path(_env(ctx).get("PIPPIN_MAC_ROOT") or "/") / JOURNAL
 
 
 @click.group("sim")
@@ -225,6 +238,9 @@ def sim_inspect(ctx: click.Context, /, path: Path | None, as_json: bool) -> int:
     if as_json:
         doc = inspect_dict(model, mac.facts, boot)
         doc["interrupted"] = pending
+        busy = set(pending["partuuids"]) if pending else set()
+        for inst, i in zip(doc["installs"], find_stub_installs(model.disks[0]), strict=True):
+            inst["interrupted"] = i.stub.uuid.upper() in busy  # not installed yet
         click.echo(json.dumps(doc, indent=1))
         return 0
     f = mac.facts

@@ -14,6 +14,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from installer.demo import guest
+
 ROOT = Path(__file__).resolve().parents[2]
 ASSETS = ROOT / ".cache" / "test-assets"
 MACHINE = "virt,virtualization=on"
@@ -45,28 +47,9 @@ def kernel_assets() -> Kernel:
 
 
 def module_closure(kernel: Kernel, names: Iterable[str]) -> list[str]:
-    """Relative paths of the named modules and their dependencies, dependencies first."""
-    deps: dict[str, list[str]] = {}
-    by_name: dict[str, str] = {}
-    for line in (kernel.modules / "modules.dep").read_text().splitlines():
-        mod, _, rest = line.partition(":")
-        deps[mod] = rest.split()
-        by_name[Path(mod).name.removesuffix(".ko").replace("-", "_")] = mod
-    order: list[str] = []
-
-    def visit(mod: str) -> None:
-        if mod in order:
-            return
-        for d in deps.get(mod, []):
-            visit(d)
-        order.append(mod)
-
-    for n in names:
-        key = n.replace("-", "_")
-        if key not in by_name:
-            raise KeyError(f"module {n} not in {kernel.modules}/modules.dep")
-        visit(by_name[key])
-    return order
+    """Relative paths of the named modules and their dependencies, dependencies first
+    (the demo guest's resolver, installer/demo/guest.py)."""
+    return [m for m, _deps in guest.module_closure(kernel.modules, names)]
 
 
 def build_initramfs(out: Path, *, kernel: Kernel, init: str, modules: Sequence[str] = (),
