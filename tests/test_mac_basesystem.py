@@ -163,6 +163,58 @@ def test_the_reported_mount_point_is_used_when_mountpoint_is_not_honoured(small_
     assert not (root / "Volumes" / "BaseSystem").exists()
 
 
+OTA_FIRMWARE = """
+import sys
+from pathlib import Path
+from installer.firmware import build_firmware
+from installer.ipsw import remote
+from installer.ipsw.fetch import fetch_members
+from installer.ipsw.member import DirectorySink
+from installer.ipsw.select import Purpose, needed_members
+from installer.platform.base import SubprocessRunner
+from installer.platform.macos import MacBackend
+from installer.targets.mac import MacTarget
+
+image, work, root = (Path(a) for a in sys.argv[1:4])
+archive = remote.open_archive(str(image))
+needed = needed_members(archive, board_id=0x22, chip_id=0x8103, device_class="j274ap",
+                        purpose=Purpose.FIRMWARE)
+fetched = work / "ipsw"
+fetched.mkdir()
+fetch_members(archive, list(needed.members), DirectorySink(fetched))
+runner = SubprocessRunner()
+target = MacTarget(MacBackend(runner, root=root), runner, root)
+fw = build_firmware(fetched, needed, work / "out", open_image=target.image_opener())
+print(needed.basesystem)
+print("warnings:", list(fw.warnings))
+"""
+
+
+def test_an_ota_basesystem_is_decoded_then_attached(small_sim, tmp_path):
+    """An OTA's BaseSystem is a BXDIFF50 patch: decoded first (as before), then the decoded
+    image is what hdiutil attaches; its firmware lands in the raw dump."""
+    img = make_image(tmp_path / "ota.zip", seed=2, ota=True, size=8 << 20, decoy_size=1 << 20)
+    work = tmp_path / "work"
+    work.mkdir()
+    root = sidecar(small_sim) / "standin" / "root"
+    r = standin(small_sim, "sh", "-c", f'exec "{sys.executable}" -c "$0" "$@"',
+                OTA_FIRMWARE, str(img.path), str(work), str(root))
+    assert r.returncode == 0, r.stderr.decode()[-3000:]
+    member, warnings = r.stdout.decode().splitlines()
+    assert member == "AssetData/payloadv2/basesystem_patches/arm64eBaseSystem.dmg"
+    assert "BaseSystem" not in warnings
+    hdi = hdiutil_argv(small_sim)
+    assert [a[:2] for a in hdi] == [["hdiutil", "attach"], ["hdiutil", "detach"]]
+    assert Path(hdi[0][-1]).name == "basesystem.dmg"  # the decoded image, not the patch
+    with tarfile.open(work / "out" / "all_firmware.tar.gz") as tf:
+        files = {m.name: tf.extractfile(m).read() for m in tf.getmembers()
+                 if m.isfile() and m.name.startswith("firmware/")}
+    assert files == {"firmware/" + f.removeprefix("usr/share/firmware/"): data
+                     for f, data in img.firmware_files.items()}
+    assert sorted(files) == \
+        sorted("firmware/" + f.removeprefix("usr/share/firmware/") for f in img.firmware_files)
+
+
 class _Failing(Runner):
     """hdiutil's exits as a Runner sees them (the detach retry's contract)."""
 
