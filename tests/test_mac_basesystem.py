@@ -86,7 +86,9 @@ def test_standin_attach_detach_and_refusals(small_sim, tmp_path):
     make_dmg(dmg)
     (tmp_path / "random.dmg").write_bytes(bytes(range(256)) * 64)
     mnt.mkdir()
-    script = (f"hdiutil attach -nobrowse -readonly -noverify -mountpoint {mnt} {dmg} && "
+    # the attach in-process (no launcher socket: the shim runs python -S, no site-packages)
+    script = (f"PIPPIN_STANDIN_SOCK= hdiutil attach -nobrowse -readonly -noverify "
+              f"-mountpoint {mnt} {dmg} && "
               f"cat {mnt}/usr/share/firmware/wifi/a.txt && "
               f"stat -c %a {mnt}/usr/share/firmware/wifi/a.txt {mnt}/usr && "
               f"hdiutil detach {mnt}; "

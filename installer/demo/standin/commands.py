@@ -14,6 +14,7 @@ import plistlib
 import re
 import shutil
 import subprocess
+import tarfile
 import uuid
 from pathlib import Path
 from typing import Any
@@ -33,8 +34,6 @@ from installer.errors import PippinError
 from installer.platform.sim import SimBackend, container_uuid
 from installer.platform.simstate import SimContainer, SimState, SimVolume
 from installer.sizes import MiB, align_up
-from vendorfw import rawdump
-from vendorfw.errors import VendorFwError
 
 ROLE = {"D": "Data", "S": "System", "B": "Preboot", "R": "Recovery"}
 Out = tuple[int, bytes]
@@ -350,11 +349,14 @@ def _attach(m: Machine, a: list[str]) -> Out:
     if not created and (not folder.is_dir() or any(folder.iterdir())):
         raise NotImplemented_(f"hdiutil attach over the non-empty {mountpoint}")
     folder.mkdir(parents=True, exist_ok=True)
-    try:
-        rawdump.unpack(image, folder)
-    except VendorFwError:
+    try:  # tarfile, not libarchive: an in-process shim runs without site-packages (-S)
+        with tarfile.open(image) as tf:
+            tf.extractall(folder, filter="data")
+    except (tarfile.TarError, OSError):
         if created:
-            folder.rmdir()
+            shutil.rmtree(folder)
+        else:
+            _empty(folder)
         raise StandInError(HDI_NOT_RECOGNIZED) from None
     _read_only(folder)
     st = m.state()
@@ -371,6 +373,14 @@ def _attach(m: Machine, a: list[str]) -> Out:
            f"/dev/disk{n + 1}          \tEF57347C-0000-11AA-AA11-0030654\t\n"
            f"/dev/disk{n + 1}s1        \t41504653-0000-11AA-AA11-0030654\t{mountpoint}\n")
     return 0, out.encode()
+
+
+def _empty(folder: Path) -> None:
+    for child in folder.iterdir():
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child)
+        else:
+            child.unlink()
 
 
 def _read_only(folder: Path) -> None:
@@ -419,11 +429,7 @@ def _detach(m: Machine, target: str, force: bool) -> Out:
     if e["created"]:
         shutil.rmtree(folder)
     else:
-        for child in folder.iterdir():
-            if child.is_dir() and not child.is_symlink():
-                shutil.rmtree(child)
-            else:
-                child.unlink()
+        _empty(folder)
     del m.mounts[found]
     m.save_mounts()
     return 0, f'"{found}" ejected.\n'.encode()
