@@ -439,7 +439,7 @@ def _run(result: InstallResult, entry: OsEntry, facts: DeviceFacts, target: Inst
     if not tethered:
         with st.stage("firmware"):
             fw = build_firmware(fetched, needed, work / "firmware",
-                                _counter(st, "firmware"))
+                                _counter(st, "firmware"), target.image_opener())
     boot_bin = b"" if tethered else _boot_bin(payloads, deps)
     context = {"answers": to_toml(result.answers or Answers()), "os": entry.name.strip(),
                "restore_image": result.restore_image, "disk": plan.disk,

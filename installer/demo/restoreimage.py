@@ -78,8 +78,10 @@ class GeneratedImage:
 
 
 class _Gen:
-    def __init__(self, path: Path, size: int, seed: int, ota: bool, decoy: int) -> None:
+    def __init__(self, path: Path, size: int, seed: int, ota: bool, decoy: int,
+                 basesystem: bytes | None = None) -> None:
         self.rng = random.Random(seed)
+        self.basesystem = basesystem
         self.scale = max(size, 4 * MiB) / DEFAULT_SIZE
         self.ota = ota
         self.decoy = decoy
@@ -216,6 +218,8 @@ class _Gen:
         self.img.decoys.append(decoy)
         self.img.sizes[decoy] = self.decoy
         tar = self.basesystem_tar()
+        if self.basesystem is not None:
+            tar = self.basesystem
         self.img.basesystem_tar_sha256 = hashlib.sha256(tar).hexdigest()
         if self.ota:
             self.img.basesystem = "AssetData/payloadv2/basesystem_patches/arm64eBaseSystem.dmg"
@@ -297,6 +301,8 @@ def bxdiff50(data: bytes, block: int = 1 * MiB) -> bytes:
 
 
 def make_image(path: Path, *, size: int = DEFAULT_SIZE, seed: int = 0, ota: bool = False,
-               decoy_size: int = DEFAULT_DECOY) -> GeneratedImage:
-    """Write a synthetic IPSW (or OTA) zip at ``path`` and describe it."""
-    return _Gen(Path(path), size, seed, ota, decoy_size).build()
+               decoy_size: int = DEFAULT_DECOY,
+               basesystem: bytes | None = None) -> GeneratedImage:
+    """Write a synthetic IPSW (or OTA) zip at ``path`` and describe it. ``basesystem``
+    replaces the BaseSystem's tar (e.g. bytes no disk-image reader recognises)."""
+    return _Gen(Path(path), size, seed, ota, decoy_size, basesystem).build()
