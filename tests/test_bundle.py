@@ -307,6 +307,17 @@ def test_member_missing_from_the_thin_zip_is_named_before_writing(tmp_path, bund
     assert image_digest(sim) == before
 
 
+def test_bundled_package_is_not_counted_as_downloaded(tmp_path, bundle):
+    """An install from a bundle copies its package from the stick: 0 network bytes (it used
+    to report the package's size as downloaded)."""
+    out, _ = bundle
+    sim = new_sim(tmp_path / "mac.img")
+    r = pippin(tmp_path, "install", "--source", str(out), "--os", UEFI_ONLY,
+               "--target", f"sim:{sim}", "--yes", offline=True)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "  downloaded 0 B; " in r.stdout, r.stdout
+
+
 def test_installer_data_inside_a_bundle_installs_from_it(tmp_path, bundle):
     out, _ = bundle
     sim = new_sim(tmp_path / "mac.img")
