@@ -235,7 +235,7 @@ def wrong_digest(what: str, got: str, want: str) -> NetworkError:
 
 
 def fetch_ranged(url: str, dest: Path, session: requests.Session, *, sha256: str | None,
-                 connections: int = 8, part_min: int = 4 << 20,
+                 connections: int = 8, part_min: int = 1 << 20,
                  timeout: tuple[float, float] = (10.0, 60.0), retries: int = 5,
                  progress: Progress | None = None,
                  save_every: float = SAVE_EVERY) -> Downloaded:
@@ -374,7 +374,7 @@ def fetch_plain(url: str, dest: Path, session: requests.Session, *, sha256: str 
 
 
 def fetch_url(url: str, dest: Path, session: requests.Session, *, sha256: str | None,
-              connections: int = 8, part_min: int = 4 << 20,
+              connections: int = 8, part_min: int = 1 << 20,
               timeout: tuple[float, float] = (10.0, 60.0),
               retries: int = 5, progress: Progress | None = None) -> Downloaded:
     """:func:`fetch_ranged`, or :func:`fetch_plain` from a server that ignores ranges."""
