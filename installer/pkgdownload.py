@@ -17,6 +17,7 @@ wrong digest deletes it. A server that does not answer ranges gets one plain dow
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import json
 import logging
@@ -245,26 +246,15 @@ def fetch_ranged(url: str, dest: Path, session: requests.Session, *, sha256: str
     plain request, :func:`fetch_plain`, which reports its own error)."""
     v = _probe(url, session, timeout)
     data, sidecar = partial_paths(dest)
-    prior = _load_sidecar(sidecar, url) if data.is_file() else None
-    done: list[Span] = []
-    if prior is not None and prior[0].same(v) and data.stat().st_size == v.size:
-        done = prior[1]
-    elif prior is not None:
-        log.warning("%s: the file on the server changed since the partial download; "
-                    "starting over", dest.name)
-        discard_partial(dest)
-    else:  # killed before its first record, or a record that does not fit: no trust
-        discard_partial(dest)
-    run = _Run(url, dest, session, v, done, timeout, retries, progress)
-    resumed = run.count
-    if resumed:
-        log.info("%s: resuming, %d of %d bytes already on disk", dest.name, resumed, v.size)
+    fd = _open_locked(data, dest)
     try:
-        fd = os.open(data, os.O_RDWR | os.O_CREAT, 0o644)
-    except OSError as exc:
-        raise NetworkError(f"cannot write {data}: {exc.strerror or exc}") from exc
-    run.fd = fd
-    try:
+        done = _usable(sidecar, url, v, fd, dest)
+        run = _Run(url, dest, session, v, done, timeout, retries, progress)
+        run.fd = fd
+        resumed = run.count
+        if resumed:
+            log.info("%s: resuming, %d of %d bytes already on disk", dest.name, resumed,
+                     v.size)
         os.ftruncate(fd, v.size)
         parts = cut(missing(done, v.size), connections, part_min)
         if progress:
@@ -273,8 +263,6 @@ def fetch_ranged(url: str, dest: Path, session: requests.Session, *, sha256: str
         run.save()
         got = _sha256_fd(fd)
         if sha256 is not None and got != sha256.lower():
-            os.close(fd)
-            fd = -1
             discard_partial(dest)
             raise wrong_digest(url, got, sha256)
         os.fsync(fd)
@@ -287,11 +275,40 @@ def fetch_ranged(url: str, dest: Path, session: requests.Session, *, sha256: str
     except OSError as exc:
         raise NetworkError(f"cannot write {data}: {exc.strerror or exc}") from exc
     finally:
-        if fd >= 0:
-            os.close(fd)
+        os.close(fd)  # and with it the lock
     log.info("downloaded %s (%d bytes, %d over the network in %d parts)", url, v.size,
              run.network, len(parts))
     return Downloaded(v.size, run.network, resumed)
+
+
+def _open_locked(data: Path, dest: Path) -> int:
+    """The partial file, opened and locked (one download of a file at a time)."""
+    try:
+        fd = os.open(data, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise NetworkError(f"cannot write {data}: {exc.strerror or exc}") from exc
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        raise NetworkError(f"another Pippin is downloading {dest.name}",
+                           hint="wait for it to finish, then run this again") from None
+    return fd
+
+
+def _usable(sidecar: Path, url: str, v: Validator, fd: int, dest: Path) -> list[Span]:
+    """The complete ranges a killed run left that still hold for the server's file; the
+    partial file is emptied when there are none."""
+    prior = _load_sidecar(sidecar, url)
+    if prior is not None and prior[0].same(v) and os.fstat(fd).st_size == v.size:
+        return prior[1]
+    if prior is not None:
+        log.warning("%s: the file on the server changed since the partial download; "
+                    "starting over", dest.name)
+    # killed before its first record, a record that does not fit, or another file: no trust
+    sidecar.unlink(missing_ok=True)
+    os.ftruncate(fd, 0)
+    return []
 
 
 def _run_parts(run: _Run, parts: list[Span], connections: int, save_every: float) -> None:

@@ -6,6 +6,7 @@ server between runs starts over; a wrong SHA-256 deletes the download and says s
 
 from __future__ import annotations
 
+import fcntl
 import functools
 import hashlib
 import http.server
@@ -288,3 +289,42 @@ def test_kill_9_midway_then_rerun_downloads_only_the_rest(tmp_path, www):
     assert res["network_bytes"] <= len(data) - have
     assert second < len(data) - (2 << 20) + (64 << 10)  # the proxy agrees: fewer bytes
     assert leftovers(cache) == ["pkg.zip"]
+
+
+def test_file_changed_on_the_server_midway_keeps_nothing(tmp_path, www, session):
+    """The server's file is replaced while a part is in flight; the proxy drops that answer,
+    and the retry carries another ETag: the download stops and its partial is deleted."""
+    srv, data = www
+    dest = tmp_path / "c" / "pkg.zip"
+    dest.parent.mkdir(parents=True)
+    changed = []
+
+    def change(_done: int, _total: int) -> None:
+        if not changed:
+            f = srv.root / "pkg.zip"
+            f.write_bytes(random.Random(7).randbytes(len(data)))
+            os.utime(f, (1_000_000_000, 1_000_000_000))
+            changed.append(True)
+
+    drop = faultproxy.Fault("drop", at=1 << 20)
+    with faultproxy.running(srv.port, schedule=lambda n, r: drop if n == 1 else None) as px, \
+            pytest.raises(NetworkError, match="the file on the server changed during the "
+                          "download"):
+        fetch_ranged(f"{px.url_base}/pkg.zip", dest, session, sha256=sha(data),
+                     connections=1, progress=change)
+    assert changed
+    assert leftovers(dest.parent) == []
+
+
+def test_second_download_of_the_same_file_is_refused_while_one_runs(tmp_path, www, session):
+    srv, data = www
+    dest = tmp_path / "c" / "pkg.zip"
+    dest.parent.mkdir(parents=True)
+    part, _ = partial_paths(dest)
+    with part.open("wb") as held:
+        fcntl.flock(held.fileno(), fcntl.LOCK_EX)
+        with pytest.raises(NetworkError, match="another Pippin is downloading pkg.zip"):
+            fetch_ranged(srv.url("pkg.zip"), dest, session, sha256=sha(data))
+    got = fetch_ranged(srv.url("pkg.zip"), dest, session, sha256=sha(data))
+    assert dest.read_bytes() == data
+    assert got.network_bytes == len(data)
