@@ -42,6 +42,7 @@ from vendorfw.atomic import atomic_file, fsync_dir, write_bytes
 log = logging.getLogger(__name__)
 CHUNK = 256 << 10
 SAVE_EVERY = 1.0  # seconds between sidecar updates
+BACKOFF, BACKOFF_MAX = 0.1, 2.0  # seconds before a retry without progress (doubling)
 Progress = Callable[[int, int], None]  # done, total (0 when unknown)
 Span = tuple[int, int]  # [start, end)
 
@@ -151,6 +152,8 @@ class _Run:
         self.count = sum(e - s for s, e in done)
         self.network = 0
         self.fd = -1
+        self.abort = threading.Event()  # one part failed (or the caller was interrupted)
+        self.busy = False  # a worker may still write to fd: do not close it
 
     def save(self) -> None:
         """Record the complete ranges (after the bytes they claim are on disk)."""
@@ -186,6 +189,8 @@ class _Run:
                         raise ServerFileChanged(f"GET {self.url}: the file on the server "
                                                 "changed during the download")
                     for chunk in resp.iter_content(CHUNK):
+                        if self.abort.is_set():
+                            return
                         chunk = chunk[: end - pos]
                         os.pwrite(self.fd, chunk, pos)
                         pos += len(chunk)
@@ -204,6 +209,8 @@ class _Run:
                     raise NetworkError(f"GET {self.url}: {msg} (gave up after {fails} "
                                        "attempts)") from exc
                 log.info("retrying %s at %d: %s", self.url, pos, exc)
+                if self.abort.wait(min(BACKOFF_MAX, BACKOFF * (2 ** fails - 1))):
+                    return
         self.finish(pid, (start, end))
 
 
@@ -247,6 +254,7 @@ def fetch_ranged(url: str, dest: Path, session: requests.Session, *, sha256: str
     v = _probe(url, session, timeout)
     data, sidecar = partial_paths(dest)
     fd = _open_locked(data, dest)
+    run: _Run | None = None
     try:
         done = _usable(sidecar, url, v, fd, dest)
         run = _Run(url, dest, session, v, done, timeout, retries, progress)
@@ -275,7 +283,8 @@ def fetch_ranged(url: str, dest: Path, session: requests.Session, *, sha256: str
     except OSError as exc:
         raise NetworkError(f"cannot write {data}: {exc.strerror or exc}") from exc
     finally:
-        os.close(fd)  # and with it the lock
+        if not (run is not None and run.busy):  # never under a writing thread's feet
+            os.close(fd)  # and with it the lock
     log.info("downloaded %s (%d bytes, %d over the network in %d parts)", url, v.size,
              run.network, len(parts))
     return Downloaded(v.size, run.network, resumed)
@@ -335,6 +344,7 @@ def _run_parts(run: _Run, parts: list[Span], connections: int, save_every: float
             except BaseException as exc:  # noqa: BLE001 - thread entry: handed to the caller
                 with qlock:
                     errors.append(exc)
+                run.abort.set()  # the others stop at their next chunk
                 return
 
     threads = [threading.Thread(target=worker, daemon=True)
@@ -347,8 +357,10 @@ def _run_parts(run: _Run, parts: list[Span], connections: int, save_every: float
         for t in threads:
             t.join()
     finally:
+        run.abort.set()
         stop.set()
         keeper.join()
+        run.busy = any(t.is_alive() for t in threads)  # interrupted while they read
         with contextlib.suppress(OSError):
             run.save()  # what arrived stays usable for the next run
     if errors:

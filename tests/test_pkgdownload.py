@@ -173,7 +173,7 @@ def test_failed_download_resumes_from_its_record(tmp_path, www, session):
         part, sidecar = partial_paths(dest)
         rec = json.loads(sidecar.read_text())
         have = sum(e - s for s, e in rec["done"])
-        assert have >= 3 << 20
+        assert have >= 1 << 20
         assert rec["size"] == len(data)
         assert rec["etag"]
         for s, e in rec["done"]:  # what the record claims is really there
