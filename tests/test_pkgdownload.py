@@ -328,3 +328,17 @@ def test_second_download_of_the_same_file_is_refused_while_one_runs(tmp_path, ww
     got = fetch_ranged(srv.url("pkg.zip"), dest, session, sha256=sha(data))
     assert dest.read_bytes() == data
     assert got.network_bytes == len(data)
+
+
+def test_cached_package_with_a_wrong_digest_is_deleted_and_fetched_again(tmp_path, www,
+                                                                        session, caplog):
+    srv, data = www
+    cache = tmp_path / "c"
+    cache.mkdir()
+    (cache / "pkg.zip").write_bytes(data[:-1] + b"\0")
+    with caplog.at_level(logging.WARNING, logger="installer.ospackage"):
+        got = fetch_package(entry_for(srv.url("pkg.zip"), sha(data)), session, cache)
+    assert got.path.read_bytes() == data
+    assert got.network_bytes == len(data)
+    assert [r.getMessage() for r in caplog.records] == [
+        "package pkg.zip: the cached copy does not match the catalog's SHA-256; deleted it"]
