@@ -125,16 +125,26 @@ def cut(gaps: list[Span], connections: int, part_min: int) -> list[Span]:
     return [(i, min(e, i + step)) for s, e in gaps for i in range(s, e, step)]
 
 
-def _load_sidecar(path: Path, url: str) -> tuple[Validator, list[Span]] | None:
+def _load_sidecar(path: Path, url: str, sha256: str | None,
+                  v: Validator) -> list[Span] | None:
+    """The complete ranges of a killed run's record when it was a download of the same
+    file: the same validator, from the same URL or for the same catalog SHA-256 (a mirror,
+    or the demo server on another port). None for no record, a damaged one or another file."""
     try:
         doc = json.loads(path.read_text())
-        v = Validator(int(doc["size"]), doc.get("etag"), doc.get("last_modified"))
+        old = Validator(int(doc["size"]), doc.get("etag"), doc.get("last_modified"))
         spans = [(int(s), int(e)) for s, e in doc["done"]]
-        if doc.get("url") != url or any(not 0 <= s <= e <= v.size for s, e in spans):
-            return None
-        return v, merge(spans)
+        same = doc.get("url") == url or (sha256 is not None
+                                          and doc.get("sha256") == sha256.lower())
     except (OSError, ValueError, KeyError, TypeError):
         return None
+    if not same or any(not 0 <= s <= e <= old.size for s, e in spans):
+        return None
+    if not old.same(v):
+        log.warning("%s: the file on the server changed since the partial download; "
+                    "starting over", path.name.removeprefix(".").removesuffix(".partial.json"))
+        return None
+    return merge(spans)
 
 
 class _Run:
@@ -142,8 +152,8 @@ class _Run:
 
     def __init__(self, url: str, dest: Path, session: requests.Session, v: Validator,
                  done: list[Span], timeout: tuple[float, float], retries: int,
-                 progress: Progress | None) -> None:
-        self.url, self.session, self.v = url, session, v
+                 progress: Progress | None, sha256: str | None) -> None:
+        self.url, self.session, self.v, self.sha256 = url, session, v, sha256
         self.data, self.sidecar = partial_paths(dest)
         self.done = done
         self.timeout, self.retries, self.progress = timeout, retries, progress
@@ -160,7 +170,8 @@ class _Run:
         with self.lock:
             spans = merge(self.done + list(self.active.values()))
         os.fdatasync(self.fd)
-        doc = {"url": self.url, "size": self.v.size, "etag": self.v.etag,
+        doc = {"url": self.url, "sha256": self.sha256 and self.sha256.lower(),
+               "size": self.v.size, "etag": self.v.etag,
                "last_modified": self.v.last_modified, "done": spans}
         write_bytes(self.sidecar, json.dumps(doc).encode())
 
@@ -256,8 +267,8 @@ def fetch_ranged(url: str, dest: Path, session: requests.Session, *, sha256: str
     fd = _open_locked(data, dest)
     run: _Run | None = None
     try:
-        done = _usable(sidecar, url, v, fd, dest)
-        run = _Run(url, dest, session, v, done, timeout, retries, progress)
+        done = _usable(sidecar, url, sha256, v, fd)
+        run = _Run(url, dest, session, v, done, timeout, retries, progress, sha256)
         run.fd = fd
         resumed = run.count
         if resumed:
@@ -305,16 +316,13 @@ def _open_locked(data: Path, dest: Path) -> int:
     return fd
 
 
-def _usable(sidecar: Path, url: str, v: Validator, fd: int, dest: Path) -> list[Span]:
+def _usable(sidecar: Path, url: str, sha256: str | None, v: Validator, fd: int) -> list[Span]:
     """The complete ranges a killed run left that still hold for the server's file; the
     partial file is emptied when there are none."""
-    prior = _load_sidecar(sidecar, url)
-    if prior is not None and prior[0].same(v) and os.fstat(fd).st_size == v.size:
-        return prior[1]
-    if prior is not None:
-        log.warning("%s: the file on the server changed since the partial download; "
-                    "starting over", dest.name)
-    # killed before its first record, a record that does not fit, or another file: no trust
+    done = _load_sidecar(sidecar, url, sha256, v)
+    if done is not None and os.fstat(fd).st_size == v.size:
+        return done
+    # killed before its first record, a damaged record, another file: no trust
     sidecar.unlink(missing_ok=True)
     os.ftruncate(fd, 0)
     return []

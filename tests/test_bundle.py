@@ -202,8 +202,8 @@ def _crash(site: Path, cache: Path, out: Path, point: str):
                           timeout=300, cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)))
 
 
-@pytest.mark.parametrize("point", ["package os/pippin-uefi-only.zip", "restore image",
-                                   "thin zip"])
+@pytest.mark.parametrize("point", ["package os/pippin-uefi-only.zip", "package mid-file",
+                                   "restore image", "thin zip"])
 def test_create_killed_then_rerun_continues(tmp_path, demo_site, point):
     cache, out = tmp_path / "cache", tmp_path / "stick"
     r = _crash(demo_site.root, cache, out, point)
@@ -218,6 +218,9 @@ def test_create_killed_then_rerun_continues(tmp_path, demo_site, point):
     if point.startswith("package"):
         assert "os/pippin-uefi-only.zip" in res["reused"]
         assert res["downloaded"] < fresh["downloaded"]
+        if point == "package mid-file":  # the killed package continued from its record
+            uefi = (out / "os/pippin-uefi-only.zip").stat().st_size
+            assert fresh["downloaded"] - res["downloaded"] >= uefi + (1 << 20)
     else:  # the image's fetched ranges were kept: fewer bytes came again
         assert res["downloaded"] < fresh["downloaded"]
     assert not list(out.rglob(".*.tmp"))

@@ -342,3 +342,27 @@ def test_cached_package_with_a_wrong_digest_is_deleted_and_fetched_again(tmp_pat
     assert got.network_bytes == len(data)
     assert [r.getMessage() for r in caplog.records] == [
         "package pkg.zip: the cached copy does not match the catalog's SHA-256; deleted it"]
+
+
+@pytest.mark.parametrize("pinned", [True, False])
+def test_resume_from_another_url_only_for_the_same_catalog_digest(tmp_path, www, session,
+                                                                  pinned):
+    """A partial download made through one URL (a mirror, the demo server on another port)
+    continues from another only when the catalog's SHA-256 says it is the same file."""
+    srv, data = www
+    dest = tmp_path / "c" / "pkg.zip"
+    dest.parent.mkdir(parents=True)
+    want = sha(data) if pinned else None
+    down = faultproxy.Fault("status", code=503)
+    drop = faultproxy.Fault("drop", at=1 << 20)
+    with faultproxy.running(srv.port, schedule=lambda n, r: None if n == 0 else
+                            drop if n == 1 else down) as px, \
+            pytest.raises(NetworkError, match="gave up"):
+        fetch_ranged(f"{px.url_base}/pkg.zip", dest, session, sha256=want, connections=1,
+                     retries=0)
+    have = sum(e - s for s, e in json.loads(partial_paths(dest)[1].read_text())["done"])
+    assert have >= 1 << 20
+    got = fetch_ranged(srv.url("pkg.zip"), dest, session, sha256=want, connections=2)
+    assert dest.read_bytes() == data
+    assert got.resumed_bytes == (have if pinned else 0)
+    assert got.network_bytes == len(data) - got.resumed_bytes
