@@ -140,6 +140,8 @@ def _load_sidecar(path: Path, url: str, sha256: str | None,
         return None
     if not same or any(not 0 <= s <= e <= old.size for s, e in spans):
         return None
+    if sha256 is None and not (old.etag or old.last_modified):
+        return None  # nothing would tell another file of the same size apart
     if not old.same(v):
         log.warning("%s: the file on the server changed since the partial download; "
                     "starting over", path.name.removeprefix(".").removesuffix(".partial.json"))
