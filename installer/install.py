@@ -422,9 +422,11 @@ def _run(result: InstallResult, entry: OsEntry, facts: DeviceFacts, target: Inst
     tethered = not entry.partitions  # a stub only; stage 1 waits for a development host
     if entry.package:
         with st.stage("package"):
-            zpath = fetch_package(entry, deps.session, deps.cache_dir / "packages",
-                                  lambda d, t: st.progress("package", d, t))
-            downloaded += zpath.stat().st_size
+            pkg = fetch_package(entry, deps.session, deps.cache_dir / "packages",
+                                lambda d, t: st.progress("package", d, t),
+                                connections=deps.fetch_options.plan.connections)
+            zpath = pkg.path
+            downloaded += pkg.network_bytes  # not a cached or bundled copy
             if isinstance(target, MacTarget):  # images stream to the raw devices
                 payloads = open_package(zpath, work / "package", entry)
             else:

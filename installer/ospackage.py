@@ -1,8 +1,9 @@
 """OS packages (formats.md §10): download the zip, check its SHA-256, unpack it safely.
 
 A package is a zip with partition images (written raw) and directories (copied into a
-partition, ``esp/`` in practice). The download goes to the cache under a temporary name
-and is renamed only when complete and verified, so a lying server leaves nothing behind.
+partition, ``esp/`` in practice). The download (parallel ranges, resumable:
+:mod:`installer.pkgdownload`) goes to the cache under a temporary name and is renamed only
+when complete and verified, so a lying server leaves nothing behind.
 Unpacking refuses absolute names, ``..`` and links; the result feeds
 :class:`installer.platform.base.DirPayloads`.
 """
@@ -16,6 +17,7 @@ import shutil
 import zipfile
 import zlib
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, BinaryIO
 from urllib.parse import unquote, urlsplit
@@ -24,7 +26,7 @@ import requests
 
 from installer.catalog import OsEntry
 from installer.errors import CatalogError, NetworkError
-from installer.net.http import request_error
+from installer.pkgdownload import fetch_plain, fetch_url
 from vendorfw.atomic import atomic_file
 
 log = logging.getLogger(__name__)
@@ -47,65 +49,54 @@ def _check(digest: str, want: str | None, what: str) -> None:
                            "catalog describes; nothing was installed")
 
 
+@dataclass(frozen=True)
+class PackageFile:
+    """The verified package zip and the bytes this run took from the network for it (0
+    for a cached copy or a local file, such as a bundle's)."""
+
+    path: Path
+    network_bytes: int
+
+
 def fetch_package(entry: OsEntry, session: requests.Session, cache_dir: Path,
                   progress: BytesProgress | None = None,
-                  timeout: tuple[float, float] = (10.0, 60.0)) -> Path:
-    """The package zip of ``entry`` in ``cache_dir`` (downloaded, or reused when the
-    cached copy matches the catalog's SHA-256)."""
+                  timeout: tuple[float, float] = (10.0, 60.0),
+                  connections: int = 8) -> PackageFile:
+    """The package zip of ``entry`` in ``cache_dir``: reused when the cached copy matches
+    the catalog's SHA-256, copied from a path, or downloaded over ``connections`` parallel
+    ranges (continuing a killed run's partial download, :mod:`installer.pkgdownload`)."""
     assert entry.package is not None
     src = entry.package
     parts = urlsplit(src)
     name = PurePosixPath(unquote(parts.path)).name or "package.zip"
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    dest = cache_dir / name
-    if entry.sha256 and dest.is_file() and _sha256_file(dest) == entry.sha256.lower():
-        log.info("package %s: cached copy matches the catalog", name)
-        return dest
-    if parts.scheme in ("http", "https"):
-        _download(src, dest, session, entry.sha256, progress, timeout)
-    else:
-        path = Path(unquote(parts.path)) if parts.scheme == "file" else Path(src)
-        try:
-            with path.open("rb") as fin, atomic_file(dest) as fout:
-                h = hashlib.sha256()
-                while chunk := fin.read(CHUNK):
-                    h.update(chunk)
-                    fout.write(chunk)
-                _check(h.hexdigest(), entry.sha256, f"package {src}")
-        except OSError as exc:
-            raise CatalogError(f"cannot read package {src}: {exc.strerror or exc}") from exc
-    return dest
-
-
-def _download(url: str, dest: Path, session: requests.Session, sha256: str | None,
-              progress: BytesProgress | None, timeout: tuple[float, float]) -> None:
-    log.info("downloading %s", url)
     try:
-        resp = session.get(url, stream=True, timeout=timeout,
-                           headers={"Accept-Encoding": "identity"})
-    except requests.RequestException as exc:
-        raise request_error(url, exc) from exc
-    with resp:
-        if resp.status_code != 200:
-            raise NetworkError(f"GET {url}: HTTP {resp.status_code}")
-        total = int(resp.headers.get("Content-Length") or 0)
-        h = hashlib.sha256()
-        done = 0
-        try:
-            with atomic_file(dest) as f:
-                for chunk in resp.iter_content(CHUNK):
-                    h.update(chunk)
-                    f.write(chunk)
-                    done += len(chunk)
-                    if progress:
-                        progress(done, total)
-                if total and done != total:
-                    raise NetworkError(f"GET {url}: got {done} of {total} bytes")
-                _check(h.hexdigest(), sha256, f"package {url}")
-        except requests.RequestException as exc:
-            raise request_error(url, exc) from exc
-        except OSError as exc:
-            raise NetworkError(f"cannot write {dest}: {exc.strerror or exc}") from exc
+        cache_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CatalogError(f"cannot create {cache_dir}: {exc.strerror or exc}") from exc
+    dest = cache_dir / name
+    if entry.sha256 and dest.is_file():
+        if _sha256_file(dest) == entry.sha256.lower():
+            log.info("package %s: cached copy matches the catalog", name)
+            return PackageFile(dest, 0)
+        log.warning("package %s: the cached copy does not match the catalog's SHA-256; "
+                    "deleted it", name)
+        dest.unlink(missing_ok=True)
+    if parts.scheme in ("http", "https"):
+        log.info("downloading %s", src)
+        got = fetch_url(src, dest, session, sha256=entry.sha256, connections=connections,
+                        timeout=timeout, progress=progress)
+        return PackageFile(dest, got.network_bytes)
+    path = Path(unquote(parts.path)) if parts.scheme == "file" else Path(src)
+    try:
+        with path.open("rb") as fin, atomic_file(dest) as fout:
+            h = hashlib.sha256()
+            while chunk := fin.read(CHUNK):
+                h.update(chunk)
+                fout.write(chunk)
+            _check(h.hexdigest(), entry.sha256, f"package {src}")
+    except OSError as exc:
+        raise CatalogError(f"cannot read package {src}: {exc.strerror or exc}") from exc
+    return PackageFile(dest, 0)
 
 
 def unpack_package(zip_path: Path, out_dir: Path, entry: OsEntry) -> Path:
@@ -164,7 +155,7 @@ def fetch_extras(entry: OsEntry, session: requests.Session, out_dir: Path,
         out_dir.mkdir(parents=True, exist_ok=True)
         dest = out_dir / name
         if parts.scheme in ("http", "https"):
-            _download(src, dest, session, None, None, timeout)
+            fetch_plain(src, dest, session, sha256=None, timeout=timeout)
         else:
             try:
                 shutil.copyfile(Path(unquote(parts.path)) if parts.scheme == "file"

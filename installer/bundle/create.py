@@ -31,7 +31,6 @@ import requests
 
 from installer import __version__, catalog_trust
 from installer.answers import Answers
-from installer.bundle.download import NoRanges, fetch_file
 from installer.bundle.manifest import (
     MANIFEST,
     PROGRESS,
@@ -256,7 +255,7 @@ def _packages(entries: Sequence[OsEntry], deps: InstallDeps, st: _State, prog: P
                               f"{e.package})")
         rec = st.keep(rel)
         if rec is None:
-            st.downloaded += _package(e, e.package, st.out / rel, deps, prog)
+            st.downloaded += _package(e, st.out / rel, deps, prog)
             rec = st.record(rel, e.package)
         st.needed += rec.size
         out.append(rec)
@@ -264,19 +263,13 @@ def _packages(entries: Sequence[OsEntry], deps: InstallDeps, st: _State, prog: P
     return out
 
 
-def _package(e: OsEntry, src: str, dest: Path, deps: InstallDeps, prog: ProgressFn) -> int:
-    """The package at ``dest``: over parallel ranges from a URL, else as the install
-    fetches it (a path, or a server without ranges)."""
-    if is_url(src):
-        try:
-            return fetch_file(src, dest, deps.session, sha256=e.sha256,
-                              connections=deps.fetch_options.plan.connections,
-                              progress=lambda d, t: prog("package", d, t))
-        except NoRanges as exc:
-            log.info("%s: %s; one plain download instead", src, exc.message)
-    got = fetch_package(e, deps.session, dest.parent, lambda d, t: prog("package", d, t))
-    assert got == dest  # fetch_package keeps the file name
-    return got.stat().st_size if is_url(src) else 0
+def _package(e: OsEntry, dest: Path, deps: InstallDeps, prog: ProgressFn) -> int:
+    """The package at ``dest``, as the install fetches it (parallel resumable ranges from a
+    URL, a copy from a path); returns the bytes taken from the network."""
+    got = fetch_package(e, deps.session, dest.parent, lambda d, t: prog("package", d, t),
+                        connections=deps.fetch_options.plan.connections)
+    assert got.path == dest  # fetch_package keeps the file name
+    return got.network_bytes
 
 
 def _candidates(entry: OsEntry) -> list[images.RestoreImage]:
