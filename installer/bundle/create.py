@@ -27,8 +27,6 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from urllib.parse import unquote, urlsplit
 
-import requests
-
 from installer import __version__, catalog_trust
 from installer.answers import Answers
 from installer.bundle.download import NoRanges, fetch_file
@@ -46,7 +44,7 @@ from installer.bundle.source import IPSW_DIR
 from installer.bundle.thinzip import file_pread, write_thin_zip
 from installer.bundle.verify import check_file, load_manifest, sha256_file
 from installer.catalog import OsEntry
-from installer.errors import BundleError, CatalogError, PippinError, ReleaseError
+from installer.errors import BundleError, PippinError, ReleaseError
 from installer.install import REPO_ROOT, InstallDeps, open_source
 from installer.ipsw import images, manifest, ota
 from installer.ipsw.cache import RangeCache
@@ -54,7 +52,6 @@ from installer.ipsw.cache import cache_root as range_cache_root
 from installer.ipsw.fetch import FetchProgress, fetch_members, read_members
 from installer.ipsw.ranges import coalesce
 from installer.ipsw.remote import Archive, Member, is_url, local_path, open_archive, resolve_source
-from installer.net.http import request_error
 from installer.ospackage import fetch_package
 from installer.release.bundle import ReleaseConfig, build_release
 from installer.sizes import format_size
@@ -132,21 +129,6 @@ def _load_done(out: Path) -> dict[str, FileRecord]:
     return done
 
 
-def _get_bytes(ref: str, deps: InstallDeps) -> bytes:
-    if is_url(ref):
-        try:
-            resp = deps.session.get(ref, timeout=(10.0, 30.0))
-        except requests.RequestException as exc:
-            raise request_error(ref, exc) from exc
-        if resp.status_code != 200:
-            raise CatalogError(f"GET {ref}: HTTP {resp.status_code}")
-        return bytes(resp.content)
-    try:
-        return local_path(ref).read_bytes()
-    except OSError as exc:
-        raise CatalogError(f"cannot read catalog {ref}: {exc.strerror}") from exc
-
-
 def _base_name(ref: str) -> str:
     name = PurePosixPath(unquote(urlsplit(ref).path)).name
     if not name or name in (".", ".."):
@@ -211,7 +193,7 @@ def _create(req: BundleRequest, deps: InstallDeps, progress: ProgressFn | None,
                 raise BundleError(f"{e.name.strip()!r} has extras ({', '.join(e.extras)}); "
                                   "bundles do not carry extras yet")
         cat_name = _base_name(src.catalog_ref)
-        data = _get_bytes(src.catalog_ref, deps)
+        data = src.raw  # the bytes open_source read and checked, as served
         sig = catalog_trust.fetch_signature(src.catalog_ref, deps.session
                                             if is_url(src.catalog_ref) else None)
         catalog_trust.check_catalog(src.catalog_ref, data, sig, ())  # the copy is whole
