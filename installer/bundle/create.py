@@ -42,7 +42,7 @@ from installer.bundle.manifest import (
 )
 from installer.bundle.source import IPSW_DIR
 from installer.bundle.thinzip import file_pread, write_thin_zip
-from installer.bundle.verify import check_file, load_manifest, sha256_file
+from installer.bundle.verify import DiscardSink, check_file, load_manifest, sha256_file
 from installer.catalog import OsEntry
 from installer.errors import BundleError, PippinError, ReleaseError
 from installer.install import REPO_ROOT, InstallDeps, open_source
@@ -351,14 +351,6 @@ def _same_members(path: Path, names: Iterable[str]) -> bool:
         return False
 
 
-class _Discard:
-    """Consumes verified members (the thin zip copies their raw bytes afterwards)."""
-
-    def write_member(self, member: object, chunks: Iterable[bytes]) -> None:
-        for _ in chunks:
-            pass
-
-
 def _write_image(arc: Archive, members: list[Member], st: _State, rel: str,
                  deps: InstallDeps, prog: ProgressFn) -> None:
     cache_root = range_cache_root(deps.cache_dir)
@@ -368,7 +360,8 @@ def _write_image(arc: Archive, members: list[Member], st: _State, rel: str,
         prog("restore image", p.done, p.total)
 
     names = [m.name for m in members]
-    r = fetch_members(arc, names, _Discard(), session=deps.session, cache_root=cache_root,
+    # verified here, copied raw afterwards by the thin zip writer
+    r = fetch_members(arc, names, DiscardSink(), session=deps.session, cache_root=cache_root,
                       options=opts, progress=fetch_prog)
     st.downloaded += r.downloaded_bytes
     total = sum(m.compress_size for m in members)

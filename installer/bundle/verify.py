@@ -17,6 +17,7 @@ from installer import catalog_trust
 from installer.bundle.manifest import MANIFEST, BundleManifest, FileRecord, parse_manifest
 from installer.errors import BundleError, PippinError
 from installer.ipsw.fetch import fetch_members
+from installer.ipsw.remote import open_archive
 
 log = logging.getLogger(__name__)
 CHUNK = 1 << 20
@@ -78,14 +79,15 @@ def check_files(root: Path, records: Iterable[FileRecord],
     return [p for r in records if (p := check_file(root, r, progress)) is not None]
 
 
-class _Discard:
+class DiscardSink:
+    """A member sink that keeps nothing: decoding checks each member's size and CRC-32."""
+
     def write_member(self, member: object, chunks: Iterable[bytes]) -> None:
         for _ in chunks:
             pass
 
 
 def check_thin_zip(root: Path, path: str, members: tuple[str, ...]) -> str | None:
-    from installer.ipsw.remote import open_archive
     try:
         arc = open_archive(str(root / path))
         have = set(arc.names())
@@ -93,7 +95,7 @@ def check_thin_zip(root: Path, path: str, members: tuple[str, ...]) -> str | Non
             extra, missing = sorted(have - set(members)), sorted(set(members) - have)
             return (f"{path}: members differ from {MANIFEST} (missing {missing[:3]}, "
                     f"unlisted {extra[:3]})")
-        fetch_members(arc, list(members), _Discard())
+        fetch_members(arc, list(members), DiscardSink())
     except PippinError as exc:
         return f"{path}: {exc.message}"
     return None
