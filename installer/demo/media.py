@@ -20,14 +20,14 @@ import tempfile
 from pathlib import Path
 
 from installer.demo.guest import KernelAssets, guest_initramfs
+from installer.disk.model import TYPE_GUIDS, PartKind
 from installer.errors import PippinError
+from installer.sizes import MiB
 from vendorfw.hooks import DEFAULT_SOURCE as HOOKS_DIR
 
 log = logging.getLogger(__name__)
 
-MiB = 1 << 20
 MEDIA_PARTUUID = "5eb0c2a1-7d3e-4f60-9a1b-2c3d4e5f6a7b"  # fixed: the same bytes every run
-ESP_TYPE = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B"
 SYSTEMD_BOOT = "systemd-bootaa64.efi"
 ENTRY = "pippin-demo.conf"
 LOADER_CONF = f"timeout 0\ndefault {ENTRY}\n"
@@ -86,7 +86,8 @@ def make_media(out: Path, assets: Path, *, hooks: Path = HOOKS_DIR,
             _run(["mcopy", "-i", str(fat), str(src), "::/" + dest], f"mcopy {dest}")
         with open(tmp, "wb") as f:
             f.truncate(esp_size + 2 * MiB)
-        _run(["sgdisk", "-o", "-n", f"1:2048:+{esp_size // 512}", "-t", f"1:{ESP_TYPE}",
+        esp_type = TYPE_GUIDS[PartKind.EFI]
+        _run(["sgdisk", "-o", "-n", f"1:2048:+{esp_size // 512}", "-t", f"1:{esp_type}",
               "-c", "1:EFI", "-u", f"1:{MEDIA_PARTUUID}",
               "-U", "5eb0c2a1-0000-4000-8000-000000000001", str(tmp)], "sgdisk")
         with open(fat, "rb") as src_f, open(tmp, "r+b") as dst_f:
