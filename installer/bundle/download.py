@@ -74,13 +74,12 @@ def fetch_file(url: str, dest: Path, session: requests.Session, *, sha256: str |
     except NetworkError as exc:  # 200 to a range, an empty file (416), an HTTP error
         raise NoRanges(exc.message) from exc
     probe.close()
-    size = [total]
 
     def add(n: int) -> None:
         with lock:
             done[0] += n
             if progress:
-                progress(done[0], size[0])
+                progress(done[0], total)
 
     with atomic_file(dest) as f:
         fd = f.fileno()
