@@ -108,15 +108,18 @@ def _download(url: str, dest: Path, session: requests.Session, sha256: str | Non
             raise NetworkError(f"cannot write {dest}: {exc.strerror or exc}") from exc
 
 
-def unpack_package(zip_path: Path, out_dir: Path, entry: OsEntry) -> Path:
-    """Unpack ``zip_path`` into ``out_dir`` (fresh) and check it has what the entry needs
-    (every partition's ``image`` and ``source``, with the image SHA-256 when given)."""
+def _extract(zip_path: Path, out_dir: Path, skip: frozenset[str] = frozenset()) -> dict[
+        str, zipfile.ZipInfo]:
+    """Unpack ``zip_path`` into ``out_dir`` (made fresh) but the members in ``skip``, after
+    checking each name (relative, no ``..``) and that no member is a symbolic link; returns
+    every member by name."""
     if out_dir.exists():
         shutil.rmtree(out_dir)
     out_dir.mkdir(parents=True)
     try:
         with zipfile.ZipFile(zip_path) as zf:
-            for info in zf.infolist():
+            infos = {i.filename: i for i in zf.infolist()}
+            for info in infos.values():
                 p = PurePosixPath(info.filename)
                 if p.is_absolute() or ".." in p.parts or "\\" in info.filename:
                     raise CatalogError(f"package {zip_path.name}: unsafe member name "
@@ -124,6 +127,8 @@ def unpack_package(zip_path: Path, out_dir: Path, entry: OsEntry) -> Path:
                 if stat_is_link(info.external_attr >> 16):
                     raise CatalogError(f"package {zip_path.name}: member {info.filename!r} "
                                        "is a symbolic link")
+                if info.filename in skip:
+                    continue
                 target = out_dir.joinpath(*p.parts)
                 if info.is_dir():
                     target.mkdir(parents=True, exist_ok=True)
@@ -135,6 +140,13 @@ def unpack_package(zip_path: Path, out_dir: Path, entry: OsEntry) -> Path:
         raise CatalogError(f"package {zip_path.name} is not a readable zip: {exc}") from exc
     except OSError as exc:
         raise CatalogError(f"cannot unpack {zip_path.name}: {exc.strerror or exc}") from exc
+    return infos
+
+
+def unpack_package(zip_path: Path, out_dir: Path, entry: OsEntry) -> Path:
+    """Unpack ``zip_path`` into ``out_dir`` (fresh) and check it has what the entry needs
+    (every partition's ``image`` and ``source``, with the image SHA-256 when given)."""
+    _extract(zip_path, out_dir)
     for part in entry.partitions:
         if part.image:
             img = out_dir / part.image
@@ -243,34 +255,8 @@ class ZipPayloads:
 def open_package(zip_path: Path, out_dir: Path, entry: OsEntry) -> ZipPayloads:
     """Check the zip's directory against the entry (safe names, no links, every image and
     directory there, images a multiple of 4 KiB) and unpack everything but the images."""
-    images = {p.image for p in entry.partitions if p.image}
-    if out_dir.exists():
-        shutil.rmtree(out_dir)
-    out_dir.mkdir(parents=True)
-    try:
-        with zipfile.ZipFile(zip_path) as zf:
-            infos = {i.filename: i for i in zf.infolist()}
-            for info in infos.values():
-                p = PurePosixPath(info.filename)
-                if p.is_absolute() or ".." in p.parts or "\\" in info.filename:
-                    raise CatalogError(f"package {zip_path.name}: unsafe member name "
-                                       f"{info.filename!r}")
-                if stat_is_link(info.external_attr >> 16):
-                    raise CatalogError(f"package {zip_path.name}: member {info.filename!r} "
-                                       "is a symbolic link")
-                if info.filename in images:
-                    continue
-                target = out_dir.joinpath(*p.parts)
-                if info.is_dir():
-                    target.mkdir(parents=True, exist_ok=True)
-                    continue
-                target.parent.mkdir(parents=True, exist_ok=True)
-                with zf.open(info) as fin, target.open("wb") as fout:
-                    shutil.copyfileobj(fin, fout, CHUNK)
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, ValueError) as exc:
-        raise CatalogError(f"package {zip_path.name} is not a readable zip: {exc}") from exc
-    except OSError as exc:
-        raise CatalogError(f"cannot unpack {zip_path.name}: {exc.strerror or exc}") from exc
+    infos = _extract(zip_path, out_dir, frozenset(p.image for p in entry.partitions
+                                                  if p.image))
     for part in entry.partitions:
         if part.image:
             member = infos.get(part.image)
