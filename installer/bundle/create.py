@@ -53,7 +53,7 @@ from installer.ipsw.fetch import FetchProgress, fetch_members, read_members
 from installer.ipsw.ranges import coalesce
 from installer.ipsw.remote import Archive, Member, is_url, local_path, open_archive, resolve_source
 from installer.ospackage import fetch_package
-from installer.release.bundle import ReleaseConfig, build_release
+from installer.release.bundle import ReleaseConfig, build_release, parse_latest
 from installer.sizes import format_size
 from vendorfw.atomic import atomic_file, write_bytes
 
@@ -411,8 +411,7 @@ def _installer(out: Path, release: Path | None, deps: InstallDeps,
     else:
         origin = str(release.resolve())
     try:
-        index = dict(line.split("=", 1) for line in
-                     (release / "latest").read_text().splitlines() if "=" in line)
+        index = parse_latest((release / "latest").read_text())
     except OSError as exc:
         raise BundleError(f"--release {release}: cannot read latest: {exc.strerror}") from exc
     name = index.get("file", "")

@@ -211,6 +211,11 @@ def render_latest(version: str, name: str, size: int, sha256: str) -> bytes:
     return (f"version={version}\nfile={name}\nsize={size}\nsha256={sha256}\n").encode()
 
 
+def parse_latest(text: str) -> dict[str, str]:
+    """The fields of a ``latest`` index (what :func:`render_latest` writes)."""
+    return dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
+
+
 def render_install(version: str, base_url: str, name: str, size: int, sha256: str) -> bytes:
     template = resources.files("installer.release").joinpath("bootstrap.sh").read_text()
     values = {"@PIPPIN_VERSION@": version, "@PIPPIN_BASE_URL@": base_url,
