@@ -179,10 +179,15 @@ def _last(console: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="qemu-boot --check",
-                                 description="boot QEMU_ARGV and check the demo guest's report")
-    ap.add_argument("--image", type=Path, required=True)
-    ap.add_argument("--stage1", type=Path, required=True)
-    ap.add_argument("--timeout", type=float, default=240)
+                                 description="boot QEMU_ARGV and check the demo guest's report "
+                                 "against the installed disk: one line, 'boot ok: …' (exit 0) "
+                                 "or 'boot failed: <reason>' (exit 1)")
+    ap.add_argument("--image", type=Path, required=True,
+                    help="the simulated Mac's disk image (its GPT and ESP are read)")
+    ap.add_argument("--stage1", type=Path, required=True,
+                    help="the installed stage-1 object (it names the ESP PARTUUID)")
+    ap.add_argument("--timeout", type=float, default=240,
+                    help="seconds before the boot counts as hung (default: %(default)g)")
     ap.add_argument("--log", type=Path, required=True, help="where the console goes")
     ap.add_argument("qemu", nargs=argparse.REMAINDER, help="-- qemu-system-aarch64 …")
     args = ap.parse_args(argv)
