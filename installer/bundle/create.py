@@ -41,7 +41,7 @@ from installer.bundle.manifest import (
     parse_file,
 )
 from installer.bundle.source import IPSW_DIR
-from installer.bundle.thinzip import file_pread, write_thin_zip
+from installer.bundle.thinzip import ThinZip, file_pread, write_thin_zip
 from installer.bundle.verify import DiscardSink, check_file, load_manifest, sha256_file
 from installer.catalog import OsEntry
 from installer.errors import BundleError, PippinError, ReleaseError
@@ -103,9 +103,11 @@ class _State:
             return rec
         return None
 
-    def record(self, path: str, origin: str) -> FileRecord:
+    def record(self, path: str, origin: str, sha256: str | None = None) -> FileRecord:
+        """``path`` is finished; ``sha256`` when its writer already hashed (or checked) its
+        bytes, so a large file is not read again."""
         p = self.out / path
-        rec = FileRecord(path, p.stat().st_size, sha256_file(p), origin)
+        rec = FileRecord(path, p.stat().st_size, sha256 or sha256_file(p), origin)
         self.done[path] = rec
         write_bytes(self.out / PROGRESS, json.dumps(
             [file_dict(r) for r in self.done.values()], indent=1).encode())
@@ -239,7 +241,8 @@ def _packages(entries: Sequence[OsEntry], deps: InstallDeps, st: _State, prog: P
         rec = st.keep(rel)
         if rec is None:
             st.downloaded += _package(e, e.package, st.out / rel, deps, prog)
-            rec = st.record(rel, e.package)
+            # a catalog SHA-256 was checked against the bytes as they were written
+            rec = st.record(rel, e.package, e.sha256.lower() if e.sha256 else None)
         st.needed += rec.size
         out.append(rec)
         checkpoint(f"package {rel}")
@@ -340,8 +343,8 @@ def _image(img: images.RestoreImage, url: str, req: BundleRequest, deps: Install
     kept = st.keep(rel)
     if kept is not None and _same_members(st.out / rel, rec.members):
         return rec, kept
-    _write_image(arc, members, st, rel, deps, prog)
-    return rec, st.record(rel, url)
+    thin = _write_image(arc, members, st, rel, deps, prog)
+    return rec, st.record(rel, url, thin.sha256)
 
 
 def _same_members(path: Path, names: Iterable[str]) -> bool:
@@ -352,7 +355,7 @@ def _same_members(path: Path, names: Iterable[str]) -> bool:
 
 
 def _write_image(arc: Archive, members: list[Member], st: _State, rel: str,
-                 deps: InstallDeps, prog: ProgressFn) -> None:
+                 deps: InstallDeps, prog: ProgressFn) -> ThinZip:
     cache_root = range_cache_root(deps.cache_dir)
     opts = dataclasses.replace(deps.fetch_options, keep_cache=True)
 
@@ -371,24 +374,20 @@ def _write_image(arc: Archive, members: list[Member], st: _State, rel: str,
         done[0] += n
         prog("thin zip", done[0], total)
 
-    if arc.is_remote:
-        cache = RangeCache(cache_root, arc.identity_key(), arc.size)
-        try:
-            with atomic_file(st.out / rel) as f:
-                write_thin_zip(f, members, cache.read, progress=copied)
+    cache = RangeCache(cache_root, arc.identity_key(), arc.size) if arc.is_remote else None
+    pread, close = ((cache.read, cache.close) if cache is not None
+                    else file_pread(local_path(arc.source)))
+    try:
+        with atomic_file(st.out / rel) as f:
+            thin = write_thin_zip(f, members, pread, progress=copied)
+        if cache is not None:  # the members' ranges are in the thin zip now
             spans = coalesce(((m.start, m.end) for m in members), opts.plan.max_gap)
             if cache.release(spans):
                 cache.remove()
-        finally:
-            cache.close()
-    else:
-        pread, close = file_pread(local_path(arc.source))
-        try:
-            with atomic_file(st.out / rel) as f:
-                write_thin_zip(f, members, pread, progress=copied)
-        finally:
-            close()
+    finally:
+        close()
     log.info("thin zip %s: %d members", rel, len(members))
+    return thin
 
 
 def _installer(out: Path, release: Path | None, deps: InstallDeps,
