@@ -74,11 +74,6 @@ def check_file(root: Path, rec: FileRecord,
     return None
 
 
-def check_files(root: Path, records: Iterable[FileRecord],
-                progress: Callable[[int], None] | None = None) -> list[str]:
-    return [p for r in records if (p := check_file(root, r, progress)) is not None]
-
-
 class DiscardSink:
     """A member sink that keeps nothing: decoding checks each member's size and CRC-32."""
 
@@ -103,7 +98,9 @@ def check_thin_zip(root: Path, path: str, members: tuple[str, ...]) -> str | Non
 
 def verify_bundle(root: Path, progress: Callable[[int], None] | None = None) -> VerifyResult:
     m = load_manifest(root)
-    problems = check_files(root, m.files, progress)
+    checked = [(r.path, check_file(root, r, progress)) for r in m.files]
+    problems = [why for _, why in checked if why is not None]
+    damaged = {path for path, why in checked if why is not None}
     listed = {f.path for f in m.files}
     if m.catalog not in listed:
         problems.append(f"{m.catalog}: the catalog is not listed in {MANIFEST}")
@@ -119,7 +116,7 @@ def verify_bundle(root: Path, progress: Callable[[int], None] | None = None) -> 
     for im in m.images:
         if im.path not in listed:
             problems.append(f"{im.path}: restore image not listed in files")
-        elif not any(p.startswith(im.path + ":") for p in problems):
+        elif im.path not in damaged:  # a damaged file is reported once, above
             why = check_thin_zip(root, im.path, im.members)
             if why:
                 problems.append(why)
