@@ -33,11 +33,8 @@ BytesProgress = Callable[[int, int], None]  # done, total (0 when unknown)
 
 
 def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
     with path.open("rb") as f:
-        while chunk := f.read(CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def _check(digest: str, want: str | None, what: str) -> None:
