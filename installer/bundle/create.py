@@ -285,28 +285,26 @@ def _images(entries: Sequence[OsEntry], ipsw_base: str | None, req: BundleReques
     recs: list[ImageRecord] = []
     files: list[FileRecord] = []
     covered: dict[str, set[str]] = {e.name.strip(): set() for e in entries}
-    seen: set[str] = set()
+    by_url: dict[str, ImageRecord | None] = {}  # None: no identity for the chosen devices
     for e in entries:
         for img in _candidates(e):
             if img.url is None and not ipsw_base:
-                notes.append(f"restore image {img.version} has no pinned URL and no IPSW_BASE "
-                             "is set: not in the bundle")
+                note = (f"restore image {img.version} has no pinned URL and no IPSW_BASE is "
+                        "set: not in the bundle")
+                if note not in notes:  # once, however many entries support it
+                    notes.append(note)
                 continue
             url = resolve_source(img.url or f"{img.version}.zip", ipsw_base)
-            if url in seen:
-                for r in recs:
-                    if r.origin == url:
-                        covered[e.name.strip()].update(d.device_class for d in r.devices)
-                continue
-            seen.add(url)
-            got = _image(img, url, req, deps, st, prog)
-            if got is None:
-                continue
-            rec, frec = got
-            recs.append(rec)
-            files.append(frec)
-            covered[e.name.strip()].update(d.device_class for d in rec.devices)
-            checkpoint(f"image {rec.path}")
+            if url not in by_url:
+                got = _image(img, url, req, deps, st, prog)
+                by_url[url] = got[0] if got is not None else None
+                if got is not None:
+                    recs.append(got[0])
+                    files.append(got[1])
+                    checkpoint(f"image {got[0].path}")
+            rec = by_url[url]
+            if rec is not None:
+                covered[e.name.strip()].update(d.device_class for d in rec.devices)
     for name, devs in covered.items():
         missing = sorted({d.lower() for d in req.devices} - devs)
         if not devs or missing:
