@@ -37,11 +37,13 @@ def _sha256_file(path: Path) -> str:
         return hashlib.file_digest(f, "sha256").hexdigest()
 
 
-def _check(digest: str, want: str | None, what: str) -> None:
+def check_sha256(digest: str, want: str | None, what: str,
+                 outcome: str = "nothing was installed") -> None:
+    """Raise unless ``digest`` (hex) is the catalog's ``want`` (None: nothing to check)."""
     if want is not None and digest != want.lower():
         raise NetworkError(f"{what}: SHA-256 {digest[:16]}… does not match the catalog's "
                            f"{want[:16]}…", hint="the server sent other bytes than the "
-                           "catalog describes; nothing was installed")
+                           f"catalog describes; {outcome}")
 
 
 def fetch_package(entry: OsEntry, session: requests.Session, cache_dir: Path,
@@ -68,7 +70,7 @@ def fetch_package(entry: OsEntry, session: requests.Session, cache_dir: Path,
                 while chunk := fin.read(CHUNK):
                     h.update(chunk)
                     fout.write(chunk)
-                _check(h.hexdigest(), entry.sha256, f"package {src}")
+                check_sha256(h.hexdigest(), entry.sha256, f"package {src}")
         except OSError as exc:
             raise CatalogError(f"cannot read package {src}: {exc.strerror or exc}") from exc
     return dest
@@ -98,7 +100,7 @@ def _download(url: str, dest: Path, session: requests.Session, sha256: str | Non
                         progress(done, total)
                 if total and done != total:
                     raise NetworkError(f"GET {url}: got {done} of {total} bytes")
-                _check(h.hexdigest(), sha256, f"package {url}")
+                check_sha256(h.hexdigest(), sha256, f"package {url}")
         except requests.RequestException as exc:
             raise request_error(url, exc) from exc
         except OSError as exc:
@@ -151,7 +153,7 @@ def unpack_package(zip_path: Path, out_dir: Path, entry: OsEntry) -> Path:
                 raise CatalogError(f"package {zip_path.name} lacks image {part.image}")
             if img.stat().st_size % 4096:
                 raise CatalogError(f"package image {part.image} is not a multiple of 4 KiB")
-            _check(_sha256_file(img), part.sha256, f"package image {part.image}")
+            check_sha256(_sha256_file(img), part.sha256, f"package image {part.image}")
         if part.source and not (out_dir / part.source).is_dir():
             raise CatalogError(f"package {zip_path.name} lacks directory {part.source}/")
     return out_dir
@@ -213,7 +215,7 @@ class _HashingReader(io.RawIOBase):
             return n
         if self.done != self.size:
             raise CatalogError(f"package image {self.name}: {self.done} of {self.size} bytes")
-        _check(self.h.hexdigest(), self.want, f"package image {self.name}")
+        check_sha256(self.h.hexdigest(), self.want, f"package image {self.name}")
         return 0
 
     def close(self) -> None:

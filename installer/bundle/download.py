@@ -21,6 +21,7 @@ import requests
 
 from installer.errors import NetworkError
 from installer.net.http import RetryableNetworkError, UnreachableError, get_range, reason
+from installer.ospackage import check_sha256
 from vendorfw.atomic import atomic_file
 
 log = logging.getLogger(__name__)
@@ -101,15 +102,11 @@ def fetch_file(url: str, dest: Path, session: requests.Session, *, sha256: str |
             t.join()
         if errors:
             raise errors[0]
-        h = hashlib.sha256()
-        f.flush()
-        with open(fd, "rb", closefd=False) as r:
-            r.seek(0)
-            while chunk := r.read(1 << 20):
-                h.update(chunk)
-        if sha256 is not None and h.hexdigest() != sha256.lower():
-            raise NetworkError(f"{url}: SHA-256 {h.hexdigest()[:16]}… does not match the "
-                               f"catalog's {sha256[:16]}…", hint="the server sent other bytes "
-                               "than the catalog describes; nothing was kept")
+        if sha256 is not None:  # the parts came in any order: hash the file once at the end
+            f.flush()
+            with open(fd, "rb", closefd=False) as r:
+                r.seek(0)
+                digest = hashlib.file_digest(r, "sha256").hexdigest()
+            check_sha256(digest, sha256, url, "nothing was kept")
     log.info("downloaded %s (%d bytes over %d connections)", url, total, len(bounds))
     return total
