@@ -218,3 +218,21 @@ def test_uninstall_killed_midway_is_finished_by_resume(tmp_path, base, installed
     assert r.stdout.endswith("finished the uninstall\n")
     assert gpt(sim) == gpt(base)
     assert status(tmp_path, sim)["interrupted"] is None
+
+
+@pytest.mark.parametrize(("answer", "rc"), [("n\n", 1), ("y\n", 0)])
+def test_uninstall_asks_on_a_terminal(tmp_path, base, installed, monkeypatch, answer, rc):
+    """Without --yes on a terminal: the plan, then a question; no is exit 1, nothing written."""
+    from click.testing import CliRunner
+
+    from installer.cli import cli
+    from installer.commands import common
+
+    sim = clone(installed, tmp_path / "t")
+    before = gpt(sim)
+    monkeypatch.setattr(common, "is_terminal", lambda: True)
+    r = CliRunner().invoke(cli, ["uninstall", DEMO_LINUX, "--target", f"sim:{sim}"],
+                           input=answer, obj={"env": {}, "cache_dir": str(tmp_path / "c")})
+    assert r.exit_code == rc, r.output
+    assert f"Remove '{DEMO_LINUX}'? [y/N]: " in r.output
+    assert gpt(sim) == (before if rc else gpt(base))

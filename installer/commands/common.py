@@ -64,18 +64,24 @@ def open_target(ref: str, d: InstallDeps) -> InstallTarget:
     return d.target or make_target(ref, d.runner, d.mac_root)
 
 
+def is_terminal() -> bool:
+    return sys.stdin.isatty() and sys.stdout.isatty()
+
+
 def confirm(question: str, yes: bool) -> bool:
-    """``--yes``: go on; a terminal: ask; otherwise say how to go on and stop."""
+    """``--yes``: go on; a terminal: ask; otherwise say how to go on and stop (exit 0, as
+    ``pippin install`` without a terminal). Answered no: exit 1, as a cancelled install."""
     if yes:
         return True
-    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+    if not is_terminal():
         click.echo("pippin: nothing written (no terminal to confirm on); rerun with --yes",
                    err=True)
         return False
     if click.confirm(question):
         return True
     click.echo("pippin: cancelled; nothing written", err=True)
-    return False
+    click.get_current_context().exit(1)
+    return False  # not reached: exit raises
 
 
 

@@ -42,7 +42,7 @@ def uninstall_cmd(ctx: click.Context, /, what: str, target: str | None, yes: boo
         click.echo("dry run: nothing changed", err=True)
         return 0
     if not common.confirm(f"Remove {plan.os_name!r}?", yes):
-        return 0 if not yes else 1
+        return 0
     run_uninstall(tgt, plan)
     click.echo(f"removed {plan.os_name!r}; bytes outside the plan verified unchanged")
     return 0
