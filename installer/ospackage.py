@@ -35,18 +35,17 @@ BytesProgress = Callable[[int, int], None]  # done, total (0 when unknown)
 
 
 def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
     with path.open("rb") as f:
-        while chunk := f.read(CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
-def _check(digest: str, want: str | None, what: str) -> None:
+def check_sha256(digest: str, want: str | None, what: str,
+                 outcome: str = "nothing was installed") -> None:
+    """Raise unless ``digest`` (hex) is the catalog's ``want`` (None: nothing to check)."""
     if want is not None and digest != want.lower():
         raise NetworkError(f"{what}: SHA-256 {digest[:16]}… does not match the catalog's "
                            f"{want[:16]}…", hint="the server sent other bytes than the "
-                           "catalog describes; nothing was installed")
+                           f"catalog describes; {outcome}")
 
 
 @dataclass(frozen=True)
@@ -93,21 +92,24 @@ def fetch_package(entry: OsEntry, session: requests.Session, cache_dir: Path,
             while chunk := fin.read(CHUNK):
                 h.update(chunk)
                 fout.write(chunk)
-            _check(h.hexdigest(), entry.sha256, f"package {src}")
+            check_sha256(h.hexdigest(), entry.sha256, f"package {src}")
     except OSError as exc:
         raise CatalogError(f"cannot read package {src}: {exc.strerror or exc}") from exc
     return PackageFile(dest, 0)
 
 
-def unpack_package(zip_path: Path, out_dir: Path, entry: OsEntry) -> Path:
-    """Unpack ``zip_path`` into ``out_dir`` (fresh) and check it has what the entry needs
-    (every partition's ``image`` and ``source``, with the image SHA-256 when given)."""
+def _extract(zip_path: Path, out_dir: Path, skip: frozenset[str] = frozenset()) -> dict[
+        str, zipfile.ZipInfo]:
+    """Unpack ``zip_path`` into ``out_dir`` (made fresh) but the members in ``skip``, after
+    checking each name (relative, no ``..``) and that no member is a symbolic link; returns
+    every member by name."""
     if out_dir.exists():
         shutil.rmtree(out_dir)
     out_dir.mkdir(parents=True)
     try:
         with zipfile.ZipFile(zip_path) as zf:
-            for info in zf.infolist():
+            infos = {i.filename: i for i in zf.infolist()}
+            for info in infos.values():
                 p = PurePosixPath(info.filename)
                 if p.is_absolute() or ".." in p.parts or "\\" in info.filename:
                     raise CatalogError(f"package {zip_path.name}: unsafe member name "
@@ -115,6 +117,8 @@ def unpack_package(zip_path: Path, out_dir: Path, entry: OsEntry) -> Path:
                 if stat_is_link(info.external_attr >> 16):
                     raise CatalogError(f"package {zip_path.name}: member {info.filename!r} "
                                        "is a symbolic link")
+                if info.filename in skip:
+                    continue
                 target = out_dir.joinpath(*p.parts)
                 if info.is_dir():
                     target.mkdir(parents=True, exist_ok=True)
@@ -126,6 +130,13 @@ def unpack_package(zip_path: Path, out_dir: Path, entry: OsEntry) -> Path:
         raise CatalogError(f"package {zip_path.name} is not a readable zip: {exc}") from exc
     except OSError as exc:
         raise CatalogError(f"cannot unpack {zip_path.name}: {exc.strerror or exc}") from exc
+    return infos
+
+
+def unpack_package(zip_path: Path, out_dir: Path, entry: OsEntry) -> Path:
+    """Unpack ``zip_path`` into ``out_dir`` (fresh) and check it has what the entry needs
+    (every partition's ``image`` and ``source``, with the image SHA-256 when given)."""
+    _extract(zip_path, out_dir)
     for part in entry.partitions:
         if part.image:
             img = out_dir / part.image
@@ -133,7 +144,7 @@ def unpack_package(zip_path: Path, out_dir: Path, entry: OsEntry) -> Path:
                 raise CatalogError(f"package {zip_path.name} lacks image {part.image}")
             if img.stat().st_size % 4096:
                 raise CatalogError(f"package image {part.image} is not a multiple of 4 KiB")
-            _check(_sha256_file(img), part.sha256, f"package image {part.image}")
+            check_sha256(_sha256_file(img), part.sha256, f"package image {part.image}")
         if part.source and not (out_dir / part.source).is_dir():
             raise CatalogError(f"package {zip_path.name} lacks directory {part.source}/")
     return out_dir
@@ -195,7 +206,7 @@ class _HashingReader(io.RawIOBase):
             return n
         if self.done != self.size:
             raise CatalogError(f"package image {self.name}: {self.done} of {self.size} bytes")
-        _check(self.h.hexdigest(), self.want, f"package image {self.name}")
+        check_sha256(self.h.hexdigest(), self.want, f"package image {self.name}")
         return 0
 
     def close(self) -> None:
@@ -234,34 +245,8 @@ class ZipPayloads:
 def open_package(zip_path: Path, out_dir: Path, entry: OsEntry) -> ZipPayloads:
     """Check the zip's directory against the entry (safe names, no links, every image and
     directory there, images a multiple of 4 KiB) and unpack everything but the images."""
-    images = {p.image for p in entry.partitions if p.image}
-    if out_dir.exists():
-        shutil.rmtree(out_dir)
-    out_dir.mkdir(parents=True)
-    try:
-        with zipfile.ZipFile(zip_path) as zf:
-            infos = {i.filename: i for i in zf.infolist()}
-            for info in infos.values():
-                p = PurePosixPath(info.filename)
-                if p.is_absolute() or ".." in p.parts or "\\" in info.filename:
-                    raise CatalogError(f"package {zip_path.name}: unsafe member name "
-                                       f"{info.filename!r}")
-                if stat_is_link(info.external_attr >> 16):
-                    raise CatalogError(f"package {zip_path.name}: member {info.filename!r} "
-                                       "is a symbolic link")
-                if info.filename in images:
-                    continue
-                target = out_dir.joinpath(*p.parts)
-                if info.is_dir():
-                    target.mkdir(parents=True, exist_ok=True)
-                    continue
-                target.parent.mkdir(parents=True, exist_ok=True)
-                with zf.open(info) as fin, target.open("wb") as fout:
-                    shutil.copyfileobj(fin, fout, CHUNK)
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, ValueError) as exc:
-        raise CatalogError(f"package {zip_path.name} is not a readable zip: {exc}") from exc
-    except OSError as exc:
-        raise CatalogError(f"cannot unpack {zip_path.name}: {exc.strerror or exc}") from exc
+    infos = _extract(zip_path, out_dir, frozenset(p.image for p in entry.partitions
+                                                  if p.image))
     for part in entry.partitions:
         if part.image:
             member = infos.get(part.image)
