@@ -488,11 +488,15 @@ def _run(result: InstallResult, entry: OsEntry, facts: DeviceFacts, target: Inst
                 log.info("blessed the System volume of %s as %s", stub_part.ref, admin[0])
         set_phase(target.journal, "done")
     except (PippinError, OSError, KeyboardInterrupt) as exc:
-        log.error("install failed after the disk was changed (%s); rolling back", exc)
+        # The log file gets the details; the user gets one error line whose hint says the
+        # disk was put back (a second ERROR line on stderr broke the one-line rule).
+        log.info("install failed after the disk was changed (%s); rolling back", exc)
         _rollback(target)
+        back = "the disk was rolled back to its state before the install"
         if isinstance(exc, OSError):
-            raise BackendError(f"install failed: {exc}",
-                               hint="the disk was rolled back to its state before") from exc
+            raise BackendError(f"install failed: {exc}", hint=back) from exc
+        if isinstance(exc, PippinError):
+            exc.hint = f"{exc.hint}; {back}" if exc.hint else back
         raise
     return replace(result, esp_partuuid=esp_uuid, vgid=info.vgid, stage1_path=stage1_path,
                    kernel_layout=choice.describe() if choice is not None else "",
