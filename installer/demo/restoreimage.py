@@ -122,7 +122,8 @@ class _Gen:
             files[f"{wifi}/{chip}/{board}.trx"] = self.rand(self.n(96 << 10))
             files[f"{wifi}/{chip}/P-{board}-X3_M-RASP_V-u__m-6.11.txt"] = (
                 b"boardrev=0x1234\n macaddr = 00:90:4c:c5:12:38 \n\nsromrev=11\n")
-            files[f"{wifi}/{chip}/P-{board}_M-RASP_V-u.clmb"] = self.rand(self.n(8 << 10))
+            # named by the bare platform, like the .trx (formats.md §7)
+            files[f"{wifi}/{chip}/{board}.clmb"] = self.rand(self.n(8 << 10))
         bt = "usr/share/firmware/bluetooth"
         files[f"{bt}/BCM4378B1_22.2.540.2069_PCIE_macOS_Shikoku_MUR.bin"] = self.rand(
             self.n(64 << 10))
