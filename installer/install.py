@@ -30,11 +30,8 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
-import json
 import logging
-import plistlib
 import secrets
-import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -43,13 +40,13 @@ from pathlib import Path
 
 import requests
 
-from installer import catalog_trust
+from installer import catalog_trust, espstage
 from installer.answers import Answers, to_toml
-from installer.bootobj import assemble, espupdate, layout
+from installer.bootobj import assemble, layout
 from installer.bootobj import vars as bvars
 from installer.bootobj.stage1src import resolve_stage1
 from installer.bundle import source as bundle_source
-from installer.catalog import Catalog, OsEntry, PartitionType, parse_catalog
+from installer.catalog import Catalog, OsEntry, parse_catalog
 from installer.catalog_trust import Pin
 from installer.demo import server as demo_server
 from installer.demo.site import ensure_site
@@ -58,7 +55,7 @@ from installer.disk.model import DiskModel, Partition, PartKind
 from installer.disk.ops import CreatePartition, CreateStubContainer
 from installer.disk.plan import NEED_FREE, Choices, Plan, Space, plan_install, space_options
 from installer.errors import AnswersError, BackendError, CatalogError, PippinError
-from installer.firmware import FirmwareOutput, build_firmware
+from installer.firmware import build_firmware
 from installer.ipsw import images, remote
 from installer.ipsw.cache import cache_root as range_cache_root
 from installer.ipsw.fetch import FetchOptions, FetchProgress, fetch_members
@@ -82,7 +79,7 @@ from installer.platform.journal import (
     set_phase,
 )
 from installer.platform.simmac import SimMac
-from installer.stub import STAGE1_PATH, build_stub, stub_system_version
+from installer.stub import STAGE1_PATH, build_stub
 from installer.targets.base import InstallTarget
 from installer.targets.mac import MacTarget
 from installer.targets.sim import SimTarget
@@ -90,8 +87,6 @@ from installer.targets.sim import SimTarget
 log = logging.getLogger(__name__)
 
 ProgressFn = Callable[[str, int, int], None]
-#: Where an entry with ``copy_installer_data`` gets the catalog it came from, on its ESP.
-CATALOG_COPY = "installer_data.json"
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -375,7 +370,7 @@ def _install(request: InstallRequest, deps: InstallDeps, st: _Stages,
                  img.version, ipsw_url)
         final = replace(answers, target=target_ref, os=entry.name)
         result = InstallResult(plan, target_ref, entry.name.strip(), ipsw_url,
-                               request.dry_run, notes=src.notes + _layout_note(entry),
+                               request.dry_run, notes=src.notes + espstage.layout_note(entry),
                                answers=final)
         real_mac = isinstance(target, MacTarget)
         stage1 = resolve_stage1(
@@ -442,7 +437,7 @@ def _run(result: InstallResult, entry: OsEntry, facts: DeviceFacts, target: Inst
         with st.stage("firmware"):
             fw = build_firmware(fetched, needed, work / "firmware",
                                 _counter(st, "firmware"), target.image_opener())
-    boot_bin = b"" if tethered else _boot_bin(payloads, deps)
+    boot_bin = b"" if tethered else espstage.boot_bin(payloads, deps.prebuilt)
     context = {"answers": to_toml(result.answers or Answers()), "os": entry.name.strip(),
                "restore_image": result.restore_image, "disk": plan.disk,
                "plan_os_name": plan.os_name, "phase": "disk"}
@@ -478,9 +473,11 @@ def _run(result: InstallResult, entry: OsEntry, facts: DeviceFacts, target: Inst
         warnings = tuple(plan.warnings) + (fw.warnings if fw else ())
         choice: layout.Choice | None = None
         if esp_part is not None and fw is not None:
-            choice = _esp_stage(st, work, entry, facts, needed, fetched, fw, info.vgid,
-                                boot_bin, stage1_path, len(stage1), esp_uuid, capture, target,
-                                esp_part, payloads, catalog_data)
+            with st.stage("esp"):
+                choice = espstage.write_new_esp(
+                    work, entry, facts, needed, fetched, fw, info.vgid, boot_bin, stage1_path,
+                    len(stage1), esp_uuid, capture.buf, target, esp_part, payloads,
+                    catalog_data)
             cp("esp written")
         if admin is not None:
             with st.stage("boot policy"):
@@ -504,28 +501,6 @@ def _run(result: InstallResult, entry: OsEntry, facts: DeviceFacts, target: Inst
                    bytes_downloaded=downloaded, seconds=dict(st.seconds), warnings=warnings)
 
 
-def _esp_stage(st: _Stages, work: Path, entry: OsEntry, facts: DeviceFacts, needed: Needed,
-               fetched: Path, fw: FirmwareOutput, vgid: str, boot_bin: bytes,
-               stage1_path: Path, stage1_len: int, esp_uuid: str, capture: _LogCapture,
-               target: InstallTarget, esp_part: Partition,
-               payloads: DirPayloads | ZipPayloads | None, catalog_data: bytes) -> layout.Choice:
-    """Everything the installer adds to the ESP (formats.md §5), the install log last;
-    the kernel layout of m1n1/boot.bin it chose."""
-    with st.stage("esp"):
-        staging = work / "esp"
-        _stage_esp(staging, entry, facts, needed, fetched, fw, vgid, boot_bin)
-        choice = _kernel_layout(staging, payloads, esp_part.size)
-        if catalog_data and any(p.type is PartitionType.EFI and p.copy_installer_data
-                                for p in entry.partitions):
-            (staging / "asahi" / CATALOG_COPY).write_bytes(catalog_data)
-        if (work / "extras").is_dir():
-            shutil.copytree(work / "extras", staging / "asahi" / "extras")
-        log.info("stage 1 (%d bytes) at %s; ESP %s", stage1_len, stage1_path, esp_uuid)
-        (staging / "asahi" / "installer.log").write_text(capture.buf.getvalue())
-        target.write_esp(esp_part, staging)
-    return choice
-
-
 def _rollback(target: InstallTarget) -> None:
     """Undo a finished plan: reopen its journal as running, then roll it back."""
     j = Journal.load(target.journal)
@@ -544,48 +519,11 @@ def _counter(st: _Stages, stage: str) -> Callable[[int], None]:
     return add
 
 
-def _read(path: Path) -> bytes:
-    try:
-        return path.read_bytes()
-    except OSError as exc:
-        raise PippinError(f"cannot read {path}: {exc.strerror}",
-                          hint="run from a Pippin checkout (bootchain/prebuilt/)") from exc
-
-
 def _part(model: DiskModel, ref: str | None) -> Partition:
     for p in model.disks[0].partitions:
         if p.ref == ref:
             return p
     raise BackendError(f"partition {ref} created by the plan is not on the disk")
-
-
-def _layout_note(entry: OsEntry) -> tuple[str, ...]:
-    """What the plan says about m1n1/boot.bin's kernel layout (decided once the package is
-    here: the plan itself needs no download)."""
-    esp = next((p for p in entry.partitions if p.type is PartitionType.EFI), None)
-    if not entry.package or esp is None:
-        return ()
-    return (f"m1n1/boot.bin: a compressed kernel is stored raw (booted in place, the fast "
-            f"layout) when {layout.COPIES} copies fit on the ESP beside the firmware, "
-            "else it stays compressed",)
-
-
-def _kernel_layout(staging: Path, payloads: DirPayloads | ZipPayloads | None,
-                   esp_size: int) -> layout.Choice:
-    """Issue 13: the raw kernel layout when the ESP has room (installer/bootobj/layout.py)."""
-    pkg_esp = payloads.root / "esp" if payloads is not None else None
-    choice = layout.choose_staged(staging, pkg_esp, esp_size)
-    log.info("m1n1/boot.bin: kernel layout %s", choice.describe())
-    return choice
-
-
-def _boot_bin(payloads: DirPayloads | ZipPayloads | None, deps: InstallDeps) -> bytes:
-    """m1n1/boot.bin: the package's (a Pippin stage 2 with payloads), else bare stage 2."""
-    if payloads is not None:
-        p = payloads.root / "esp" / "m1n1" / "boot.bin"
-        if p.is_file():
-            return p.read_bytes()
-    return _read(deps.prebuilt / "stage2.bin")
 
 
 def _fetch_restore(url: str, facts: DeviceFacts, deps: InstallDeps, st: _Stages,
@@ -609,34 +547,3 @@ def _fetch_restore(url: str, facts: DeviceFacts, deps: InstallDeps, st: _Stages,
     log.info("restore image: %d members, %d bytes fetched in %.1f s", len(r.members),
              r.downloaded_bytes, r.seconds)
     return needed, out, r.downloaded_bytes
-
-
-def _stage_esp(staging: Path, entry: OsEntry, facts: DeviceFacts, needed: Needed,
-               fetched: Path, fw: FirmwareOutput, vgid: str, boot_bin: bytes) -> None:
-    """Everything the installer adds to the ESP (formats.md §5), as a local tree."""
-    asahi = staging / "asahi"
-    asahi.mkdir(parents=True)
-    shutil.copytree(fw.vendorfw, staging / "vendorfw")
-    shutil.copyfile(fw.rawdump, asahi / fw.rawdump.name)
-    shutil.copyfile(fw.kernelcache, asahi / fw.kernelcache.name)
-    b = needed.layout.boot_prefix
-    for name in ("BuildManifest.plist", "RestoreVersion.plist", "SystemVersion.plist"):
-        if (fetched / (b + name)).is_file():
-            shutil.copyfile(fetched / (b + name), asahi / name)
-    (asahi / "AdminUserRecoveryInfo.plist").write_bytes(plistlib.dumps({}))
-    info = {
-        "vgid": vgid,
-        "system_version": str(stub_system_version(fetched, needed).get("ProductVersion", "")),
-        "manifest_info": {
-            "build_number": needed.identity.build_number or needed.build_version,
-            "variant": needed.identity.variant,
-            "device_class": needed.identity.device_class,
-            "board_id": needed.identity.board_id,
-            "chip_id": needed.identity.chip_id,
-        },
-        "admin_users": {},
-        "os_name": entry.name.strip(),
-        "device": facts.device_class,
-    }
-    (asahi / "stub_info.json").write_text(json.dumps(info, indent=1) + "\n")
-    espupdate.update_esp(staging, boot_bin)
