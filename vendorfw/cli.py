@@ -65,6 +65,16 @@ def _json_opt(f: F) -> F:
     return click.option("--json", "as_json", is_flag=True, help="Print a JSON result.")(f)
 
 
+def _esp_locator_opts(f: F) -> F:
+    """The hidden --dt-property/--by-partuuid/--mountinfo (an EspLocator's paths; tests
+    point them at fixtures)."""
+    for name, default in (("--mountinfo", MOUNTINFO), ("--by-partuuid", BY_PARTUUID),
+                          ("--dt-property", DT_ESP_PROPERTY)):
+        f = click.option(name, type=click.Path(path_type=Path), hidden=True,
+                         default=default)(f)
+    return f
+
+
 @contextlib.contextmanager
 def _meter(show: bool | None, label: str) -> Iterator[ByteMeter | None]:
     if show is None:
@@ -134,12 +144,7 @@ def extract(src: Path, dest: Path, tmpdir: Path | None, show_progress: bool | No
               help="Also install the files here, e.g. /lib/firmware/vendor (replaced as a "
               "whole; refused unless empty or installed by vendorfw).")
 @click.option("--dry-run", is_flag=True, help="Show what would change; write nothing.")
-@click.option("--dt-property", type=click.Path(path_type=Path), hidden=True,
-              default=DT_ESP_PROPERTY)
-@click.option("--by-partuuid", type=click.Path(path_type=Path), hidden=True,
-              default=BY_PARTUUID)
-@click.option("--mountinfo", type=click.Path(path_type=Path), hidden=True,
-              default=MOUNTINFO)
+@_esp_locator_opts
 @click.option("--tmpdir", type=click.Path(path_type=Path),
               help="Where to unpack the raw dump (default: the system temporary directory).")
 @_progress_opt
@@ -186,12 +191,7 @@ def update_cmd(
 
 
 @cli.command("esp")
-@click.option("--dt-property", type=click.Path(path_type=Path), hidden=True,
-              default=DT_ESP_PROPERTY)
-@click.option("--by-partuuid", type=click.Path(path_type=Path), hidden=True,
-              default=BY_PARTUUID)
-@click.option("--mountinfo", type=click.Path(path_type=Path), hidden=True,
-              default=MOUNTINFO)
+@_esp_locator_opts
 @_json_opt
 def esp_cmd(dt_property: Path, by_partuuid: Path, mountinfo: Path, as_json: bool) -> None:
     """Show which EFI system partition belongs to the running OS.
