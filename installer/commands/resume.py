@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 
 import click
 
@@ -15,8 +16,11 @@ from installer.platform.journal import PendingRun
 from installer.targets.base import InstallTarget
 
 
-def _pending(ctx: click.Context, target: str | None, verb: str) -> tuple[
-        InstallDeps, str, InstallTarget, PendingRun]:
+def _pending(ctx: click.Context, target: str | None, yes: bool, dry_run: bool, *,
+             verb: str, does: str, steps: Callable[[InstallTarget], list[str]],
+             question: str) -> tuple[InstallDeps, str, InstallTarget, PendingRun] | None:
+    """The interrupted run on the target and what ``verb`` would do to it (shared preamble
+    of resume and rollback); None when it should stop here (dry run, or not confirmed)."""
     d = common.deps(ctx)
     ref = common.target_ref(target, d)
     tgt = common.open_target(ref, d)
@@ -24,6 +28,13 @@ def _pending(ctx: click.Context, target: str | None, verb: str) -> tuple[
     if p is None:
         raise PippinError(f"nothing to {verb} on {ref}: no interrupted run",
                           hint="`pippin status` shows what is installed")
+    click.echo(f"interrupted on {ref}: {p.describe()}; {does}:")
+    click.echo("\n".join(f"  {i}. {w}" for i, w in enumerate(steps(tgt), 1)))
+    if dry_run:
+        click.echo("dry run: nothing changed", err=True)
+        return None
+    if not common.confirm(question, yes):
+        return None
     return d, ref, tgt, p
 
 
@@ -35,14 +46,11 @@ def resume_cmd(ctx: click.Context, /, target: str | None, yes: bool, dry_run: bo
     """Finish an install (or uninstall) that was interrupted: the remaining disk operations,
     then the stub volumes, ESP files and stage 1, fetching the OS package and restore-image
     members again when needed."""
-    d, ref, tgt, p = _pending(ctx, target, "resume")
-    click.echo(f"interrupted on {ref}: {p.describe()}; resume does:")
-    click.echo("\n".join(f"  {i}. {w}" for i, w in enumerate(interrupted.remaining(tgt), 1)))
-    if dry_run:
-        click.echo("dry run: nothing changed", err=True)
+    got = _pending(ctx, target, yes, dry_run, verb="resume", does="resume does",
+                   steps=interrupted.remaining, question="Resume it?")
+    if got is None:
         return 0
-    if not common.confirm("Resume it?", yes):
-        return 0
+    d, ref, tgt, p = got
     bar = ProgressBar(live=sys.stderr.isatty())
     try:
         result = interrupted.resume_run(tgt, ref, common.replace_target(d, tgt), bar,
@@ -67,14 +75,11 @@ def rollback_cmd(ctx: click.Context, /, target: str | None, yes: bool, dry_run: 
     """Undo an interrupted install: remove what it created (partitions, and with them the
     stub volumes and ESP files) and give macOS its size back; bytes outside the plan are
     verified unchanged."""
-    _d, ref, tgt, p = _pending(ctx, target, "roll back")
-    click.echo(f"interrupted on {ref}: {p.describe()}; rollback undoes:")
-    click.echo("\n".join(f"  {i}. {w}" for i, w in enumerate(interrupted.undone(tgt), 1)))
-    if dry_run:
-        click.echo("dry run: nothing changed", err=True)
+    got = _pending(ctx, target, yes, dry_run, verb="roll back", does="rollback undoes",
+                   steps=interrupted.undone, question="Roll it back?")
+    if got is None:
         return 0
-    if not common.confirm("Roll it back?", yes):
-        return 0
+    _d, _ref, tgt, p = got
     interrupted.rollback_run(tgt)
     click.echo(f"rolled back the {p.action}; bytes outside its plan verified unchanged")
     return 0
