@@ -26,17 +26,8 @@ from installer.install import InstallDeps, InstallRequest, install  # noqa: E402
 from installer.net.session import NetConfig, make_session  # noqa: E402
 from installer.platform.base import SubprocessRunner  # noqa: E402
 from installer.platform.simmac import SimMac, image_allocated  # noqa: E402
-from installer.platform.simstate import sidecar  # noqa: E402
 from installer.sizes import GB, format_size  # noqa: E402
-
-ASSETS = ROOT / ".cache" / "test-assets"
-PREBUILT = ROOT / "bootchain" / "prebuilt"
-
-
-def stub_bytes(sim: Path) -> int:
-    """Stub volume contents in the sidecar (the macOS volumes there are empty folders)."""
-    return sum(p.stat().st_size for p in sidecar(sim).rglob("*") if p.is_file()
-               and p.name not in ("state.json", "journal.json"))
+from tests.support.simbench import ASSETS, PREBUILT, stub_bytes  # noqa: E402
 
 
 def baseline(dirpath: Path, nbytes: int) -> float:

@@ -27,15 +27,7 @@ from installer.platform.safety import hash_ranges, unowned  # noqa: E402
 from installer.platform.simmac import SimMac, image_allocated  # noqa: E402
 from installer.platform.simstate import facts_path, sidecar  # noqa: E402
 from installer.sizes import GB, format_size  # noqa: E402
-
-ASSETS = ROOT / ".cache" / "test-assets"
-PREBUILT = ROOT / "bootchain" / "prebuilt"
-
-
-def stub_bytes(sim: Path) -> int:
-    return sum(p.stat().st_size for p in sidecar(sim).rglob("*") if p.is_file()
-               and p.parent.name != "standin" and "standin" not in p.parts
-               and p.name not in ("state.json", "standin-argv.log"))
+from tests.support.simbench import ASSETS, PREBUILT, stub_bytes  # noqa: E402
 
 
 def env(xdg: Path) -> dict[str, str]:
