@@ -57,10 +57,8 @@ from installer.disk.plan import NEED_FREE, Choices, Plan, Space, plan_install, s
 from installer.errors import AnswersError, BackendError, CatalogError, PippinError
 from installer.firmware import build_firmware
 from installer.ipsw import images, remote
-from installer.ipsw.cache import cache_root as range_cache_root
-from installer.ipsw.fetch import FetchOptions, FetchProgress, fetch_members
-from installer.ipsw.member import DirectorySink
-from installer.ipsw.select import Needed, needed_members
+from installer.ipsw.fetch import FetchOptions, FetchProgress
+from installer.ipsw.select import Needed, fetch_needed
 from installer.net.http import request_error
 from installer.ospackage import (
     ZipPayloads,
@@ -528,22 +526,14 @@ def _part(model: DiskModel, ref: str | None) -> Partition:
 
 def _fetch_restore(url: str, facts: DeviceFacts, deps: InstallDeps, st: _Stages,
                    work: Path) -> tuple[Needed, Path, int]:
-    archive = remote.open_archive(url, deps.session, timeout=deps.fetch_options.timeout)
-    cache_root = range_cache_root(deps.cache_dir)  # shared with `pippin ipsw fetch`
-    needed = needed_members(archive, board_id=facts.board_id, chip_id=facts.chip_id,
-                            device_class=facts.device_class, session=deps.session,
-                            cache_root=cache_root)
-    from installer.ipsw.manifest import firmware_members
-    names = sorted(set(needed.members) | set(
-        firmware_members(archive.names(), needed.identity, needed.layout)))
-    out = work / "ipsw"
-    out.mkdir()
-
     def prog(p: FetchProgress) -> None:
         st.progress("restore image", p.done, p.total)
 
-    r = fetch_members(archive, names, DirectorySink(out), session=deps.session,
-                      cache_root=cache_root, options=deps.fetch_options, progress=prog)
+    out = work / "ipsw"
+    needed, r = fetch_needed(url, out, board_id=facts.board_id, chip_id=facts.chip_id,
+                             device_class=facts.device_class, session=deps.session,
+                             cache_dir=deps.cache_dir, options=deps.fetch_options,
+                             progress=prog)
     log.info("restore image: %d members, %d bytes fetched in %.1f s", len(r.members),
              r.downloaded_bytes, r.seconds)
     return needed, out, r.downloaded_bytes
