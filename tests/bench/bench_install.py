@@ -55,7 +55,7 @@ def run(os_name: str, disk_size: int, workdir: Path) -> None:
     sim = workdir / f"mac-{len(os_name)}.img"
     t0 = time.perf_counter()
     # the sim's default macOS (200 GB used) does not fit the --quick 64 GB disk
-    SimMac.create(sim, disk_size=disk_size, macos_used=min(200 * GB, disk_size // 4))
+    SimMac.create(sim, disk_size=disk_size, macos_used=min(200 * GB, disk_size // 2))
     create_s = time.perf_counter() - t0
     session = make_session(NetConfig(no_proxy=("127.0.0.1",)))
     deps = InstallDeps(session=session, runner=SubprocessRunner(), cache_dir=cache,
