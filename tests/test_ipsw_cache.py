@@ -6,10 +6,8 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import pytest
@@ -119,14 +117,9 @@ def test_cache_release_is_off_the_fetchs_critical_path(served, session, want, tm
     """Deleting the delivered members' block files took 0.03-0.34 s at the end of every
     fetch (the disk's writeback state decides): the fetch now returns once the cache is
     renamed aside, while its deletion is still held up here."""
-    gate = threading.Event()
-    real = shutil.rmtree
-
-    def held_rmtree(path, *args, **kwargs):
-        assert gate.wait(60)
-        real(path, *args, **kwargs)
-
-    monkeypatch.setattr(cache_mod.shutil, "rmtree", held_rmtree)
+    gate = tmp_path / "go"  # the deletion waits for this file
+    held = 'while [ ! -e "$0" ]; do sleep 0.02; done; exec rm -rf -- "$1"'
+    monkeypatch.setattr(cache_mod, "RM", ("/bin/sh", "-c", held, str(gate)))
     url = served.server.url(served.ipsw.path.name)
     arc = open_archive(url, session)
     root = tmp_path / "cache"
@@ -137,9 +130,20 @@ def test_cache_release_is_off_the_fetchs_critical_path(served, session, want, tm
         live, aside = _entries(root)
         assert live == []
         assert len(aside) == (1 if out == "a" else 2)
-    gate.set()
+    gate.touch()
     wait_released()
     assert _entries(root) == ([], [])
+
+
+def test_cache_release_without_rm_deletes_in_a_thread(served, session, want, tmp_path,
+                                                      monkeypatch):
+    monkeypatch.setattr(cache_mod, "RM", (str(tmp_path / "no-such-rm"),))
+    url = served.server.url(served.ipsw.path.name)
+    fetch_members(open_archive(url, session), want, DirectorySink(tmp_path / "a"),
+                  session=session, cache_root=tmp_path / "cache", options=fast_options())
+    wait_released()
+    assert _entries(tmp_path / "cache") == ([], [])
+    assert_identical(tmp_path / "a", served.ipsw, want)
 
 
 DRIVER = """

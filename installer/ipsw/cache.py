@@ -14,7 +14,8 @@ two processes can never interleave writes or remove what the other is reading.
 Removing a cache whose members were all delivered is one rename, then deletion in the
 background: the whole directory is moved aside to ``.<name>.<token>.stale`` (atomic, under
 the lock) and a background thread deletes it, off the fetch's critical path (unlinking a few
-hundred freshly written block files takes 0.03-0.3 s, more under disk load). A crash
+hundred freshly written block files takes 0.03-0.3 s, more under disk load; ``rm -rf`` in
+a process of its own, so a ``pippin ipsw fetch`` with nothing left to do exits at once). A crash
 leaves either the whole cache (its members delivered or not, a rerun finds every byte) or
 a stale aside directory, which the next open of any cache under the same root deletes
 (again in the background). :func:`wait_released` waits for those deletions.
@@ -45,32 +46,59 @@ log = logging.getLogger(__name__)
 BLOCK = 1 << 20
 STALE = ".stale"  # suffix of a cache directory moved aside for deletion
 
-_reapers: dict[Path, threading.Thread] = {}  # aside directory -> thread deleting it
+#: Deletes a cache moved aside, in a process of its own (its own session: Ctrl-C on the
+#: terminal does not stop it): it outlives a ``pippin ipsw fetch`` that has nothing left to
+#: do, and a crash of Pippin does not stop it.
+RM: tuple[str, ...] = ("/bin/rm", "-rf", "--")
+
+_reapers: dict[Path, threading.Thread | int] = {}  # aside directory -> thread or pid
 _reapers_lock = threading.Lock()
 
 
+def _alive(r: threading.Thread | int, block: bool = False) -> bool:
+    if isinstance(r, threading.Thread):
+        if block:
+            r.join()
+        return r.is_alive()
+    try:
+        pid, _status = os.waitpid(r, 0 if block else os.WNOHANG)
+    except ChildProcessError:  # reaped already
+        return False
+    return pid == 0
+
+
+def _spawn_rm(path: Path) -> int:
+    null = [(os.POSIX_SPAWN_OPEN, fd, os.devnull, os.O_RDWR, 0) for fd in (0, 1, 2)]
+    return os.posix_spawn(RM[0], [*RM, str(path)], {}, file_actions=null, setsid=True)
+
+
 def _reap(path: Path) -> None:
-    """Delete ``path`` (a cache moved aside) in a background thread. Not a daemon: the
-    interpreter waits for it at exit, so a normal run leaves nothing behind."""
+    """Delete ``path`` (a cache moved aside) in the background: ``rm -rf`` as a process of
+    its own, or a thread of this process when that cannot be started."""
     with _reapers_lock:
-        if path in _reapers and _reapers[path].is_alive():
+        for p, r in list(_reapers.items()):  # collect finished ones (no zombies)
+            if not _alive(r):
+                del _reapers[p]
+        if path in _reapers:
             return
-        t = threading.Thread(target=shutil.rmtree, args=(path,),
-                             kwargs={"ignore_errors": True}, name="ipsw-cache-release")
-        _reapers[path] = t
-        t.start()
+        try:
+            _reapers[path] = _spawn_rm(path)
+        except (OSError, NotImplementedError) as exc:
+            log.debug("cannot start %s (%s); deleting %s in a thread", RM[0], exc, path)
+            t = threading.Thread(target=shutil.rmtree, args=(path,),
+                                 kwargs={"ignore_errors": True}, name="ipsw-cache-release")
+            t.start()
+            _reapers[path] = t
 
 
-def wait_released(timeout: float | None = None) -> None:
+def wait_released() -> None:
     """Wait until every cache this process moved aside (or found stale) is deleted."""
     with _reapers_lock:
-        threads = list(_reapers.values())
-    for t in threads:
-        t.join(timeout)
-    with _reapers_lock:
-        for path, t in list(_reapers.items()):
-            if not t.is_alive():
-                del _reapers[path]
+        reapers = dict(_reapers)
+    for path, r in reapers.items():
+        _alive(r, block=True)
+        with _reapers_lock:
+            _reapers.pop(path, None)
 
 
 def _sweep(root: Path) -> None:
