@@ -69,7 +69,10 @@ def _alive(r: threading.Thread | int, block: bool = False) -> bool:
 
 def _spawn_rm(path: Path) -> int:
     null = [(os.POSIX_SPAWN_OPEN, fd, os.devnull, os.O_RDWR, 0) for fd in (0, 1, 2)]
-    return os.posix_spawn(RM[0], [*RM, str(path)], {}, file_actions=null, setsid=True)
+    try:
+        return os.posix_spawn(RM[0], [*RM, str(path)], {}, file_actions=null, setsid=True)
+    except NotImplementedError:  # no POSIX_SPAWN_SETSID here: the same session, then
+        return os.posix_spawn(RM[0], [*RM, str(path)], {}, file_actions=null)
 
 
 def _reap(path: Path) -> None:
