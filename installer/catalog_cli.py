@@ -41,9 +41,9 @@ def sign_cmd(key_file: Path, catalog_file: Path) -> int:
     key = sign.load_private_key(key_file)
     out = Path(str(catalog_file) + ct.SIG_SUFFIX)
     write_bytes(out, ct.sign_catalog(data, key))
-    click.echo(f"{out}: signed by key {ct.key_id(sign.public_bytes(key.public_key()))} "
-               f"(pin it with PIPPIN_CATALOG_KEY=ed25519:"
-               f"{sign.public_bytes(key.public_key()).hex()})")
+    public = sign.public_bytes(key.public_key())
+    click.echo(f"{out}: signed by key {ct.key_id(public)} "
+               f"(pin it with PIPPIN_CATALOG_KEY=ed25519:{public.hex()})")
     return 0
 
 

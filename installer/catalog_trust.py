@@ -75,8 +75,7 @@ class CatalogSignature:
 
     @property
     def key_id(self) -> str:
-        """The first 16 hex digits of SHA-256(public key), as ``bootobj`` shows key ids."""
-        return sign.key_id(self.public_key).hex()[:16]
+        return key_id(self.public_key)
 
 
 class Trust(StrEnum):
@@ -92,6 +91,7 @@ class Verdict:
 
 
 def key_id(public_key: bytes) -> str:
+    """The first 16 hex digits of SHA-256(public key), as ``bootobj`` shows key ids."""
     return sign.key_id(public_key).hex()[:16]
 
 

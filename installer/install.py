@@ -422,9 +422,11 @@ def _run(result: InstallResult, entry: OsEntry, facts: DeviceFacts, target: Inst
     tethered = not entry.partitions  # a stub only; stage 1 waits for a development host
     if entry.package:
         with st.stage("package"):
-            zpath = fetch_package(entry, deps.session, deps.cache_dir / "packages",
-                                  lambda d, t: st.progress("package", d, t))
-            downloaded += zpath.stat().st_size
+            pkg = fetch_package(entry, deps.session, deps.cache_dir / "packages",
+                                lambda d, t: st.progress("package", d, t),
+                                connections=deps.fetch_options.plan.connections)
+            zpath = pkg.path
+            downloaded += pkg.network_bytes  # not a cached or bundled copy
             if isinstance(target, MacTarget):  # images stream to the raw devices
                 payloads = open_package(zpath, work / "package", entry)
             else:
@@ -439,7 +441,7 @@ def _run(result: InstallResult, entry: OsEntry, facts: DeviceFacts, target: Inst
     if not tethered:
         with st.stage("firmware"):
             fw = build_firmware(fetched, needed, work / "firmware",
-                                _counter(st, "firmware"))
+                                _counter(st, "firmware"), target.image_opener())
     boot_bin = b"" if tethered else _boot_bin(payloads, deps)
     context = {"answers": to_toml(result.answers or Answers()), "os": entry.name.strip(),
                "restore_image": result.restore_image, "disk": plan.disk,
@@ -486,11 +488,15 @@ def _run(result: InstallResult, entry: OsEntry, facts: DeviceFacts, target: Inst
                 log.info("blessed the System volume of %s as %s", stub_part.ref, admin[0])
         set_phase(target.journal, "done")
     except (PippinError, OSError, KeyboardInterrupt) as exc:
-        log.error("install failed after the disk was changed (%s); rolling back", exc)
+        # The log file gets the details; the user gets one error line whose hint says the
+        # disk was put back (a second ERROR line on stderr broke the one-line rule).
+        log.info("install failed after the disk was changed (%s); rolling back", exc)
         _rollback(target)
+        back = "the disk was rolled back to its state before the install"
         if isinstance(exc, OSError):
-            raise BackendError(f"install failed: {exc}",
-                               hint="the disk was rolled back to its state before") from exc
+            raise BackendError(f"install failed: {exc}", hint=back) from exc
+        if isinstance(exc, PippinError):
+            exc.hint = f"{exc.hint}; {back}" if exc.hint else back
         raise
     return replace(result, esp_partuuid=esp_uuid, vgid=info.vgid, stage1_path=stage1_path,
                    kernel_layout=choice.describe() if choice is not None else "",

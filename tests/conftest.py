@@ -55,6 +55,15 @@ def test_assets() -> Path:
     return TEST_ASSETS
 
 
+@pytest.fixture(scope="session")
+def u_boot() -> bytes:
+    """The bytes of Debian's u-boot-qemu ``u-boot.bin`` (tests/support/bootobjgen.U_BOOT)."""
+    from tests.support.bootobjgen import U_BOOT
+    if not U_BOOT.exists():
+        pytest.fail("u-boot-qemu missing: scripts/test installs it (scripts/debian-packages.txt)")
+    return U_BOOT.read_bytes()
+
+
 def require_tool(name: str) -> str:
     """Path of a tool scripts/test installs; a missing one is a failure, not a skip."""
     path = shutil.which(name)

@@ -18,14 +18,6 @@ from tests.support import qemu
 pytestmark = pytest.mark.qemu
 
 KEY = Ed25519PrivateKey.from_private_bytes(bytes(range(32)))
-U_BOOT = Path("/usr/lib/u-boot/qemu_arm64/u-boot.bin")
-
-
-@pytest.fixture(scope="module")
-def u_boot() -> bytes:
-    if not U_BOOT.exists():
-        pytest.fail("u-boot-qemu missing: scripts/test installs it (scripts/debian-packages.txt)")
-    return U_BOOT.read_bytes()
 
 
 def boot_bin(u_boot: bytes, *, signed: bool) -> bytes:

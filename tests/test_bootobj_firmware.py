@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import struct
-from pathlib import Path
 
 import pytest
 
@@ -15,16 +14,7 @@ from installer.bootobj.assemble import Stage2Parts
 from installer.bootobj.vars import Variable
 from installer.cli import main
 from installer.errors import BootObjectError
-from tests.support.bootobjgen import dtb, fake_kernel, fake_stage
-
-U_BOOT = Path("/usr/lib/u-boot/qemu_arm64/u-boot.bin")
-
-
-@pytest.fixture(scope="module")
-def u_boot() -> bytes:
-    if not U_BOOT.exists():
-        pytest.fail("u-boot-qemu missing: scripts/test installs it (scripts/debian-packages.txt)")
-    return U_BOOT.read_bytes()
+from tests.support.bootobjgen import U_BOOT, dtb, fake_kernel, fake_stage
 
 
 def test_golden_layout_and_read_back(u_boot):

@@ -202,8 +202,8 @@ def _crash(site: Path, cache: Path, out: Path, point: str):
                           timeout=300, cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)))
 
 
-@pytest.mark.parametrize("point", ["package os/pippin-uefi-only.zip", "restore image",
-                                   "thin zip"])
+@pytest.mark.parametrize("point", ["package os/pippin-uefi-only.zip", "package mid-file",
+                                   "restore image", "thin zip"])
 def test_create_killed_then_rerun_continues(tmp_path, demo_site, point):
     cache, out = tmp_path / "cache", tmp_path / "stick"
     r = _crash(demo_site.root, cache, out, point)
@@ -218,6 +218,9 @@ def test_create_killed_then_rerun_continues(tmp_path, demo_site, point):
     if point.startswith("package"):
         assert "os/pippin-uefi-only.zip" in res["reused"]
         assert res["downloaded"] < fresh["downloaded"]
+        if point == "package mid-file":  # the killed package continued from its record
+            uefi = (out / "os/pippin-uefi-only.zip").stat().st_size
+            assert fresh["downloaded"] - res["downloaded"] >= uefi + (1 << 20)
     else:  # the image's fetched ranges were kept: fewer bytes came again
         assert res["downloaded"] < fresh["downloaded"]
     assert not list(out.rglob(".*.tmp"))
@@ -305,6 +308,17 @@ def test_member_missing_from_the_thin_zip_is_named_before_writing(tmp_path, bund
     assert r.returncode == 1
     assert error_line(r.stderr) == f"restore image lacks needed members: {gone}"
     assert image_digest(sim) == before
+
+
+def test_bundled_package_is_not_counted_as_downloaded(tmp_path, bundle):
+    """An install from a bundle copies its package from the stick: 0 network bytes (it used
+    to report the package's size as downloaded)."""
+    out, _ = bundle
+    sim = new_sim(tmp_path / "mac.img")
+    r = pippin(tmp_path, "install", "--source", str(out), "--os", UEFI_ONLY,
+               "--target", f"sim:{sim}", "--yes", offline=True)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "  downloaded 0 B; " in r.stdout, r.stdout
 
 
 def test_installer_data_inside_a_bundle_installs_from_it(tmp_path, bundle):

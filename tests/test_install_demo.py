@@ -81,6 +81,7 @@ def test_uefi_only_install(tmp_path, demo_cache, session):
     assert r.returncode == 0, r.stdout + r.stderr
     cpio = (fw / "firmware.cpio").read_bytes()
     for member in (b"vendorfw/brcm/brcmfmac4378b1-pcie.apple,shikoku.bin",
+                   b"vendorfw/brcm/brcmfmac4378b1-pcie.apple,shikoku.clm_blob",
                    b"vendorfw/asmedia/asm2214a-apple.bin", b"vendorfw/apple/tpmtfw-j314s.bin"):
         assert member in cpio
     # stage-1 object: vars name the ESP's real PARTUUID (sgdisk -i) and chain to boot.bin

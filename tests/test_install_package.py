@@ -10,7 +10,7 @@ import pytest
 
 from installer.catalog import parse_catalog
 from installer.errors import CatalogError
-from installer.ospackage import fetch_extras, unpack_package
+from installer.ospackage import fetch_extras, open_package, unpack_package
 
 
 def _entry(tmp_path, image_sha=None, extras=()):
@@ -53,11 +53,21 @@ def test_good_package_unpacks(tmp_path):
     ({"root.img": bytes(8192)}, None, "lacks directory esp/"),
     ({**GOOD, "root.img": bytes(100)}, None, "multiple of 4 KiB"),
 ])
-def test_hostile_or_incomplete_package(tmp_path, members, link, msg):
+@pytest.mark.parametrize("opener", [unpack_package, open_package])
+def test_hostile_or_incomplete_package(tmp_path, members, link, msg, opener):
     z = _zip(tmp_path / "t.zip", members, link)
     with pytest.raises(CatalogError, match=msg):
-        unpack_package(z, tmp_path / "out", _entry(tmp_path))
+        opener(z, tmp_path / "out", _entry(tmp_path))
     assert not (tmp_path / "evil").exists()
+
+
+def test_open_package_unpacks_all_but_the_images(tmp_path):
+    z = _zip(tmp_path / "t.zip", GOOD)
+    payloads = open_package(z, tmp_path / "out", _entry(tmp_path))
+    assert (payloads.tree("esp") / "m1n1/boot.bin").read_bytes() == b"x" * 10
+    assert not (tmp_path / "out" / "root.img").exists()
+    with payloads.image("root.img") as f:
+        assert f.read() == bytes(8192)
 
 
 def test_image_sha256_checked(tmp_path):

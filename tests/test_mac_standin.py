@@ -56,7 +56,7 @@ def test_reads_parse_with_the_backend_parsers(sim):
 
 def test_unimplemented_forms_say_so_and_change_nothing(sim):
     before = sgdisk("-p", str(sim))
-    for cmd in ("kmutil configure-boot -c x", "hdiutil attach x.dmg", "nvram -p",
+    for cmd in ("kmutil configure-boot -c x", "hdiutil create -size 1m x.dmg", "nvram -p",
                 "diskutil secureErase 0 disk0", "bputil -nc -v X"):
         r = standin(sim, cmd)
         assert r.returncode == 78, (cmd, r.stderr)

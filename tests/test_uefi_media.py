@@ -9,6 +9,8 @@ import libarchive
 import pytest
 
 from installer.demo import media
+from installer.errors import PippinError
+from installer.platform.base import Result, SubprocessRunner
 from tests.support.installfix import MTOOLS_ENV
 
 
@@ -82,3 +84,22 @@ def test_script_help(repo_root):
     assert r.returncode == 2
 
 
+
+
+class _FailingSgdisk(SubprocessRunner):
+    """The real tools, but sgdisk fails the way it does on a bad image."""
+
+    def run(self, argv, *, stdin=None):
+        if argv[0] == "sgdisk":
+            return Result(tuple(argv), 2, b"", b"Problem opening the disk image\n")
+        return super().run(argv, stdin=stdin)
+
+
+def test_bug_failed_sgdisk_leaves_no_tmp_image(tmp_path, test_assets):
+    """A failure after OUT.img.tmp was created used to leave it behind."""
+    out = tmp_path / "m.img"
+    with pytest.raises(PippinError) as exc:
+        media.make_media(out, test_assets, runner=_FailingSgdisk())
+    assert exc.value.message == "sgdisk failed (exit 2): Problem opening the disk image"
+    assert exc.value.hint == "install gdisk, dosfstools and mtools"
+    assert list(tmp_path.iterdir()) == []

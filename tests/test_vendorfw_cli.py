@@ -184,6 +184,31 @@ def test_verify_needs_an_archive(env, capsys):
                                 "firmware.cpio or firmware.tar against one"]
 
 
+def test_extract_unpacks_a_packed_dump_into_tmpdir(env, capsys):
+    """`extract --tmpdir` as `update --tmpdir`: the dump's spool goes there (a missing one
+    is named in one line with the hint), and the result is the same as without it."""
+    esp = env / "esp"
+    make_esp(esp, seed=5)
+    a, b = env / "a", env / "b"
+    assert run(capsys, "extract", esp / "asahi", a)[0] == 0
+    spool = env / "spool"
+    spool.mkdir()
+    rc, _, err = run(capsys, "extract", esp / "asahi", b, "--tmpdir", spool)
+    assert rc == 0, err
+    for name in ("firmware.cpio", "firmware.tar", "manifest.txt"):
+        assert (a / name).read_bytes() == (b / name).read_bytes()
+    assert list(spool.iterdir()) == []  # nothing left behind
+    rc, _, err = run(capsys, "extract", esp / "asahi", env / "c", "--tmpdir", env / "missing")
+    assert rc == 1
+    lines = err.strip().splitlines()
+    assert lines[0] == (f"vendorfw: error: cannot unpack {esp / 'asahi' / 'all_firmware.tar.gz'}"
+                        f" into {env / 'missing'}: No such file or directory"), lines
+    assert "hint: pass --tmpdir DIR" in err
+    assert not (env / "c").exists()
+    rc, out, _ = run(capsys, "extract", "--help")
+    assert "--tmpdir" in out
+
+
 def test_bug_os_errors_were_internal_errors(env, capsys, raw_dump):
     """An uncreatable DEST parent and a missing --tmpdir gave exit 70 and a traceback."""
     root, _ = raw_dump

@@ -95,14 +95,18 @@ def _dir_arg(path: Path, what: str) -> Path:
 @cli.command()
 @click.argument("src", type=click.Path(path_type=Path))
 @click.argument("dest", type=click.Path(path_type=Path))
+@click.option("--tmpdir", type=click.Path(path_type=Path),
+              help="Where to unpack the raw dump (default: the system temporary directory).")
 @_progress_opt
 @_json_opt
-def extract(src: Path, dest: Path, show_progress: bool | None, as_json: bool) -> None:
+def extract(src: Path, dest: Path, tmpdir: Path | None, show_progress: bool | None,
+            as_json: bool) -> None:
     """Build the vendorfw/ directory DEST from SRC.
 
     SRC is a directory holding all_firmware.tar.gz (+ kernelcache*), an unpacked raw dump,
     or a macOS-style firmware tree. DEST gets firmware.cpio, firmware.tar, manifest.txt
-    (and u-boot/asmedia/); it is replaced only once the new one is complete.
+    (and u-boot/asmedia/); it is replaced only once the new one is complete. A packed dump
+    is unpacked into --tmpdir (e.g. when /tmp is a small tmpfs).
     """
     _dir_arg(src, "firmware source")
     check_replaceable(dest)
@@ -111,7 +115,7 @@ def extract(src: Path, dest: Path, show_progress: bool | None, as_json: bool) ->
     except OSError as exc:
         raise VendorFwError(f"cannot create {dest.parent}: {exc.strerror or exc}") from exc
     with _meter(show_progress, "extract") as meter:
-        report = build_vendorfw(src, dest, meter)
+        report = build_vendorfw(src, dest, meter, tmp_parent=tmpdir)
     if as_json:
         _emit_json(report.as_json())
         return

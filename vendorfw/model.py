@@ -93,8 +93,9 @@ class FirmwareFile:
         """The file's bytes."""
         if self.data is not None:
             return self.data
-        assert self.source is not None  # guaranteed by __post_init__
-        return self.source.read_bytes() if isinstance(self.source, Path) else self.source.read()
+        content = self.content
+        assert content is not None  # guaranteed by __post_init__
+        return content.read()
 
 
 @dataclass(frozen=True, slots=True)

@@ -212,6 +212,20 @@ def _lines_before_image(data: bytes, pos: int) -> int | None:
             return None
 
 
+def _tagged_size(data: bytes, pos: int, tag: bytes, what: str, *, empty_ok: bool = True) -> int:
+    """The size declared by the ``tag | LE u32 size | bytes`` payload at ``pos``, checked
+    against what follows (the initramfs and the UEFI firmware payloads)."""
+    rest = len(data) - pos - len(tag) - 4
+    if rest < 0:
+        raise BootObjectError(f"{what} tag at offset {pos} is truncated")
+    (size,) = struct.unpack_from("<I", data, pos + len(tag))
+    if size == 0 and not empty_ok:
+        raise BootObjectError(f"{what} at offset {pos} is empty (size 0)")
+    if size > rest:
+        raise BootObjectError(f"{what} at offset {pos} says {size} bytes, only {rest} follow")
+    return int(size)
+
+
 def scan(data: bytes, start: int) -> tuple[Payload, ...]:
     """Scan the payloads of ``data`` from ``start`` (the end of the stage-2 image)."""
     out: list[Payload] = []
@@ -233,27 +247,13 @@ def scan(data: bytes, start: int) -> tuple[Payload, ...]:
             out.append(Payload(Kind.FDT, pos, total, detail=f"compatible {compat}"))
             pos += total
         elif data.startswith(INITRAMFS_TAG, pos):
-            if rest < len(INITRAMFS_TAG) + 4:
-                raise BootObjectError(f"initramfs tag at offset {pos} is truncated")
-            (size,) = struct.unpack_from("<I", data, pos + len(INITRAMFS_TAG))
+            size = _tagged_size(data, pos, INITRAMFS_TAG, "initramfs")
             total = len(INITRAMFS_TAG) + 4 + size
-            if total > rest:
-                raise BootObjectError(
-                    f"initramfs at offset {pos} says {size} bytes, only "
-                    f"{rest - len(INITRAMFS_TAG) - 4} follow"
-                )
             out.append(Payload(Kind.INITRAMFS, pos, total, detail=f"{size} bytes tagged"))
             pos += total
         elif data.startswith(FIRMWARE_TAG, pos):
-            if rest < len(FIRMWARE_TAG) + 4:
-                raise BootObjectError(f"firmware tag at offset {pos} is truncated")
-            (size,) = struct.unpack_from("<I", data, pos + len(FIRMWARE_TAG))
+            size = _tagged_size(data, pos, FIRMWARE_TAG, "firmware", empty_ok=False)
             total = len(FIRMWARE_TAG) + 4 + size
-            if size == 0 or total > rest:
-                raise BootObjectError(
-                    f"firmware at offset {pos} says {size} bytes, "
-                    f"{rest - len(FIRMWARE_TAG) - 4} follow"
-                )
             out.append(Payload(Kind.FIRMWARE, pos, total, detail=f"{size} bytes UEFI firmware"))
             pos += total
         elif data.startswith(sign.SIG_TAG, pos):

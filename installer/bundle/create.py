@@ -27,11 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from urllib.parse import unquote, urlsplit
 
-import requests
-
 from installer import __version__, catalog_trust
 from installer.answers import Answers
-from installer.bundle.download import NoRanges, fetch_file
 from installer.bundle.manifest import (
     MANIFEST,
     PROGRESS,
@@ -43,10 +40,10 @@ from installer.bundle.manifest import (
     parse_file,
 )
 from installer.bundle.source import IPSW_DIR
-from installer.bundle.thinzip import file_pread, write_thin_zip
-from installer.bundle.verify import check_file, load_manifest, sha256_file
+from installer.bundle.thinzip import ThinZip, file_pread, write_thin_zip
+from installer.bundle.verify import DiscardSink, check_file, load_manifest, sha256_file
 from installer.catalog import OsEntry
-from installer.errors import BundleError, CatalogError, PippinError, ReleaseError
+from installer.errors import BundleError, PippinError, ReleaseError
 from installer.install import REPO_ROOT, InstallDeps, open_source
 from installer.ipsw import images, manifest, ota
 from installer.ipsw.cache import RangeCache
@@ -54,9 +51,8 @@ from installer.ipsw.cache import cache_root as range_cache_root
 from installer.ipsw.fetch import FetchProgress, fetch_members, read_members
 from installer.ipsw.ranges import coalesce
 from installer.ipsw.remote import Archive, Member, is_url, local_path, open_archive, resolve_source
-from installer.net.http import request_error
 from installer.ospackage import fetch_package
-from installer.release.bundle import ReleaseConfig, build_release
+from installer.release.bundle import ReleaseConfig, build_release, parse_latest
 from installer.sizes import format_size
 from vendorfw.atomic import atomic_file, write_bytes
 
@@ -106,9 +102,11 @@ class _State:
             return rec
         return None
 
-    def record(self, path: str, origin: str) -> FileRecord:
+    def record(self, path: str, origin: str, sha256: str | None = None) -> FileRecord:
+        """``path`` is finished; ``sha256`` when its writer already hashed (or checked) its
+        bytes, so a large file is not read again."""
         p = self.out / path
-        rec = FileRecord(path, p.stat().st_size, sha256_file(p), origin)
+        rec = FileRecord(path, p.stat().st_size, sha256 or sha256_file(p), origin)
         self.done[path] = rec
         write_bytes(self.out / PROGRESS, json.dumps(
             [file_dict(r) for r in self.done.values()], indent=1).encode())
@@ -130,21 +128,6 @@ def _load_done(out: Path) -> dict[str, FileRecord]:
     except (ValueError, TypeError, BundleError) as exc:  # torn or foreign: start over
         log.warning("ignoring %s: %s", out / PROGRESS, exc)
     return done
-
-
-def _get_bytes(ref: str, deps: InstallDeps) -> bytes:
-    if is_url(ref):
-        try:
-            resp = deps.session.get(ref, timeout=(10.0, 30.0))
-        except requests.RequestException as exc:
-            raise request_error(ref, exc) from exc
-        if resp.status_code != 200:
-            raise CatalogError(f"GET {ref}: HTTP {resp.status_code}")
-        return bytes(resp.content)
-    try:
-        return local_path(ref).read_bytes()
-    except OSError as exc:
-        raise CatalogError(f"cannot read catalog {ref}: {exc.strerror}") from exc
 
 
 def _base_name(ref: str) -> str:
@@ -211,7 +194,7 @@ def _create(req: BundleRequest, deps: InstallDeps, progress: ProgressFn | None,
                 raise BundleError(f"{e.name.strip()!r} has extras ({', '.join(e.extras)}); "
                                   "bundles do not carry extras yet")
         cat_name = _base_name(src.catalog_ref)
-        data = _get_bytes(src.catalog_ref, deps)
+        data = src.raw  # the bytes open_source read and checked, as served
         sig = catalog_trust.fetch_signature(src.catalog_ref, deps.session
                                             if is_url(src.catalog_ref) else None)
         catalog_trust.check_catalog(src.catalog_ref, data, sig, ())  # the copy is whole
@@ -256,27 +239,22 @@ def _packages(entries: Sequence[OsEntry], deps: InstallDeps, st: _State, prog: P
                               f"{e.package})")
         rec = st.keep(rel)
         if rec is None:
-            st.downloaded += _package(e, e.package, st.out / rel, deps, prog)
-            rec = st.record(rel, e.package)
+            st.downloaded += _package(e, st.out / rel, deps, prog)
+            # a catalog SHA-256 was checked against the bytes as they were written
+            rec = st.record(rel, e.package, e.sha256.lower() if e.sha256 else None)
         st.needed += rec.size
         out.append(rec)
         checkpoint(f"package {rel}")
     return out
 
 
-def _package(e: OsEntry, src: str, dest: Path, deps: InstallDeps, prog: ProgressFn) -> int:
-    """The package at ``dest``: over parallel ranges from a URL, else as the install
-    fetches it (a path, or a server without ranges)."""
-    if is_url(src):
-        try:
-            return fetch_file(src, dest, deps.session, sha256=e.sha256,
-                              connections=deps.fetch_options.plan.connections,
-                              progress=lambda d, t: prog("package", d, t))
-        except NoRanges as exc:
-            log.info("%s: %s; one plain download instead", src, exc.message)
-    got = fetch_package(e, deps.session, dest.parent, lambda d, t: prog("package", d, t))
-    assert got == dest  # fetch_package keeps the file name
-    return got.stat().st_size if is_url(src) else 0
+def _package(e: OsEntry, dest: Path, deps: InstallDeps, prog: ProgressFn) -> int:
+    """The package at ``dest``, as the install fetches it (parallel resumable ranges from a
+    URL, a copy from a path); returns the bytes taken from the network."""
+    got = fetch_package(e, deps.session, dest.parent, lambda d, t: prog("package", d, t),
+                        connections=deps.fetch_options.plan.connections)
+    assert got.path == dest  # fetch_package keeps the file name
+    return got.network_bytes
 
 
 def _candidates(entry: OsEntry) -> list[images.RestoreImage]:
@@ -300,28 +278,26 @@ def _images(entries: Sequence[OsEntry], ipsw_base: str | None, req: BundleReques
     recs: list[ImageRecord] = []
     files: list[FileRecord] = []
     covered: dict[str, set[str]] = {e.name.strip(): set() for e in entries}
-    seen: set[str] = set()
+    by_url: dict[str, ImageRecord | None] = {}  # None: no identity for the chosen devices
     for e in entries:
         for img in _candidates(e):
             if img.url is None and not ipsw_base:
-                notes.append(f"restore image {img.version} has no pinned URL and no IPSW_BASE "
-                             "is set: not in the bundle")
+                note = (f"restore image {img.version} has no pinned URL and no IPSW_BASE is "
+                        "set: not in the bundle")
+                if note not in notes:  # once, however many entries support it
+                    notes.append(note)
                 continue
             url = resolve_source(img.url or f"{img.version}.zip", ipsw_base)
-            if url in seen:
-                for r in recs:
-                    if r.origin == url:
-                        covered[e.name.strip()].update(d.device_class for d in r.devices)
-                continue
-            seen.add(url)
-            got = _image(img, url, req, deps, st, prog)
-            if got is None:
-                continue
-            rec, frec = got
-            recs.append(rec)
-            files.append(frec)
-            covered[e.name.strip()].update(d.device_class for d in rec.devices)
-            checkpoint(f"image {rec.path}")
+            if url not in by_url:
+                got = _image(img, url, req, deps, st, prog)
+                by_url[url] = got[0] if got is not None else None
+                if got is not None:
+                    recs.append(got[0])
+                    files.append(got[1])
+                    checkpoint(f"image {got[0].path}")
+            rec = by_url[url]
+            if rec is not None:
+                covered[e.name.strip()].update(d.device_class for d in rec.devices)
     for name, devs in covered.items():
         missing = sorted({d.lower() for d in req.devices} - devs)
         if not devs or missing:
@@ -358,8 +334,8 @@ def _image(img: images.RestoreImage, url: str, req: BundleRequest, deps: Install
     kept = st.keep(rel)
     if kept is not None and _same_members(st.out / rel, rec.members):
         return rec, kept
-    _write_image(arc, members, st, rel, deps, prog)
-    return rec, st.record(rel, url)
+    thin = _write_image(arc, members, st, rel, deps, prog)
+    return rec, st.record(rel, url, thin.sha256)
 
 
 def _same_members(path: Path, names: Iterable[str]) -> bool:
@@ -369,16 +345,8 @@ def _same_members(path: Path, names: Iterable[str]) -> bool:
         return False
 
 
-class _Discard:
-    """Consumes verified members (the thin zip copies their raw bytes afterwards)."""
-
-    def write_member(self, member: object, chunks: Iterable[bytes]) -> None:
-        for _ in chunks:
-            pass
-
-
 def _write_image(arc: Archive, members: list[Member], st: _State, rel: str,
-                 deps: InstallDeps, prog: ProgressFn) -> None:
+                 deps: InstallDeps, prog: ProgressFn) -> ThinZip:
     cache_root = range_cache_root(deps.cache_dir)
     opts = dataclasses.replace(deps.fetch_options, keep_cache=True)
 
@@ -386,7 +354,8 @@ def _write_image(arc: Archive, members: list[Member], st: _State, rel: str,
         prog("restore image", p.done, p.total)
 
     names = [m.name for m in members]
-    r = fetch_members(arc, names, _Discard(), session=deps.session, cache_root=cache_root,
+    # verified here, copied raw afterwards by the thin zip writer
+    r = fetch_members(arc, names, DiscardSink(), session=deps.session, cache_root=cache_root,
                       options=opts, progress=fetch_prog)
     st.downloaded += r.downloaded_bytes
     total = sum(m.compress_size for m in members)
@@ -396,24 +365,20 @@ def _write_image(arc: Archive, members: list[Member], st: _State, rel: str,
         done[0] += n
         prog("thin zip", done[0], total)
 
-    if arc.is_remote:
-        cache = RangeCache(cache_root, arc.identity_key(), arc.size)
-        try:
-            with atomic_file(st.out / rel) as f:
-                write_thin_zip(f, members, cache.read, progress=copied)
+    cache = RangeCache(cache_root, arc.identity_key(), arc.size) if arc.is_remote else None
+    pread, close = ((cache.read, cache.close) if cache is not None
+                    else file_pread(local_path(arc.source)))
+    try:
+        with atomic_file(st.out / rel) as f:
+            thin = write_thin_zip(f, members, pread, progress=copied)
+        if cache is not None:  # the members' ranges are in the thin zip now
             spans = coalesce(((m.start, m.end) for m in members), opts.plan.max_gap)
             if cache.release(spans):
                 cache.remove()
-        finally:
-            cache.close()
-    else:
-        pread, close = file_pread(local_path(arc.source))
-        try:
-            with atomic_file(st.out / rel) as f:
-                write_thin_zip(f, members, pread, progress=copied)
-        finally:
-            close()
+    finally:
+        close()
     log.info("thin zip %s: %d members", rel, len(members))
+    return thin
 
 
 def _installer(out: Path, release: Path | None, deps: InstallDeps,
@@ -436,8 +401,7 @@ def _installer(out: Path, release: Path | None, deps: InstallDeps,
     else:
         origin = str(release.resolve())
     try:
-        index = dict(line.split("=", 1) for line in
-                     (release / "latest").read_text().splitlines() if "=" in line)
+        index = parse_latest((release / "latest").read_text())
     except OSError as exc:
         raise BundleError(f"--release {release}: cannot read latest: {exc.strerror}") from exc
     name = index.get("file", "")

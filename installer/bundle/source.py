@@ -65,15 +65,14 @@ class BundleSource:
             used.append(rec)
         rel = self._rel(local_path(image)) if not is_url(image) else None
         img = next((i for i in m.images if i.path == rel), None)
-        if rel is None or img is None or m.file(img.path) is None:
+        img_rec = m.file(img.path) if img is not None else None
+        if img is None or img_rec is None:
             raise BundleError(f"the bundle in {self.root} lacks restore image {image}")
         if not any(d.device_class == facts.device_class.lower() for d in img.devices):
             have = ", ".join(sorted({d.device_class for d in img.devices}))
             raise BundleError(f"the bundle's restore image {img.version} holds no members for "
                               f"this Mac ({facts.device_class}; it has {have})",
                               hint=f"make the bundle with --device {facts.device_class}")
-        img_rec = m.file(img.path)
-        assert img_rec is not None  # checked above
         used.append(img_rec)
         for rec in used:
             why = check_file(self.root, rec)

@@ -79,8 +79,10 @@ def _zip64_field(values: Sequence[int]) -> bytes:
             + b"".join(struct.pack("<Q", v) for v in values)) if values else b""
 
 
-def _local_header(m: Member, pread: PRead, zip64_at: int) -> tuple[_Written, bytes, int]:
-    """The member's new local header, its record, and where its data starts in the source."""
+def _local_header(m: Member, pread: PRead, zip64_at: int,
+                  offset: int) -> tuple[_Written, bytes, int]:
+    """The member's new local header (written at ``offset``), its record, and where its
+    data starts in the source."""
     hdr = pread(m.start, LOCAL_HEADER)
     (sig, version, flags, method, time, date, _crc, _cs, _us, name_len,
      extra_len) = _LOCAL.unpack(hdr)
@@ -96,7 +98,7 @@ def _local_header(m: Member, pread: PRead, zip64_at: int) -> tuple[_Written, byt
         extra = _zip64_field([m.file_size, m.compress_size]) + extra
         version = max(version, 45)
     flags &= ~0x0008
-    w = _Written(name, version, flags, method, time, date, m, 0)
+    w = _Written(name, version, flags, method, time, date, m, offset)
     rec = _LOCAL.pack(LOCAL_SIG, version, flags, method, time, date, m.crc,
                       FF32 if big else m.compress_size, FF32 if big else m.file_size,
                       len(name), len(extra)) + name + extra
@@ -133,8 +135,7 @@ def write_thin_zip(f: BinaryIO, members: Sequence[Member], pread: PRead, *,
     out = _Hashing(f)
     written: list[_Written] = []
     for m in sorted(members, key=lambda x: x.start):
-        w, rec, data_at = _local_header(m, pread, zip64_at)
-        w = _Written(w.name, w.version, w.flags, w.method, w.time, w.date, m, out.pos)
+        w, rec, data_at = _local_header(m, pread, zip64_at, out.pos)
         out.write(rec)
         left, pos = m.compress_size, data_at
         while left:

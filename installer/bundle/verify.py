@@ -17,6 +17,7 @@ from installer import catalog_trust
 from installer.bundle.manifest import MANIFEST, BundleManifest, FileRecord, parse_manifest
 from installer.errors import BundleError, PippinError
 from installer.ipsw.fetch import fetch_members
+from installer.ipsw.remote import open_archive
 
 log = logging.getLogger(__name__)
 CHUNK = 1 << 20
@@ -73,19 +74,15 @@ def check_file(root: Path, rec: FileRecord,
     return None
 
 
-def check_files(root: Path, records: Iterable[FileRecord],
-                progress: Callable[[int], None] | None = None) -> list[str]:
-    return [p for r in records if (p := check_file(root, r, progress)) is not None]
+class DiscardSink:
+    """A member sink that keeps nothing: decoding checks each member's size and CRC-32."""
 
-
-class _Discard:
     def write_member(self, member: object, chunks: Iterable[bytes]) -> None:
         for _ in chunks:
             pass
 
 
 def check_thin_zip(root: Path, path: str, members: tuple[str, ...]) -> str | None:
-    from installer.ipsw.remote import open_archive
     try:
         arc = open_archive(str(root / path))
         have = set(arc.names())
@@ -93,7 +90,7 @@ def check_thin_zip(root: Path, path: str, members: tuple[str, ...]) -> str | Non
             extra, missing = sorted(have - set(members)), sorted(set(members) - have)
             return (f"{path}: members differ from {MANIFEST} (missing {missing[:3]}, "
                     f"unlisted {extra[:3]})")
-        fetch_members(arc, list(members), _Discard())
+        fetch_members(arc, list(members), DiscardSink())
     except PippinError as exc:
         return f"{path}: {exc.message}"
     return None
@@ -101,7 +98,9 @@ def check_thin_zip(root: Path, path: str, members: tuple[str, ...]) -> str | Non
 
 def verify_bundle(root: Path, progress: Callable[[int], None] | None = None) -> VerifyResult:
     m = load_manifest(root)
-    problems = check_files(root, m.files, progress)
+    checked = [(r.path, check_file(root, r, progress)) for r in m.files]
+    problems = [why for _, why in checked if why is not None]
+    damaged = {path for path, why in checked if why is not None}
     listed = {f.path for f in m.files}
     if m.catalog not in listed:
         problems.append(f"{m.catalog}: the catalog is not listed in {MANIFEST}")
@@ -117,7 +116,7 @@ def verify_bundle(root: Path, progress: Callable[[int], None] | None = None) -> 
     for im in m.images:
         if im.path not in listed:
             problems.append(f"{im.path}: restore image not listed in files")
-        elif not any(p.startswith(im.path + ":") for p in problems):
+        elif im.path not in damaged:  # a damaged file is reported once, above
             why = check_thin_zip(root, im.path, im.members)
             if why:
                 problems.append(why)

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from installer.bootobj.version import read_installed_vars
+from installer.disk.model import TYPE_GUIDS, PartKind
 from installer.errors import BootObjectError, PippinError
 from installer.platform.gpt import read_gpt
 from vendorfw.errors import VendorFwError
@@ -32,7 +33,6 @@ from vendorfw.manifest import MANIFEST_ENTRY
 from vendorfw.readback import read_package
 
 ESP_VAR = "chosen.asahi,efi-system-partition"
-ESP_TYPE = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B"
 _FW = re.compile(r"^PIPPIN-FW: (ok|bad|missing) (\S+) (\S+) (\S+)\s*$", re.M)
 _ESP = re.compile(r"^PIPPIN-ESP: (?:partuuid=(\S+) device=(\S+)|none)\s*$", re.M)
 # the first kernel line that says why Linux went down
@@ -63,7 +63,7 @@ def expected(image: Path, stage1: Path) -> Expected:
     with open(image, "rb") as f:
         table = read_gpt(f.fileno(), os.fstat(f.fileno()).st_size, str(image))
     part = next((e for e in table.entries if e.uuid.lower() == uuid.lower()), None)
-    if part is None or part.type_guid != ESP_TYPE:
+    if part is None or part.type_guid != TYPE_GUIDS[PartKind.EFI]:
         raise PippinError(f"stage 1 names ESP {uuid}, which the GPT of {image} does not hold")
     with tempfile.TemporaryDirectory(prefix="pippin-check-") as tmp:
         cpio = Path(tmp) / "firmware.cpio"
@@ -179,10 +179,15 @@ def _last(console: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="qemu-boot --check",
-                                 description="boot QEMU_ARGV and check the demo guest's report")
-    ap.add_argument("--image", type=Path, required=True)
-    ap.add_argument("--stage1", type=Path, required=True)
-    ap.add_argument("--timeout", type=float, default=240)
+                                 description="boot QEMU_ARGV and check the demo guest's report "
+                                 "against the installed disk: one line, 'boot ok: …' (exit 0) "
+                                 "or 'boot failed: <reason>' (exit 1)")
+    ap.add_argument("--image", type=Path, required=True,
+                    help="the simulated Mac's disk image (its GPT and ESP are read)")
+    ap.add_argument("--stage1", type=Path, required=True,
+                    help="the installed stage-1 object (it names the ESP PARTUUID)")
+    ap.add_argument("--timeout", type=float, default=240,
+                    help="seconds before the boot counts as hung (default: %(default)g)")
     ap.add_argument("--log", type=Path, required=True, help="where the console goes")
     ap.add_argument("qemu", nargs=argparse.REMAINDER, help="-- qemu-system-aarch64 …")
     args = ap.parse_args(argv)

@@ -14,20 +14,20 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 from installer.demo.guest import KernelAssets, guest_initramfs
+from installer.disk.model import TYPE_GUIDS, PartKind
 from installer.errors import PippinError
+from installer.platform.base import Runner, SubprocessRunner
+from installer.sizes import MiB
 from vendorfw.hooks import DEFAULT_SOURCE as HOOKS_DIR
 
 log = logging.getLogger(__name__)
 
-MiB = 1 << 20
 MEDIA_PARTUUID = "5eb0c2a1-7d3e-4f60-9a1b-2c3d4e5f6a7b"  # fixed: the same bytes every run
-ESP_TYPE = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B"
 SYSTEMD_BOOT = "systemd-bootaa64.efi"
 ENTRY = "pippin-demo.conf"
 LOADER_CONF = f"timeout 0\ndefault {ENTRY}\n"
@@ -38,22 +38,20 @@ options console=ttyAMA0 panic=-1 quiet
 """
 
 
-def _run(argv: list[str], what: str) -> None:
-    env = dict(os.environ, MTOOLS_SKIP_CHECK="1")
-    try:
-        r = subprocess.run(argv, capture_output=True, text=True, env=env, check=False)
-    except FileNotFoundError as exc:
-        raise PippinError(f"{argv[0]} not found ({what})",
-                          hint="install gdisk, dosfstools and mtools") from exc
-    if r.returncode != 0:
-        tail = (r.stderr or r.stdout).strip().splitlines()
-        raise PippinError(f"{what} failed: {tail[-1] if tail else f'exit {r.returncode}'}")
+_HINT = "install gdisk, dosfstools and mtools"
+
+
+def _mtools(*argv: str) -> list[str]:
+    """An mtools argv on a bare FAT image (no geometry checks, as everywhere in Pippin)."""
+    return ["env", "MTOOLS_SKIP_CHECK=1", *argv]
 
 
 def make_media(out: Path, assets: Path, *, hooks: Path = HOOKS_DIR,
-               extra: dict[str, tuple[int, bytes]] | None = None) -> Path:
+               extra: dict[str, tuple[int, bytes]] | None = None,
+               runner: Runner | None = None) -> Path:
     """Write the media image to ``out`` (replacing it only once complete); ``extra`` files
     go into the initramfs (see :func:`installer.demo.guest.guest_initramfs`)."""
+    run = runner or SubprocessRunner()
     kernel = KernelAssets.from_dir(assets)
     efi = assets / SYSTEMD_BOOT
     for p in (kernel.image, efi):
@@ -78,23 +76,28 @@ def make_media(out: Path, assets: Path, *, hooks: Path = HOOKS_DIR,
         fat = work / "esp.fat"
         with open(fat, "wb") as f:
             f.truncate(esp_size)
-        _run(["mkfs.fat", "-F", "32", "-n", "PIPPINMEDIA", "-i", "5EB0C2A1", str(fat)],
-             "mkfs.fat")
+        run.check(["mkfs.fat", "-F", "32", "-n", "PIPPINMEDIA", "-i", "5EB0C2A1", str(fat)],
+                  hint=_HINT)
         for d in ("EFI", "EFI/BOOT", "loader", "loader/entries"):
-            _run(["mmd", "-i", str(fat), "::/" + d], f"mmd {d}")
+            run.check(_mtools("mmd", "-i", str(fat), "::/" + d), hint=_HINT)
         for dest, src in files.items():
-            _run(["mcopy", "-i", str(fat), str(src), "::/" + dest], f"mcopy {dest}")
-        with open(tmp, "wb") as f:
-            f.truncate(esp_size + 2 * MiB)
-        _run(["sgdisk", "-o", "-n", f"1:2048:+{esp_size // 512}", "-t", f"1:{ESP_TYPE}",
-              "-c", "1:EFI", "-u", f"1:{MEDIA_PARTUUID}",
-              "-U", "5eb0c2a1-0000-4000-8000-000000000001", str(tmp)], "sgdisk")
-        with open(fat, "rb") as src_f, open(tmp, "r+b") as dst_f:
-            dst_f.seek(MiB)
-            while chunk := src_f.read(4 * MiB):
-                dst_f.write(chunk)
-            dst_f.flush()
-            os.fsync(dst_f.fileno())
+            run.check(_mtools("mcopy", "-i", str(fat), str(src), "::/" + dest), hint=_HINT)
+        try:  # OUT.tmp goes away unless it becomes OUT
+            with open(tmp, "wb") as f:
+                f.truncate(esp_size + 2 * MiB)
+            esp_type = TYPE_GUIDS[PartKind.EFI]
+            run.check(["sgdisk", "-o", "-n", f"1:2048:+{esp_size // 512}", "-t", f"1:{esp_type}",
+                       "-c", "1:EFI", "-u", f"1:{MEDIA_PARTUUID}",
+                       "-U", "5eb0c2a1-0000-4000-8000-000000000001", str(tmp)], hint=_HINT)
+            with open(fat, "rb") as src_f, open(tmp, "r+b") as dst_f:
+                dst_f.seek(MiB)
+                while chunk := src_f.read(4 * MiB):
+                    dst_f.write(chunk)
+                dst_f.flush()
+                os.fsync(dst_f.fileno())
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
     os.replace(tmp, out)
     log.info("wrote %s (%d bytes, ESP PARTUUID %s)", out, esp_size + 2 * MiB, MEDIA_PARTUUID)
     return out
@@ -114,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="make-uefi-media: %(message)s")
     try:
-        out = make_media(args.out, args.assets)
+        out = make_media(args.out, args.assets, runner=SubprocessRunner(dict(os.environ)))
     except PippinError as exc:
         print(f"make-uefi-media: error: {exc.message}", file=sys.stderr)
         if exc.hint:

@@ -78,8 +78,10 @@ class GeneratedImage:
 
 
 class _Gen:
-    def __init__(self, path: Path, size: int, seed: int, ota: bool, decoy: int) -> None:
+    def __init__(self, path: Path, size: int, seed: int, ota: bool, decoy: int,
+                 basesystem: bytes | None = None) -> None:
         self.rng = random.Random(seed)
+        self.basesystem = basesystem
         self.scale = max(size, 4 * MiB) / DEFAULT_SIZE
         self.ota = ota
         self.decoy = decoy
@@ -120,7 +122,8 @@ class _Gen:
             files[f"{wifi}/{chip}/{board}.trx"] = self.rand(self.n(96 << 10))
             files[f"{wifi}/{chip}/P-{board}-X3_M-RASP_V-u__m-6.11.txt"] = (
                 b"boardrev=0x1234\n macaddr = 00:90:4c:c5:12:38 \n\nsromrev=11\n")
-            files[f"{wifi}/{chip}/P-{board}_M-RASP_V-u.clmb"] = self.rand(self.n(8 << 10))
+            # named by the bare platform, like the .trx (formats.md §7)
+            files[f"{wifi}/{chip}/{board}.clmb"] = self.rand(self.n(8 << 10))
         bt = "usr/share/firmware/bluetooth"
         files[f"{bt}/BCM4378B1_22.2.540.2069_PCIE_macOS_Shikoku_MUR.bin"] = self.rand(
             self.n(64 << 10))
@@ -216,6 +219,8 @@ class _Gen:
         self.img.decoys.append(decoy)
         self.img.sizes[decoy] = self.decoy
         tar = self.basesystem_tar()
+        if self.basesystem is not None:
+            tar = self.basesystem
         self.img.basesystem_tar_sha256 = hashlib.sha256(tar).hexdigest()
         if self.ota:
             self.img.basesystem = "AssetData/payloadv2/basesystem_patches/arm64eBaseSystem.dmg"
@@ -297,6 +302,8 @@ def bxdiff50(data: bytes, block: int = 1 * MiB) -> bytes:
 
 
 def make_image(path: Path, *, size: int = DEFAULT_SIZE, seed: int = 0, ota: bool = False,
-               decoy_size: int = DEFAULT_DECOY) -> GeneratedImage:
-    """Write a synthetic IPSW (or OTA) zip at ``path`` and describe it."""
-    return _Gen(Path(path), size, seed, ota, decoy_size).build()
+               decoy_size: int = DEFAULT_DECOY,
+               basesystem: bytes | None = None) -> GeneratedImage:
+    """Write a synthetic IPSW (or OTA) zip at ``path`` and describe it. ``basesystem``
+    replaces the BaseSystem's tar (e.g. bytes no disk-image reader recognises)."""
+    return _Gen(Path(path), size, seed, ota, decoy_size, basesystem).build()

@@ -48,7 +48,7 @@ log = logging.getLogger(__name__)
 
 __all__ = ["DEMO_LINUX", "DEMO_MARKER", "UEFI_ONLY", "Site", "ensure_site"]
 
-SITE_VERSION = "3"  # bump when the generated layout changes
+SITE_VERSION = "4"  # bump when the generated layout changes
 CATALOG_NAME = "installer_data.json"
 UEFI_ONLY = "UEFI environment only"
 DEMO_LINUX = "Pippin demo Linux"

@@ -182,7 +182,8 @@ def refresh_firmware(target: InstallTarget, target_ref: str, name: str, deps: In
         with st.stage("restore image"):
             needed, fetched, _n = _fetch_restore(url, facts, deps, st, work)
         with st.stage("firmware"):
-            fw = build_firmware(fetched, needed, work / "firmware")
+            fw = build_firmware(fetched, needed, work / "firmware",
+                                open_image=target.image_opener())
         new = Manifest.parse((fw.vendorfw / "manifest.txt").read_text(),
                              "new vendorfw/manifest.txt")
         diff = diff_hashes(old, new.hashes())

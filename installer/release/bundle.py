@@ -206,17 +206,14 @@ def write_tar_gz(path: Path, members: list[Member]) -> None:
                 tf.addfile(ti, io.BytesIO(data))
 
 
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def render_latest(version: str, name: str, size: int, sha256: str) -> bytes:
     """The release index: ``key=value`` lines, read by the bootstrap with sed."""
     return (f"version={version}\nfile={name}\nsize={size}\nsha256={sha256}\n").encode()
+
+
+def parse_latest(text: str) -> dict[str, str]:
+    """The fields of a ``latest`` index (what :func:`render_latest` writes)."""
+    return dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
 
 
 def render_install(version: str, base_url: str, name: str, size: int, sha256: str) -> bytes:
@@ -285,7 +282,8 @@ def build_release(cfg: ReleaseConfig, runner: Runner,
         stage = Path(tmp) / "wheels"
         with _locked(cfg.wheel_cache):
             names = _collect_wheels(cfg, runner, pins, stage, log)
-        members += [Member(f"{top}/wheels/{n}", (stage / n).read_bytes()) for n in names]
+        wheels = {n: (stage / n).read_bytes() for n in names}  # read once: packed and hashed
+        members += [Member(f"{top}/wheels/{n}", data) for n, data in wheels.items()]
         prebuilt = cfg.repo / "bootchain" / "prebuilt"
         members += _tree(prebuilt, f"{top}/bootchain/prebuilt")
         members += _tree(cfg.repo / "initramfs-hooks", f"{top}/initramfs-hooks")
@@ -294,7 +292,7 @@ def build_release(cfg: ReleaseConfig, runner: Runner,
         manifest = {
             "version": version, "mac_platform": wh.MAC_PLATFORM,
             "mac_pythons": list(cfg.mac_pythons), "runtime": cfg.runtime is not None,
-            "wheels": {n: hashlib.sha256((stage / n).read_bytes()).hexdigest() for n in names},
+            "wheels": {n: hashlib.sha256(data).hexdigest() for n, data in wheels.items()},
         }
         members.append(Member(f"{top}/BUNDLE.json",
                               json.dumps(manifest, indent=1, sort_keys=True).encode() + b"\n"))
@@ -306,7 +304,8 @@ def build_release(cfg: ReleaseConfig, runner: Runner,
         log(f"writing {bundle}")
         write_tar_gz(bundle, members)
     size = bundle.stat().st_size
-    digest = sha256_file(bundle)
+    with bundle.open("rb") as f:
+        digest = hashlib.file_digest(f, "sha256").hexdigest()
     latest = cfg.out / "latest"
     write_bytes(latest, render_latest(version, bundle.name, size, digest))
     install = cfg.out / "install"

@@ -14,11 +14,15 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from installer.device import DeviceFacts
 from installer.disk.model import Partition
 from installer.platform.base import Backend
 from installer.stub import StubVolumes
+
+if TYPE_CHECKING:
+    from installer.firmware import ImageOpener
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +60,12 @@ class InstallTarget(ABC):
             yield info
         finally:
             self.close_stub(container)
+
+    def image_opener(self) -> ImageOpener | None:
+        """How this host opens a disk image read-only (the restore image's BaseSystem, for
+        the firmware): None when Pippin unpacks it itself with libarchive (the simulated
+        Mac; its demo images carry a tar there)."""
+        return None
 
     @abstractmethod
     def write_esp(self, esp: Partition, staging: Path) -> None:

@@ -4,7 +4,9 @@
   ``CreateStubVolumes`` made; the stub contents (formats.md §11) are written into their mount
   points; unmounted again when done;
 - ESP: ``diskutil mount`` the new ESP, copy the staged tree (formats.md §5) over it, unmount;
-- device facts: ``ioreg -alp IODeviceTree`` and ``sw_vers``.
+- device facts: ``ioreg -alp IODeviceTree`` and ``sw_vers``;
+- disk images (the restore image's BaseSystem): ``hdiutil attach`` read-only at a fresh
+  folder, detached after (:mod:`installer.platform.hdiutil`).
 
 Mount points are what diskutil reports (``/Volumes/…``), opened under ``root`` ("/" on a
 Mac; the macOS stand-in's root off one, see installer/demo/standin/).
@@ -14,11 +16,14 @@ from __future__ import annotations
 
 import logging
 import shutil
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 from installer.device import DeviceFacts, read_mac_facts
 from installer.disk.model import Partition
 from installer.errors import BackendError
+from installer.firmware import ImageOpener
+from installer.platform import hdiutil
 from installer.platform.base import Runner
 from installer.platform.macos import MacBackend
 from installer.stub import StubVolumes
@@ -67,6 +72,13 @@ class MacTarget(InstallTarget):
     def close_stub(self, container: Partition) -> None:
         while self._mounted:
             self.mac.unmount(self._mounted.pop())
+
+    def image_opener(self) -> ImageOpener:
+        return self.open_image
+
+    def open_image(self, image: Path, mountpoint: Path) -> AbstractContextManager[Path]:
+        """``image`` attached read-only at the new folder ``mountpoint`` for a block."""
+        return hdiutil.attached(self.runner, image, mountpoint, self.mac.local)
 
     def write_esp(self, esp: Partition, staging: Path) -> None:
         mp = self.mac.mount(esp.ref)

@@ -13,6 +13,9 @@ import subprocess
 from pathlib import Path
 
 B_TO_0X800 = struct.pack("<I", 0x14000000 | (0x800 // 4))  # b +0x800
+#: Debian's u-boot-qemu build for QEMU virt: a raw flash image, no arm64 Image header (the
+#: ``u_boot`` fixture in tests/conftest.py reads it).
+U_BOOT = Path("/usr/lib/u-boot/qemu_arm64/u-boot.bin")
 CODE = b"\x1f\x20\x03\xd5" * 8 + b"m1n1_sig\x00\x00\x10\x00m1n1_initramfsSTACKBOT\xd0\x0d\xfe\xed"
 
 

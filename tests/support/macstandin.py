@@ -72,8 +72,10 @@ def argv_log(sim: Path) -> list[list[str]]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
+# hdiutil attaches the restore image's BaseSystem read-only (a file, not the disk);
+# tests/test_mac_basesystem.py checks that sequence.
 READS = (["diskutil", "list"], ["diskutil", "apfs", "list"], ["diskutil", "info"],
-         ["diskutil", "apfs", "listVolumeGroups"], ["sw_vers"], ["ioreg"])
+         ["diskutil", "apfs", "listVolumeGroups"], ["sw_vers"], ["ioreg"], ["hdiutil"])
 
 
 def writes(log: list[list[str]]) -> list[list[str]]:

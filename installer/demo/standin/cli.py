@@ -185,7 +185,7 @@ def launcher_main(argv: list[str]) -> int:
         # A short path: AF_UNIX names are limited to ~100 bytes.
         env[ENV_SOCK] = sock = os.path.join(sockdir, "s")
         server = _Server(sock, d)
-        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread = threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True)
         thread.start()
         try:
             rc = subprocess.run(cmd, env=env, check=False).returncode

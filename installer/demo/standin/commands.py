@@ -9,9 +9,12 @@ which the shim prints as such instead of pretending.
 from __future__ import annotations
 
 import hmac
+import os
 import plistlib
+import re
 import shutil
 import subprocess
+import tarfile
 import uuid
 from pathlib import Path
 from typing import Any
@@ -294,6 +297,144 @@ def caffeinate(m: Machine, a: list[str], stdin: bytes) -> Out:
     raise NotImplemented_("caffeinate " + " ".join(a))
 
 
+# -- hdiutil -------------------------------------------------------------------------------
+# attach: a tar-shaped image (the demo restore image's BaseSystem) is unpacked read-only
+# (files 0444, folders 0555) into the mount point; anything else is refused as real hdiutil
+# refuses an image it does not recognise. The output has the shape of
+# installer.platform.hdiutil.ATTACH_EXAMPLE (recorded from documentation, not captured).
+# detach: refused as busy while a process has its working directory or an open file inside
+# (what makes a real unmount fail), unless -force. Attached images are kept in mounts.json
+# (kind "image"); they are not listed by the stand-in's diskutil.
+HDI_NOT_RECOGNIZED = "hdiutil: attach failed - image not recognized"
+HDI_NO_FILE = "hdiutil: attach failed - No such file or directory"
+
+
+def hdiutil(m: Machine, a: list[str], stdin: bytes) -> Out:
+    match a:
+        case ["attach", *rest]:
+            return _attach(m, rest)
+        case ["detach", *rest] if [x for x in rest if x != "-force"] and len(
+                [x for x in rest if x != "-force"]) == 1:
+            target = next(x for x in rest if x != "-force")
+            return _detach(m, target, "-force" in rest)
+    raise NotImplemented_("hdiutil " + " ".join(a))
+
+
+def _attach(m: Machine, a: list[str]) -> Out:
+    flags, mountpoint, images = set(), None, []
+    i = 0
+    while i < len(a):
+        if a[i] in ("-nobrowse", "-readonly", "-noverify"):
+            flags.add(a[i])
+        elif a[i] == "-mountpoint" and i + 1 < len(a):
+            mountpoint, i = a[i + 1], i + 1
+        elif a[i].startswith("-"):
+            raise NotImplemented_("hdiutil attach " + " ".join(a))
+        else:
+            images.append(a[i])
+        i += 1
+    if len(images) != 1 or "-readonly" not in flags:
+        raise NotImplemented_("hdiutil attach " + " ".join(a) + " (only one image, -readonly)")
+    image = m.resolve(images[0])
+    if not image.is_file():
+        raise StandInError(HDI_NO_FILE)
+    with image.open("rb") as f:
+        head = f.read(512)
+    if head[257:262] != b"ustar":  # a tar's first header (a leading zero block is no image)
+        raise StandInError(HDI_NOT_RECOGNIZED)
+    if mountpoint is None:
+        mountpoint = m.mount_point(image.stem)
+    folder = m.resolve(mountpoint)
+    created = not folder.exists()
+    if not created and (not folder.is_dir() or any(folder.iterdir())):
+        raise NotImplemented_(f"hdiutil attach over the non-empty {mountpoint}")
+    folder.mkdir(parents=True, exist_ok=True)
+    try:  # tarfile, not libarchive: an in-process shim runs without site-packages (-S)
+        with tarfile.open(image) as tf:
+            tf.extractall(folder, filter="data")
+    except (tarfile.TarError, OSError):
+        if created:
+            shutil.rmtree(folder)
+        else:
+            _empty(folder)
+        raise StandInError(HDI_NOT_RECOGNIZED) from None
+    _read_only(folder)
+    st = m.state()
+    used = " ".join([*(d["id"] for d in st["disks"]), *(c["ref"] for c in st["containers"]),
+                     *m.mounts, *(f"disk{e['synth']}" for e in m.mounts.values()
+                                  if e.get("kind") == "image")])
+    n = 1 + max((int(x) for x in re.findall(r"disk(\d+)", used)), default=0)
+    dev = f"disk{n}"
+    m.mounts[dev] = {"mp": mountpoint, "kind": "image", "dir": str(folder),
+                     "created": created, "image": str(image), "synth": n + 1}
+    m.save_mounts()
+    out = (f"/dev/{dev}          \tGUID_partition_scheme          \t\n"
+           f"/dev/{dev}s1        \tApple_APFS                     \t\n"
+           f"/dev/disk{n + 1}          \tEF57347C-0000-11AA-AA11-0030654\t\n"
+           f"/dev/disk{n + 1}s1        \t41504653-0000-11AA-AA11-0030654\t{mountpoint}\n")
+    return 0, out.encode()
+
+
+def _empty(folder: Path) -> None:
+    for child in folder.iterdir():
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child)
+        else:
+            child.unlink()
+
+
+def _read_only(folder: Path) -> None:
+    for d, _dirs, files in os.walk(folder, topdown=False):
+        for f in files:
+            p = os.path.join(d, f)
+            if not os.path.islink(p):
+                os.chmod(p, 0o444)
+        os.chmod(d, 0o555)
+
+
+def _busy(folder: Path) -> bool:
+    """Whether a process has its working directory or an open file inside ``folder``."""
+    root = os.path.realpath(folder)
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        links = [f"/proc/{pid}/cwd"]
+        try:
+            links += [f"/proc/{pid}/fd/{fd}" for fd in os.listdir(f"/proc/{pid}/fd")]
+        except OSError:
+            pass
+        for link in links:
+            try:
+                t = os.readlink(link)
+            except OSError:
+                continue
+            if t == root or t.startswith(root + "/"):
+                return True
+    return False
+
+
+def _detach(m: Machine, target: str, force: bool) -> Out:
+    dev = target.removeprefix("/dev/")
+    whole = re.sub(r"s\d+$", "", dev)  # a slice names its whole disk
+    found = next((k for k, e in m.mounts.items() if e.get("kind") == "image"
+                  and (target == e["mp"] or whole in (k, f"disk{e['synth']}"))), None)
+    if found is None:
+        raise StandInError("hdiutil: detach failed - No such file or directory")
+    e = m.mounts[found]
+    folder = Path(e["dir"])
+    if not force and _busy(folder):
+        raise StandInError(f'hdiutil: couldn\'t unmount "{found}" - Resource busy')
+    for d, _dirs, _files in os.walk(folder):
+        os.chmod(d, 0o755)
+    if e["created"]:
+        shutil.rmtree(folder)
+    else:
+        _empty(folder)
+    del m.mounts[found]
+    m.save_mounts()
+    return 0, f'"{found}" ejected.\n'.encode()
+
+
 def _not_simulated(name: str) -> Any:
     def handler(m: Machine, a: list[str], stdin: bytes) -> Out:
         raise NotImplemented_(" ".join([name, *a]))
@@ -303,5 +444,5 @@ def _not_simulated(name: str) -> Any:
 HANDLERS = {"diskutil": diskutil, "newfs_msdos": newfs_msdos, "ditto": ditto, "bless": bless,
             "bputil": bputil, "sw_vers": sw_vers, "ioreg": ioreg, "caffeinate": caffeinate,
             "kmutil": _not_simulated("kmutil"), "nvram": _not_simulated("nvram"),
-            "hdiutil": _not_simulated("hdiutil")}
+            "hdiutil": hdiutil}
 SHIMS = tuple(HANDLERS)

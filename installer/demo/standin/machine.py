@@ -11,10 +11,11 @@ container on partition N is ``disk<N+1>`` (so macOS's container on partition 2 i
 ``disk3``, as on a real Mac) and its volumes are ``disk<N+1>s<i>`` in the sidecar's order.
 An optional external disk (``--external``) is ``disk1``: listed, never written.
 
-Raw devices: ``root/dev/rdiskNsM`` is a sparse file of the partition's size that reads as
-zeros; what a program writes into it is moved into the image at the partition's offset
+Raw devices: ``root/dev/rdiskNsM`` is an empty file (so that copying the sidecar stays
+cheap); what a program writes into it is moved into the image at the partition's offset
 (holes punched first, zero blocks left as holes, as the sim backend writes images) by the
-next stand-in command and when the launcher ends. Mounted APFS volumes are links to their
+next stand-in command and when the launcher ends, and the file is emptied again. Reading a
+raw device is not simulated (it reads as empty). Mounted APFS volumes are links to their
 sidecar folders; a mounted FAT volume is a folder filled from the FAT at mount time and
 written back with mtools at unmount (new and changed files copied, removed ones deleted).
 """
@@ -213,7 +214,10 @@ class Machine:
             fd = os.open(node, os.O_RDWR)
             try:
                 size = os.fstat(fd).st_size
-                if e is None or next(data_extents(fd, 0, size), None) is None:
+                if e is None or size == 0:
+                    continue
+                if next(data_extents(fd, 0, size), None) is None:
+                    os.ftruncate(fd, 0)  # holes only (e.g. an older stand-in's node): unwritten
                     continue
                 if size > e.size:
                     raise StandInError(f"{node.name}: {size} bytes written into a "
@@ -226,24 +230,20 @@ class Machine:
                 finally:
                     os.close(img)
                 os.ftruncate(fd, 0)
-                os.ftruncate(fd, e.size)
             finally:
                 os.close(fd)
         return moved
 
     def refresh_devices(self) -> None:
-        """One raw device per partition, of its size (after the partitions changed)."""
+        """One (empty) raw device per partition, none for a deleted one."""
         dev = self.root / "dev"
         dev.mkdir(parents=True, exist_ok=True)
-        want = {f"r{DISK}s{e.number}": e.size for e in self.gpt().entries}
+        want = {f"r{DISK}s{e.number}" for e in self.gpt().entries}
         for node in dev.glob(f"r{DISK}s*"):
-            if want.get(node.name) != node.stat().st_size:
+            if node.name not in want:
                 node.unlink()
-        for name, size in want.items():
-            node = dev / name
-            if not node.exists():
-                with node.open("wb") as f:
-                    f.truncate(size)
+        for name in want:
+            (dev / name).touch()
 
     # -- mounts ----------------------------------------------------------------------------
     def mount_point(self, name: str) -> str:
