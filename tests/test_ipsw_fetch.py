@@ -79,6 +79,7 @@ def test_stub_set_byte_identical_and_decoys_never_fetched(served, session, names
     # Progress: monotone to the total, every member reported done, cache removed.
     assert events[-1].done == events[-1].total == res.needed_bytes
     assert {e.member for e in events if e.state is MemberState.DONE} == set(names)
+    cache_mod.wait_released()  # the cache is moved aside at once, deleted in the background
     assert not any((tmp_path / "cache").iterdir())
 
 
@@ -388,4 +389,5 @@ def test_bug_small_fetch_keeps_an_interrupted_fetchs_cache(served, session, name
     assert_identical(tmp_path / "out", served.ipsw, [big])
     assert res.downloaded_bytes == 0
     assert res.cached_bytes == res.needed_bytes
+    cache_mod.wait_released()  # the removal runs in the background
     assert not any(cache.iterdir())  # this fetch covered everything: cache removed

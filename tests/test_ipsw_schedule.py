@@ -23,10 +23,21 @@ def test_requests_shrink_as_the_queue_drains():
     while (r := wq.next(0)) is not None:
         sizes.append(r[1] - r[0])
         wq.advance(0, r[1])
-    assert sizes[0] == 16 * MiB  # 256 MiB / (2 × 8)
+    assert sizes[0] == 12 * MiB  # 256 MiB / (2 × 8), × 0.70 for worker 0, to 1 MiB
     assert sizes == sorted(sizes, reverse=True)
     assert sizes[-1] <= 2 * MiB  # the last requests are small: connections end together
     assert sum(sizes) == 256 * MiB
+
+
+def test_first_requests_differ_by_worker_so_connections_do_not_fall_into_step():
+    """With one size for all, the connections' requests came due together and the link
+    idled for a round trip; sizes now go from 0.70× to 1.30× of left / (2 × workers)."""
+    wq = queue([(0, 1024 * MiB)], 8, align=1, min_request=1)
+    sizes = [(r := wq.next(i))[1] - r[0] for i in range(8)]
+    assert 0.66 < sizes[0] / (1024 * MiB / 16) < 0.72
+    # (with one size for all, each would be 15/16 of the one before: the last 0.64×)
+    assert sizes[-1] / sizes[0] > 1.2
+    assert 6 * 1024 * MiB / 16 < sum(sizes) < 7 * 1024 * MiB / 16
 
 
 def test_small_spans_are_one_request_each_and_keep_file_order():

@@ -43,6 +43,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from installer.ipsw import manifest, ota  # noqa: E402
+from installer.ipsw.cache import wait_released  # noqa: E402
 from installer.ipsw.fetch import FetchOptions, TraceEvent, fetch_members  # noqa: E402
 from installer.ipsw.member import DirectorySink, MemorySink  # noqa: E402
 from installer.ipsw.ranges import PlanOptions  # noqa: E402
@@ -227,6 +228,7 @@ def measure(srv: nginx.Nginx, image: Path, link: tuple[float, float, float],
         how(f"{px.url_base}/{image.name}", names, out)
         wall = time.monotonic() - t0
         sent = px.sent_bytes()
+    wait_released()  # Pippin's cache is deleted in the background after the fetch returns
     shutil.rmtree(out)
     return wall, sent
 
