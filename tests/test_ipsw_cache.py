@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from installer.ipsw import cache as cache_mod
+from installer.ipsw import select
 from installer.ipsw.cache import RangeCache, cache_root, wait_released
 from installer.ipsw.cli import _Ctx
 from installer.ipsw.fetch import fetch_members
@@ -47,12 +48,28 @@ def test_bug_cache_was_a_sparse_file_the_size_of_the_archive(served, session, tm
     assert allocated <= apparent + 64 << 10
 
 
-def test_install_and_ipsw_fetch_share_one_cache(tmp_path):
+def test_install_and_ipsw_fetch_share_one_cache(tmp_path, monkeypatch):
     xdg = tmp_path / "xdg"
     ctx = _Ctx({"XDG_CACHE_HOME": str(xdg)}, None)  # `pippin ipsw` without --cache
-    assert ctx.cache_root == cache_root(xdg / "pippin")  # what `pippin install` uses
-    src = (ROOT / "installer" / "install.py").read_text()
-    assert "range_cache_root(deps.cache_dir)" in src
+    assert ctx.cache_root == cache_root(xdg / "pippin")
+    # what `pippin install` fetches through (install._fetch_restore → select.fetch_needed,
+    # with the install's cache_dir, ~/.cache/pippin): the range cache it hands on
+    seen = {}
+
+    class Seen(Exception):
+        pass
+
+    def needed(archive, **kw):
+        seen["root"] = kw["cache_root"]
+        raise Seen
+
+    monkeypatch.setattr(select.remote, "open_archive", lambda *a, **kw: object())
+    monkeypatch.setattr(select, "needed_members", needed)
+    with pytest.raises(Seen):
+        select.fetch_needed("http://127.0.0.1:9/x.ipsw", tmp_path / "o", board_id=0,
+                            chip_id=0, device_class="j314sap", session=None,
+                            cache_dir=xdg / "pippin", options=fast_options())
+    assert seen["root"] == ctx.cache_root
 
 
 def test_two_processes_fetching_one_image_share_the_cache_safely(served, tmp_path):
