@@ -11,13 +11,14 @@ from __future__ import annotations
 import contextlib
 import logging
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from installer.device import DeviceFacts
 from installer.disk.model import Partition
+from installer.errors import BackendError
 from installer.platform.base import Backend
 from installer.stub import StubVolumes
 
@@ -32,6 +33,23 @@ class StubInfo:
     volumes: StubVolumes
     vgid: str
     system_volume_uuid: str
+
+
+class _HasRoles(Protocol):
+    @property
+    def roles(self) -> Any: ...
+
+
+V = TypeVar("V", bound=_HasRoles)
+
+
+def stub_volumes_by_role(volumes: Iterable[V], ref: str) -> tuple[V, V, V]:
+    """The System, Preboot and Recovery volumes of a stub container (one error otherwise)."""
+    roles = {r: v for v in volumes for r in v.roles}
+    try:
+        return roles["System"], roles["Preboot"], roles["Recovery"]
+    except KeyError as exc:
+        raise BackendError(f"stub container {ref} lacks a {exc} volume") from None
 
 
 class InstallTarget(ABC):

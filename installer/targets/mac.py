@@ -27,7 +27,7 @@ from installer.platform import hdiutil
 from installer.platform.base import Runner
 from installer.platform.macos import MacBackend
 from installer.stub import StubVolumes
-from installer.targets.base import InstallTarget, StubInfo
+from installer.targets.base import InstallTarget, StubInfo, stub_volumes_by_role
 
 log = logging.getLogger(__name__)
 
@@ -53,11 +53,7 @@ class MacTarget(InstallTarget):
         c = container.container
         if c is None:
             raise BackendError(f"stub container {container.ref} has no APFS container")
-        roles = {r: v for v in c.volumes for r in v.roles}
-        try:
-            system, preboot, recovery = roles["System"], roles["Preboot"], roles["Recovery"]
-        except KeyError as exc:
-            raise BackendError(f"stub container {container.ref} lacks a {exc} volume") from None
+        system, preboot, recovery = stub_volumes_by_role(c.volumes, container.ref)
         paths = []
         for v in (system, preboot, recovery):
             paths.append(self.mac.mount(v.device))

@@ -15,7 +15,7 @@ from installer.platform.base import Runner
 from installer.platform.sim import SimBackend
 from installer.platform.simstate import SimState, facts_path, sidecar
 from installer.stub import StubVolumes
-from installer.targets.base import InstallTarget, StubInfo
+from installer.targets.base import InstallTarget, StubInfo, stub_volumes_by_role
 
 log = logging.getLogger(__name__)
 
@@ -37,11 +37,7 @@ class SimTarget(InstallTarget):
         sc = state.containers.get(container.uuid)
         if sc is None:
             raise BackendError(f"stub container {container.ref} has no volumes")
-        roles = {r: v for v in sc.volumes for r in v.roles}
-        try:
-            system, preboot, recovery = roles["System"], roles["Preboot"], roles["Recovery"]
-        except KeyError as exc:
-            raise BackendError(f"stub container {container.ref} lacks a {exc} volume") from None
+        system, preboot, recovery = stub_volumes_by_role(sc.volumes, container.ref)
 
         def vdir(name: str) -> Path:
             return state.volume_dir(container.uuid, name)
